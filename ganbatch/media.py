@@ -1,0 +1,419 @@
+"""Media in and out: decoding photos to RGB arrays, encoding frames to video, and arranging output frames.
+
+Video goes through an ffmpeg subprocess fed raw RGB frames on stdin. The executable is, in order of precedence,
+``$FFMPEG_BINARY``, then imageio-ffmpeg's :func:`imageio_ffmpeg.get_ffmpeg_exe` (its bundled binary, which itself
+falls back to ``$IMAGEIO_FFMPEG_EXE`` first and to ``ffmpeg`` on PATH when it ships none). Every output is written
+under a temporary sibling name and renamed into place only when complete (see :func:`storage.atomic_local_path`).
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import subprocess
+import tempfile
+from contextlib import ExitStack
+from pathlib import Path
+
+import ffmpeg
+import imageio_ffmpeg
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ganbatch import storage
+
+IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF")
+VIDEO_FORMATS = ("mp4", "webm", "gif", "png")
+LAYOUTS = ("single", "side-by-side", "with-mask")
+# Constant-quality defaults and valid ranges: x264 (8-bit) accepts 0-51, libvpx-vp9 0-63; lower is better.
+DEFAULT_CRF = {"mp4": 18, "webm": 31}
+CRF_RANGE = {"mp4": (0, 51), "webm": (0, 63)}
+_STDERR_TAIL_BYTES = 2000
+
+
+class ImageDecodeError(ValueError):
+    """The image ``name`` cannot be used, for ``reason`` (corrupt, not an image, too small, too large)."""
+
+    def __init__(self, name: str, reason: str):
+        super().__init__(f"{name}: {reason}")
+        self.name = name
+        self.reason = reason
+
+
+class VideoEncodeError(RuntimeError):
+    """Encoding the video at ``path`` failed for ``reason`` (which ends with ffmpeg's stderr tail when it ran)."""
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
+
+
+# --------------------------------------------------------------------------------------------------- images
+
+
+def decode_image(data: bytes, name: str, *, min_size: int = 16) -> np.ndarray:
+    """Decode a JPEG/PNG/WebP/BMP/TIFF file's bytes into a uint8 (H, W, 3) RGB array.
+
+    The EXIF orientation is applied; grayscale, palette, CMYK and 16-bit images are converted to 8-bit RGB and
+    transparent images are composited over white. Raises :class:`ImageDecodeError` naming ``name`` for data that is
+    not an image, corrupt or truncated data, images whose shorter side is below ``min_size`` px, and decompression
+    bombs (more than ``PIL.Image.MAX_IMAGE_PIXELS`` pixels). Truncated files are errors as long as
+    ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES`` keeps its default, False.
+    """
+    if not data:
+        raise ImageDecodeError(name, "empty file")
+    try:
+        with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as image:
+            width, height = image.size
+            if Image.MAX_IMAGE_PIXELS and width * height > Image.MAX_IMAGE_PIXELS:
+                raise ImageDecodeError(
+                    name, f"decompression bomb: {width}x{height} exceeds {Image.MAX_IMAGE_PIXELS} pixels"
+                )
+            if min(width, height) < min_size:
+                raise ImageDecodeError(name, f"image is {width}x{height}, smaller than {min_size} px")
+            image.load()
+            return _to_rgb(ImageOps.exif_transpose(image))
+    except ImageDecodeError:
+        raise
+    except UnidentifiedImageError as error:
+        raise ImageDecodeError(
+            name, f"not an image in a supported format ({', '.join(IMAGE_FORMATS)}); data starts with {data[:16]!r}"
+        ) from error
+    except Image.DecompressionBombError as error:
+        raise ImageDecodeError(name, f"decompression bomb: {error}") from error
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ImageDecodeError(name, f"corrupt or truncated image data: {error}") from error
+
+
+def _to_rgb(image: Image.Image) -> np.ndarray:
+    """8-bit RGB pixels of any PIL mode; transparency is composited over white."""
+    if image.mode.startswith("I"):  # 16-bit grayscale (PNG/TIFF): rescale 0..65535 to 0..255 instead of clipping
+        gray = np.clip(np.asarray(image, dtype=np.float64), 0, 65535) / 257.0
+        return np.repeat(np.round(gray).astype(np.uint8)[..., None], 3, axis=2)
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(white, rgba)
+    return np.asarray(image.convert("RGB"), dtype=np.uint8)
+
+
+def write_image(uri: str | os.PathLike, array: np.ndarray) -> None:
+    """Save a uint8 (H, W, 3) or (H, W) array atomically, locally or on S3, in the format of ``uri``'s extension."""
+    suffix = Path(str(uri)).suffix.lower()
+    image_format = Image.registered_extensions().get(suffix)
+    if image_format is None:
+        raise ValueError(f"{uri}: unknown image extension {suffix!r}")
+    buffer = io.BytesIO()
+    Image.fromarray(_check_uint8(array, str(uri))).save(buffer, format=image_format)
+    storage.write_bytes(uri, buffer.getvalue())
+
+
+# --------------------------------------------------------------------------------------------------- video
+
+
+def ffmpeg_executable() -> str:
+    """The ffmpeg to run: ``$FFMPEG_BINARY``, else imageio-ffmpeg's binary (or the PATH ffmpeg it falls back to)."""
+    override = os.environ.get("FFMPEG_BINARY")
+    if override:
+        return override
+    try:
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except RuntimeError as error:
+        reason = f"no ffmpeg found: set FFMPEG_BINARY or put ffmpeg on PATH ({error})"
+        raise VideoEncodeError("ffmpeg", reason) from error
+
+
+class VideoWriter:
+    """Stream uint8 RGB frames into an mp4, webm or gif file, or a folder of numbered PNG frames.
+
+    Formats: ``mp4`` is H.264 (libx264, yuv420p, ``+faststart`` so the index precedes the data); as yuv420p needs
+    even sides, an odd width or height is padded by one black pixel on the right/bottom. ``webm`` is VP9 (libvpx-vp9)
+    in constant-quality mode (``-crf`` with ``-b:v 0``), yuv420p. ``gif`` uses a palette computed from all frames
+    (palettegen/paletteuse) and loops forever; GIF stores frame delays in 1/100 s, so fps is rounded to 100/n.
+    ``png`` is a folder of ``frame_00000.png``, ... (written with PIL, no ffmpeg). ``crf`` applies to mp4/webm
+    (defaults in ``DEFAULT_CRF``). ``size`` (width, height) is taken from the first frames when not given.
+
+    Use as a context manager, or call :meth:`close`. The output appears at ``path`` only after a successful close; on
+    any error (including an ffmpeg failure, whose stderr tail is in the :class:`VideoEncodeError`) it is removed.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, fps: float, format: str, crf: int | None = None,
+                 size: tuple[int, int] | None = None):
+        if format not in VIDEO_FORMATS:
+            raise ValueError(f"{path}: unknown video format {format!r} (choose from {', '.join(VIDEO_FORMATS)})")
+        if not fps > 0:
+            raise ValueError(f"{path}: fps must be positive, got {fps}")
+        if crf is not None:
+            if format not in CRF_RANGE:
+                raise ValueError(f"{path}: crf applies to mp4 and webm only, not {format}")
+            low, high = CRF_RANGE[format]
+            if not low <= crf <= high:
+                raise ValueError(f"{path}: crf for {format} must be in {low}..{high}, got {crf}")
+        self.path = Path(path)
+        self.format = format
+        self.fps = fps
+        self.crf = DEFAULT_CRF.get(format) if crf is None else crf
+        self.size = size
+        self.frames_written = 0
+        self._encoder: _FfmpegEncoder | _PngFolderEncoder | None = None
+        self._outputs = ExitStack()  # holds the atomic temporary output once the first frames arrive
+        self._closed = False
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        elif not self._closed:
+            self._abort(exc_type, exc, tb)
+
+    def write(self, frames: np.ndarray) -> None:
+        """Append one (H, W, 3) frame or a (T, H, W, 3) batch of uint8 RGB frames."""
+        if self._closed:
+            raise ValueError(f"{self.path}: write() after close()")
+        frames = _check_frames(frames, str(self.path))
+        frame_size = (frames.shape[2], frames.shape[1])
+        if self.size is not None and tuple(self.size) != frame_size:
+            raise ValueError(f"{self.path}: frames are {frame_size[0]}x{frame_size[1]}, "
+                             f"the video is {self.size[0]}x{self.size[1]}")
+        self.size = frame_size
+        with self._abort_on_error():
+            if self._encoder is None:
+                temporary = self._outputs.enter_context(storage.atomic_local_path(self.path))
+                self._encoder = self._start_encoder(temporary)
+            self._encoder.write(frames)
+        self.frames_written += len(frames)
+
+    def close(self) -> Path:
+        """Finish encoding and move the output into place; returns its path."""
+        if self._closed:
+            return self.path
+        if self._encoder is None:
+            self._closed = True
+            raise VideoEncodeError(self.path, "no frames were written")
+        self._closed = True
+        with self._outputs:  # commits the temporary output, or removes it when finishing fails
+            self._encoder.finish()
+        return self.path
+
+    def _start_encoder(self, temporary: Path) -> _FfmpegEncoder | _PngFolderEncoder:
+        if self.format == "png":
+            return _PngFolderEncoder(temporary)
+        return _FfmpegEncoder(self.path, _ffmpeg_command(temporary, self.format, self.fps, self.crf, self.size))
+
+    def _abort(self, exc_type, exc, tb) -> None:
+        self._closed = True
+        if self._encoder is not None:
+            self._encoder.kill()
+        self._outputs.__exit__(exc_type, exc, tb)  # removes the temporary output; the exception propagates
+
+    @contextlib.contextmanager
+    def _abort_on_error(self):
+        try:
+            yield
+        except BaseException as error:
+            self._abort(type(error), error, error.__traceback__)
+            raise
+
+
+def encode_video(frames: np.ndarray, path: str | os.PathLike, *, fps: float, format: str,
+                 crf: int | None = None) -> Path:
+    """Encode uint8 (T, H, W, 3) RGB frames to ``path`` in one go (see :class:`VideoWriter`); returns the path."""
+    with VideoWriter(path, fps=fps, format=format, crf=crf) as writer:
+        writer.write(frames)
+    return writer.path
+
+
+def probe_video(path: str | os.PathLike) -> dict:
+    """Frame count (by decoding every frame), fps, width, height, codec and pixel format of a video.
+
+    For a PNG frame folder, fps, codec and pix_fmt are None. Uses imageio-ffmpeg's reader.
+    """
+    path = Path(path)
+    if path.is_dir():
+        frames = sorted(path.glob("frame_*.png"))
+        if not frames:
+            raise ValueError(f"{path}: no frame_*.png files in the folder")
+        with Image.open(frames[0]) as first:
+            width, height = first.size
+        return {"frames": len(frames), "fps": None, "width": width, "height": height, "codec": None, "pix_fmt": None}
+    reader = imageio_ffmpeg.read_frames(str(path))
+    meta = next(reader)
+    count = sum(1 for _ in reader)
+    width, height = meta["size"]
+    return {
+        "frames": count,
+        "fps": meta["fps"],
+        "width": width,
+        "height": height,
+        "codec": meta["codec"].rstrip(","),
+        "pix_fmt": meta["pix_fmt"].split("(")[0],
+    }
+
+
+def _ffmpeg_command(output: Path, format: str, fps: float, crf: int | None, size: tuple[int, int]) -> list[str]:
+    """The ffmpeg command line reading raw rgb24 frames of ``size`` from stdin and writing ``output``."""
+    width, height = size
+    frames = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{width}x{height}", framerate=fps)
+    target = str(output)
+    if format == "mp4":
+        stream = frames.filter("pad", "ceil(iw/2)*2", "ceil(ih/2)*2").output(
+            target, format="mp4", vcodec="libx264", pix_fmt="yuv420p", crf=crf, preset="medium",
+            movflags="+faststart",
+        )
+    elif format == "webm":
+        stream = frames.output(
+            target, format="webm", vcodec="libvpx-vp9", pix_fmt="yuv420p", crf=crf,
+            **{"b:v": 0, "deadline": "good", "cpu-used": 4, "row-mt": 1},
+        )
+    else:  # gif: one graph computes the palette from all frames and maps the frames onto it
+        copies = frames.split()
+        palette = copies[0].filter("palettegen")
+        stream = ffmpeg.filter([copies[1], palette], "paletteuse").output(target, format="gif", loop=0)
+    return stream.global_args("-hide_banner", "-loglevel", "warning").overwrite_output().compile(
+        cmd=ffmpeg_executable()
+    )
+
+
+class _FfmpegEncoder:
+    """A running ffmpeg process fed on stdin; its stderr goes to a temporary file (a pipe nobody reads can block)."""
+
+    def __init__(self, label: Path, command: list[str]):
+        self._label = label
+        self._stderr = tempfile.TemporaryFile()
+        try:
+            self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                             stderr=self._stderr)
+        except OSError as error:
+            self._stderr.close()
+            raise VideoEncodeError(label, f"cannot run {command[0]}: {error}") from error
+
+    def write(self, frames: np.ndarray) -> None:
+        try:
+            self._process.stdin.write(np.ascontiguousarray(frames).data)
+        except BrokenPipeError:  # ffmpeg exited early: wait for its exit status, then report its stderr
+            with contextlib.suppress(BrokenPipeError):
+                self._process.stdin.close()
+            try:
+                self._process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+            raise self._failure("ffmpeg stopped reading frames") from None
+
+    def finish(self) -> None:
+        with contextlib.suppress(BrokenPipeError):
+            self._process.stdin.close()
+        if self._process.wait() != 0:
+            raise self._failure("ffmpeg failed")
+        self._stderr.close()
+
+    def kill(self) -> None:
+        self._process.kill()
+        self._process.wait()
+        with contextlib.suppress(BrokenPipeError):
+            self._process.stdin.close()
+        self._stderr.close()
+
+    def _failure(self, what: str) -> VideoEncodeError:
+        code = self._process.returncode
+        status = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
+        self._stderr.seek(max(0, self._stderr.seek(0, io.SEEK_END) - _STDERR_TAIL_BYTES))
+        tail = self._stderr.read().decode("utf-8", errors="replace").strip()
+        self._stderr.close()
+        return VideoEncodeError(self._label, f"{what} ({status}); ffmpeg stderr:\n{tail or '(empty)'}")
+
+
+class _PngFolderEncoder:
+    """Writes frames as ``frame_00000.png``, ``frame_00001.png``, ... into a (temporary) folder."""
+
+    def __init__(self, folder: Path):
+        self._folder = folder
+        self._folder.mkdir()
+        self._count = 0
+
+    def write(self, frames: np.ndarray) -> None:
+        for frame in frames:
+            Image.fromarray(frame).save(self._folder / f"frame_{self._count:05d}.png")
+            self._count += 1
+
+    def finish(self) -> None:
+        """Nothing to flush: every frame is already a complete file."""
+
+    def kill(self) -> None:
+        """Nothing to stop: the caller removes the temporary folder."""
+
+
+# --------------------------------------------------------------------------------------------------- layouts
+
+
+def compose_frames(frames: np.ndarray, *, layout: str = "single", source: np.ndarray | None = None,
+                   attention: np.ndarray | None = None, size: int | None = None) -> np.ndarray:
+    """Arrange animated frames for output; returns uint8 (T, H', W', 3).
+
+    ``single`` is the frames alone; ``side-by-side`` puts the ``source`` photo (H, W, 3) left of them;
+    ``with-mask`` adds the attention mask (T, H, W) floats in [0, 1] on the right as grayscale, where white
+    (attention 1) marks pixels kept from the input. ``size`` rescales every panel to that height in px (bicubic,
+    keeping the aspect ratio) before they are put side by side.
+    """
+    frames = _check_frames(frames, "frames")
+    count, height, width = frames.shape[:3]
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout: unknown layout {layout!r} (choose from {', '.join(LAYOUTS)})")
+    panels = [frames]
+    if layout in ("side-by-side", "with-mask"):
+        if source is None:
+            raise ValueError(f"source: the {layout} layout needs the source image")
+        source = _check_uint8(source, "source")
+        if source.shape != (height, width, 3):
+            raise ValueError(f"source: shape {source.shape} does not match the frames' {(height, width, 3)}")
+        panels.insert(0, np.broadcast_to(source, frames.shape))
+    if layout == "with-mask":
+        if attention is None:
+            raise ValueError("attention: the with-mask layout needs the attention masks")
+        attention = np.asarray(attention)
+        if attention.shape != (count, height, width):
+            raise ValueError(f"attention: shape {attention.shape} does not match the frames' {(count, height, width)}")
+        gray = np.round(np.clip(attention, 0.0, 1.0) * 255.0).astype(np.uint8)
+        panels.append(np.repeat(gray[..., None], 3, axis=3))
+    if size is not None:
+        panels = [_resize_frames(panel, size) for panel in panels]
+    return np.concatenate(panels, axis=2) if len(panels) > 1 else np.ascontiguousarray(panels[0])
+
+
+def preview_strip(frames: np.ndarray, n: int = 6) -> np.ndarray:
+    """``n`` evenly spaced frames (first and last included) side by side: a uint8 (H, n*W, 3) image."""
+    frames = _check_frames(frames, "frames")
+    n = min(n, len(frames))
+    indices = np.round(np.linspace(0, len(frames) - 1, n)).astype(int)
+    return np.concatenate(list(frames[indices]), axis=1)
+
+
+def _resize_frames(frames: np.ndarray, height: int) -> np.ndarray:
+    """Bicubic resize of uint8 (T, H, W, 3) frames to the given height, keeping the aspect ratio."""
+    if height < 1:
+        raise ValueError(f"size: output height must be positive, got {height}")
+    width = max(1, round(frames.shape[2] * height / frames.shape[1]))
+    batch = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
+    resized = F.interpolate(batch, size=(height, width), mode="bicubic", align_corners=False, antialias=True)
+    return resized.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def _check_uint8(array: np.ndarray, name: str) -> np.ndarray:
+    array = np.asarray(array)
+    if array.dtype != np.uint8:
+        raise ValueError(f"{name}: expected uint8 pixels, got {array.dtype}")
+    return array
+
+
+def _check_frames(frames: np.ndarray, name: str) -> np.ndarray:
+    """Validate uint8 RGB frames, promoting a single (H, W, 3) frame to a batch of one."""
+    frames = _check_uint8(frames, name)
+    if frames.ndim == 3:
+        frames = frames[None]
+    if frames.ndim != 4 or frames.shape[3] != 3 or 0 in frames.shape:
+        raise ValueError(f"{name}: expected RGB frames shaped (T, H, W, 3) or (H, W, 3), got {frames.shape}")
+    return frames

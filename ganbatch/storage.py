@@ -1,0 +1,323 @@
+"""Read and write files named by plain paths, ``file://`` URIs or ``s3://bucket/key`` URIs.
+
+Local writes go to a hidden temporary sibling (``.<name>.tmp-<random>``) that is renamed into place only when
+complete, so a file under its final name is always whole. S3 objects appear only when a PUT or multipart upload
+completes, and nothing here ever writes a partial object under the final key.
+
+S3 clients come from ``boto3.session.Session()``, so endpoint, profile, region and credentials follow the usual boto3
+configuration: ``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_S3`` (read natively by botocore >= 1.31), ``AWS_PROFILE``,
+``AWS_DEFAULT_REGION``, ``AWS_ACCESS_KEY_ID`` ..., ``~/.aws/config``. One client is cached per process and AWS
+environment (clients are thread-safe; the cache is guarded by a lock).
+"""
+from __future__ import annotations
+
+import contextlib
+import glob
+import mimetypes
+import os
+import shutil
+import tempfile
+import threading
+import uuid
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import boto3
+from boto3.exceptions import S3UploadFailedError
+from boto3.s3.transfer import TransferConfig
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+# Content types for the files ganbatch writes; anything else falls back to the mimetypes module.
+_CONTENT_TYPES = {
+    ".mp4": "video/mp4",
+    ".webm": "video/webm",
+    ".gif": "image/gif",
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".json": "application/json",
+    ".jsonl": "application/x-ndjson",
+    ".yaml": "application/yaml",
+    ".yml": "application/yaml",
+    ".csv": "text/csv",
+    ".txt": "text/plain",
+}
+
+_S3_CLIENTS: dict[tuple, object] = {}
+_S3_CLIENTS_LOCK = threading.Lock()
+
+
+class StorageError(Exception):
+    """A storage operation on ``uri`` failed for ``reason`` (not found, missing bucket, permission, ...)."""
+
+    def __init__(self, uri: str, reason: str):
+        super().__init__(f"{uri}: {reason}")
+        self.uri = uri
+        self.reason = reason
+
+
+def is_s3(uri: str | os.PathLike) -> bool:
+    """True for ``s3://bucket/key`` URIs."""
+    return str(uri).startswith("s3://")
+
+
+def join(uri: str | os.PathLike, *parts: str) -> str:
+    """Append path components to a local path or URI (``/``-separated for URIs)."""
+    uri = str(uri)
+    if "://" not in uri:
+        return os.path.join(uri, *parts)
+    return "/".join([uri.rstrip("/"), *(part.strip("/") for part in parts)])
+
+
+def guess_content_type(name: str | os.PathLike) -> str:
+    """MIME type for a file name from its extension, ``application/octet-stream`` when unknown."""
+    suffix = Path(str(name)).suffix.lower()
+    return _CONTENT_TYPES.get(suffix) or mimetypes.guess_type(str(name))[0] or "application/octet-stream"
+
+
+def s3_client():
+    """The process's boto3 S3 client for the current AWS environment variables (created once, thread-safe)."""
+    aws_env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_")))
+    key = (os.getpid(), aws_env)
+    with _S3_CLIENTS_LOCK:
+        if key not in _S3_CLIENTS:
+            _S3_CLIENTS[key] = boto3.session.Session().client("s3")
+        return _S3_CLIENTS[key]
+
+
+@contextlib.contextmanager
+def atomic_local_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary sibling ``.<name>.tmp-<random>`` of ``path``; rename it to ``path`` on success.
+
+    The caller creates a file or a folder at the yielded path. On success it replaces ``path`` (an existing folder
+    is swapped out and deleted); on an exception the temporary file or folder is removed and the exception
+    propagates. The parent folder is created when missing.
+    """
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        yield tmp
+        if tmp.is_dir() and final.is_dir():
+            old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, final)
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def list_uris(uri: str | os.PathLike, *, recursive: bool = False, suffixes: Iterable[str] | None = None) -> list[str]:
+    """Sorted files in a folder, S3 prefix or (local only) glob pattern.
+
+    ``recursive`` descends into subfolders (and makes ``**`` match across folders in globs). ``suffixes`` keeps
+    names ending in one of them, case-insensitively (e.g. ``(".jpg", ".png")``). Hidden names (starting with ``.``,
+    which includes in-progress temporary files) are skipped. Local results are plain paths, S3 results
+    ``s3://`` URIs. A missing local folder raises :class:`StorageError`; an S3 prefix with no objects lists empty.
+    """
+    wanted = tuple(s.lower() for s in suffixes) if suffixes is not None else None
+    uris = _list_s3(str(uri), recursive) if is_s3(uri) else _list_local(uri, recursive)
+    return sorted(
+        u for u in uris
+        if not _basename(u).startswith(".") and (wanted is None or u.lower().endswith(wanted))
+    )
+
+
+def read_bytes(uri: str | os.PathLike) -> bytes:
+    """The whole content of a file or S3 object."""
+    with _storage_errors(uri):
+        if is_s3(uri):
+            bucket, key = _split_s3(uri)
+            return s3_client().get_object(Bucket=bucket, Key=key)["Body"].read()
+        return _local_path(uri).read_bytes()
+
+
+def write_bytes(uri: str | os.PathLike, data: bytes, *, content_type: str | None = None) -> None:
+    """Write ``data`` atomically (S3 ContentType guessed from the extension when not given)."""
+    with _storage_errors(uri):
+        if is_s3(uri):
+            bucket, key = _split_s3(uri)
+            content_type = content_type or guess_content_type(key)
+            s3_client().put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
+            return
+        with atomic_local_path(_local_path(uri)) as tmp:
+            tmp.write_bytes(data)
+
+
+def upload_file(
+    local_path: str | os.PathLike,
+    uri: str | os.PathLike,
+    *,
+    content_type: str | None = None,
+    transfer_config: TransferConfig | None = None,
+) -> None:
+    """Copy a local file to ``uri``: an S3 managed transfer (multipart above the threshold) or an atomic local copy.
+
+    ``content_type`` defaults to a guess from the destination's extension; ``transfer_config`` tunes boto3's
+    multipart threshold, chunk size and concurrency.
+    """
+    if not Path(local_path).is_file():
+        raise StorageError(str(local_path), "not found (no such local file to upload)")
+    with _storage_errors(uri):
+        if is_s3(uri):
+            bucket, key = _split_s3(uri)
+            s3_client().upload_file(
+                os.fspath(local_path), bucket, key,
+                ExtraArgs={"ContentType": content_type or guess_content_type(key)},
+                Config=transfer_config,
+            )
+            return
+        with atomic_local_path(_local_path(uri)) as tmp:
+            shutil.copyfile(local_path, tmp)
+
+
+def download_file(uri: str | os.PathLike, local_path: str | os.PathLike) -> None:
+    """Copy ``uri`` to a local file, which appears under its final name only when complete."""
+    with _storage_errors(uri), atomic_local_path(local_path) as tmp:
+        if is_s3(uri):
+            bucket, key = _split_s3(uri)
+            s3_client().download_file(bucket, key, os.fspath(tmp))
+        else:
+            shutil.copyfile(_local_path(uri), tmp)
+
+
+def exists(uri: str | os.PathLike) -> bool:
+    """Whether a local path or an S3 object exists (a missing bucket raises :class:`StorageError`)."""
+    if not is_s3(uri):
+        return _local_path(uri).exists()
+    bucket, key = _split_s3(uri)
+    with _storage_errors(uri):
+        try:
+            s3_client().head_object(Bucket=bucket, Key=key)
+            return True
+        except ClientError as error:
+            if _error_code(error) not in ("404", "NoSuchKey"):
+                raise
+        # A HEAD answers 404 both for a missing key and a missing bucket; only the latter is an error.
+        try:
+            s3_client().head_bucket(Bucket=bucket)
+        except ClientError as error:
+            if _error_code(error) in ("404", "NoSuchBucket"):
+                raise StorageError(str(uri), f"bucket {bucket!r} does not exist") from error
+            raise
+        return False
+
+
+@contextlib.contextmanager
+def local_copy(uri: str | os.PathLike) -> Iterator[Path]:
+    """Yield a local path holding ``uri``'s content: the path itself when local, a temporary download for S3."""
+    if not is_s3(uri):
+        path = _local_path(uri)
+        if not path.exists():
+            raise StorageError(str(uri), "not found")
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="ganbatch-") as tmp_dir:
+        path = Path(tmp_dir) / _basename(str(uri))
+        download_file(uri, path)
+        yield path
+
+
+def _list_local(uri: str | os.PathLike, recursive: bool) -> list[str]:
+    path = str(_local_path(uri))
+    if any(char in path for char in "*?["):
+        return [p for p in glob.glob(path, recursive=recursive) if os.path.isfile(p)]
+    folder = Path(path)
+    if not folder.is_dir():
+        raise StorageError(str(uri), "not found (no such folder)" if not folder.exists() else "not a folder")
+    with _storage_errors(uri):
+        entries = folder.rglob("*") if recursive else folder.iterdir()
+        return [str(p) for p in entries if p.is_file()]
+
+
+def _list_s3(uri: str, recursive: bool) -> list[str]:
+    bucket, prefix = _split_s3(uri)
+    if prefix and not prefix.endswith("/"):
+        prefix += "/"
+    options = {"Bucket": bucket, "Prefix": prefix}
+    if not recursive:
+        options["Delimiter"] = "/"
+    with _storage_errors(uri):
+        pages = s3_client().get_paginator("list_objects_v2").paginate(**options)
+        return [
+            f"s3://{bucket}/{obj['Key']}"
+            for page in pages for obj in page.get("Contents", []) if not obj["Key"].endswith("/")
+        ]
+
+
+def _split_s3(uri: str | os.PathLike) -> tuple[str, str]:
+    parsed = urlparse(str(uri))
+    if not parsed.netloc:
+        raise StorageError(str(uri), "S3 URI has no bucket (expected s3://bucket/key)")
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+def _local_path(uri: str | os.PathLike) -> Path:
+    uri = os.fspath(uri)
+    if uri.startswith("file://"):
+        parsed = urlparse(uri)
+        if parsed.netloc not in ("", "localhost"):
+            raise StorageError(uri, f"file:// URI names a remote host {parsed.netloc!r}")
+        return Path(unquote(parsed.path))
+    if "://" in uri:
+        raise StorageError(uri, "unsupported URI scheme (use a path, file:// or s3://)")
+    return Path(uri)
+
+
+def _basename(uri: str) -> str:
+    return uri.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _storage_errors(uri: str | os.PathLike) -> Iterator[None]:
+    """Translate boto3/botocore/OS errors into :class:`StorageError` naming ``uri``."""
+    try:
+        yield
+    except StorageError:
+        raise
+    except ClientError as error:
+        raise StorageError(str(uri), _client_error_reason(error, uri)) from error
+    except S3UploadFailedError as error:  # boto3 wraps the ClientError of a failed managed upload
+        cause = error.__context__
+        reason = _client_error_reason(cause, uri) if isinstance(cause, ClientError) else str(error)
+        raise StorageError(str(uri), reason) from error
+    except BotoCoreError as error:
+        raise StorageError(str(uri), _botocore_reason(error)) from error
+    except FileNotFoundError as error:
+        raise StorageError(str(uri), f"not found ({error.filename})") from error
+    except PermissionError as error:
+        raise StorageError(str(uri), f"permission denied ({error.filename})") from error
+    except OSError as error:
+        raise StorageError(str(uri), error.strerror or str(error)) from error
+
+
+def _error_code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", "unknown"))
+
+
+def _client_error_reason(error: ClientError, uri: str | os.PathLike) -> str:
+    code = _error_code(error)
+    if code == "NoSuchBucket":
+        return f"bucket {urlparse(str(uri)).netloc!r} does not exist"
+    if code in ("NoSuchKey", "404", "NotFound"):
+        return "not found"
+    if code in ("AccessDenied", "403", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+        return f"permission denied ({code})"
+    return f"{code}: {error.response.get('Error', {}).get('Message') or error}"
+
+
+def _botocore_reason(error: BotoCoreError) -> str:
+    if isinstance(error, NoCredentialsError):
+        return "no AWS credentials found (set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)"
+    return str(error)
