@@ -25,6 +25,7 @@ setup(
         "boto3>=1.28",
         "ray[train,data]>=2.40",
         "scikit-image>=0.22",
+        "scipy>=1.10",
         "tensorboard>=2.14",
         "tqdm>=4.60",
     ],
