@@ -1,0 +1,149 @@
+"""Plumbing shared by the job commands of the CLI: flags and manifests -> one validated job -> plan or run.
+
+A command that fills a job from its flags needs three things: a map from click parameter names to dotted paths in
+the job, options with no defaults, and `run_command`:
+
+    SYNTH_FLAGS = {"out": "out", "per_identity": "per_identity", "layouts": "layouts"}
+
+    @main.command()
+    @click.option("--out", help=field_help(SynthJob, "out"))
+    @click.option("--per-identity", type=int, help=field_help(SynthJob, "per_identity"))
+    @click.option("--layout", "layouts", multiple=True, help=field_help(SynthJob, "layouts"))
+    @job_options                      # --job FILE, --set KEY=VALUE (repeatable), --dry-run
+    @click.pass_context
+    def synth(ctx, **_):
+        run_command(ctx, "synth", SYNTH_FLAGS)
+
+Only flags the user actually gave reach the job (click's parameter source is not DEFAULT), so the pydantic models
+stay the one source of defaults, and `field_help` shows the model's description and default in --help. A map
+value may also be `(dotted path, convert)` when a flag's value needs reshaping, e.g.
+`"expression": ("targets", lambda names: [{"expression": n} for n in names])`. Multiple-value flags replace the
+whole list. Precedence: the `--job` manifest, then flags, then `--set`.
+"""
+import typing
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Optional, Union
+
+import click
+from click.core import ParameterSource
+from pydantic import BaseModel
+
+from ganbatch.jobs.load import LoadedJob, load_job
+from ganbatch.jobs.problems import ManifestError
+from ganbatch.runner import PipelineError, plan_job, run_job
+
+FlagMap = Mapping[str, Union[str, tuple[str, Callable[[Any], Any]]]]
+
+
+class InvalidJob(click.ClickException):
+    """A manifest or flags that do not make a valid job; lists every problem, exits with status 2."""
+
+    exit_code = 2
+
+    def __init__(self, error: ManifestError):
+        super().__init__("invalid job:\n" + "\n".join(f"  {problem}" for problem in error.problems))
+
+
+def override_options(command: Callable) -> Callable:
+    """Add `--set KEY=VALUE` (repeatable; parameter `overrides`) and `--dry-run` to a command."""
+    command = click.option(
+        "--dry-run", is_flag=True,
+        help="Validate, print the resolved job (defaults filled in) and its plan; run nothing.",
+    )(command)
+    return click.option(
+        "--set", "overrides", multiple=True, metavar="KEY=VALUE",
+        help="Override a job value, e.g. --set execution.workers=4 or --set 'targets[0].expression=happy' "
+             "(the value is YAML); applied last.",
+    )(command)
+
+
+def job_options(command: Callable) -> Callable:
+    """Add `--job FILE` (parameter `manifest`), `--set KEY=VALUE` and `--dry-run` to a command."""
+    command = override_options(command)
+    return click.option(
+        "--job", "manifest", type=click.Path(exists=True, dir_okay=False),
+        help="YAML job manifest to start from; flags and --set override its values.",
+    )(command)
+
+
+def field_help(model: type[BaseModel], dotted: str) -> str:
+    """Help text for the option filling `dotted` of `model`: the field's description, choices and default."""
+    *parents, name = dotted.split(".")
+    for part in parents:
+        model = model.model_fields[part].annotation
+    field = model.model_fields[name]
+    description = field.description or name.replace("_", " ")
+    parts = [description[0].upper() + description[1:]]
+    choices = _literal_choices(field.annotation)
+    if choices:
+        parts.append(f"one of: {', '.join(choices)}")
+    if field.is_required():
+        parts.append("required")
+    else:
+        default = field.get_default(call_default_factory=True)
+        if default is not None and not isinstance(default, BaseModel):
+            shown = ", ".join(map(str, default)) if isinstance(default, list) else str(default).lower()
+            parts.append(f"default: {shown}")
+    return "; ".join(parts) + "."
+
+
+def _literal_choices(annotation: Any) -> list[str]:
+    """The allowed values of a Literal field, or of the items of a list-of-Literal field."""
+    if typing.get_origin(annotation) is list:
+        annotation = typing.get_args(annotation)[0]
+    if typing.get_origin(annotation) is typing.Literal:
+        return [str(choice) for choice in typing.get_args(annotation)]
+    return []
+
+
+def flag_values(ctx: click.Context, flags: FlagMap) -> list[tuple[str, Any, str]]:
+    """(dotted path, value, option name) for every flag in `flags` that the user gave."""
+    labels = {param.name: param.opts[0] for param in ctx.command.params if param.opts}
+    given = []
+    for name, target in flags.items():
+        value = ctx.params[name]  # a KeyError here is a flag map naming no parameter of the command
+        if ctx.get_parameter_source(name) == ParameterSource.DEFAULT:
+            continue
+        dotted, convert = (target, None) if isinstance(target, str) else target
+        value = list(value) if isinstance(value, tuple) else value
+        given.append((dotted, convert(value) if convert else value, labels.get(name, name)))
+    return given
+
+
+def load_or_exit(
+    manifest: Optional[str], *, kind: Optional[str] = None, values: Iterable = (), overrides: Iterable[str] = ()
+) -> LoadedJob:
+    """`load_job`, with a ManifestError turned into a CLI error that lists every problem."""
+    try:
+        return load_job(manifest, kind=kind, values=values, overrides=tuple(overrides))
+    except ManifestError as error:
+        raise InvalidJob(error) from None
+
+
+def execute(loaded: LoadedJob, dry_run: bool) -> None:
+    """Print the resolved job and its plan (--dry-run), or run it and print its outputs; exit 1 when it failed.
+
+    Values taken from `${env:NAME}` are printed as the reference, never as the value.
+    """
+    if dry_run:
+        click.echo(loaded.to_yaml(), nl=False)
+        click.echo("# plan:")
+        for line in loaded.redact(plan_job(loaded.job)).splitlines():
+            click.echo(f"#   {line}")
+        return
+    try:
+        result = run_job(loaded.job, report=lambda line: click.echo(line, err=True))
+    except PipelineError as error:
+        raise click.ClickException(str(error)) from None
+    for key, value in result.outputs.items():
+        click.echo(loaded.redact(f"{key}: {value}"))
+    if not result.ok:
+        raise click.ClickException(f"the {loaded.job.kind} job failed")
+
+
+def run_command(ctx: click.Context, kind: str, flags: FlagMap) -> None:
+    """The body of a job command: its `--job` manifest, flags and `--set` into a `kind` job, then plan or run it."""
+    loaded = load_or_exit(
+        ctx.params.get("manifest"), kind=kind, values=flag_values(ctx, flags), overrides=ctx.params.get("overrides", ())
+    )
+    execute(loaded, ctx.params.get("dry_run", False))

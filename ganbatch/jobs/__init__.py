@@ -1,0 +1,14 @@
+"""The one job schema: CLI flags and YAML manifests both fill these models."""
+from typing import Annotated, Union
+
+from pydantic import Field, TypeAdapter
+
+from ganbatch.jobs.animate import AnimateJob, TargetSpec
+from ganbatch.jobs.pipeline import PipelineJob
+from ganbatch.jobs.synth import SynthJob
+from ganbatch.jobs.train import TrainJob
+
+Job = Annotated[Union[AnimateJob, TrainJob, SynthJob, PipelineJob], Field(discriminator="kind")]
+JOB_ADAPTER = TypeAdapter(Job)
+
+__all__ = ["AnimateJob", "TrainJob", "SynthJob", "PipelineJob", "TargetSpec", "Job", "JOB_ADAPTER"]

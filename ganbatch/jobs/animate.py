@@ -1,0 +1,176 @@
+"""`kind: animate`: images x named targets -> one video per pair."""
+import difflib
+from typing import Annotated, ClassVar, Literal, Optional, Union
+
+from pydantic import AfterValidator, Field, model_validator
+
+from ganbatch.jobs.common import Execution, StrictModel, Uri
+
+Easing = Literal["linear", "ease-in-out", "cubic", "hold"]
+
+
+def check_au_name(name: str) -> str:
+    """Normalise an action-unit key ('au12', 'AU12_r', '12') to 'AU12'; reject unknown ones."""
+    from ganbatch.targets.aus import AU_NAMES, au_index
+
+    return AU_NAMES[au_index(name)]
+
+
+def check_preset(name: str) -> str:
+    """Accept the name of a built-in expression preset."""
+    from ganbatch.targets.aus import EXPRESSIONS
+
+    if name not in EXPRESSIONS:
+        close = difflib.get_close_matches(name, EXPRESSIONS, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise ValueError(f"unknown expression; known: {', '.join(EXPRESSIONS)}{hint}")
+    return name
+
+
+def check_expression(value: str) -> str:
+    """Accept a preset name, optionally with an intensity: 'happy' or 'happy:0.8'."""
+    preset, _, strength = value.partition(":")
+    check_preset(preset)
+    if strength:
+        try:
+            float(strength)
+        except ValueError:
+            raise ValueError("the intensity after ':' is not a number") from None
+    return value
+
+
+AuName = Annotated[str, AfterValidator(check_au_name)]
+AuIntensities = dict[AuName, Annotated[float, Field(ge=0, le=5)]]
+Preset = Annotated[str, AfterValidator(check_preset)]
+Expression = Annotated[str, AfterValidator(check_expression)]
+
+
+class KeyframeSpec(StrictModel):
+    """One keyframe of a target path: a time (seconds) or frame index, and an expression or landmark set."""
+
+    at: Optional[float] = Field(None, ge=0, description="time in seconds")
+    frame: Optional[int] = Field(None, ge=0, description="frame index (instead of `at`)")
+    preset: Optional[Preset] = Field(None, description="named expression")
+    intensity: float = Field(1.0, ge=0, le=2, description="scales the preset")
+    aus: AuIntensities = Field(default_factory=dict, description="AU intensities 0-5, over the preset")
+    landmarks: Optional[Uri] = Field(None, description="a landmark file (GANnotation)")
+    easing: Easing = Field("linear", description="easing of the segment that starts at this keyframe")
+
+    @model_validator(mode="after")
+    def _one_time_and_a_value(self):
+        if (self.at is None) == (self.frame is None):
+            raise ValueError("give exactly one of 'at' (seconds) or 'frame'")
+        if self.preset is None and not self.aus and self.landmarks is None:
+            raise ValueError("give 'preset', 'aus' or 'landmarks'")
+        if self.landmarks is not None and (self.preset is not None or self.aus):
+            raise ValueError("a keyframe holds either an expression (preset/aus) or 'landmarks', not both")
+        return self
+
+
+TARGET_SOURCES = ("expression", "aus", "keyframes", "aus_csv", "landmarks", "driving_video")
+
+
+class TargetSpec(StrictModel):
+    """A named target path. Sources: expression and/or aus, keyframes, aus_csv, landmarks or driving_video."""
+
+    name: Optional[str] = Field(None, pattern=r"^[A-Za-z0-9_.+-]+$", description="used in output names")
+    expression: Optional[Expression] = Field(
+        None, description="preset name, optionally with intensity: happy or happy:0.8"
+    )
+    aus: AuIntensities = Field(default_factory=dict, description="AU intensities applied over the source AUs")
+    keyframes: Optional[Union[list[KeyframeSpec], Uri]] = Field(None, description="inline keyframes or a YAML file")
+    aus_csv: Optional[Uri] = Field(None, description="OpenFace CSV of target AUs")
+    aus_csv_mode: Literal["path", "per-row"] = Field("path", description="rows as one path, or one video per row")
+    landmarks: Optional[Uri] = Field(None, description="GANnotation driving landmarks (.txt/.npy, 68 or 66 points)")
+    driving_video: Optional[Uri] = Field(None, description="video whose per-frame landmarks drive the face")
+    fps: float = Field(25.0, gt=0, le=240)
+    duration: Optional[float] = Field(None, gt=0, description="seconds (default 2.0 unless frames is given)")
+    frames: Optional[int] = Field(None, ge=1, description="frame count (instead of duration)")
+    easing: Easing = "ease-in-out"
+    pingpong: bool = Field(False, description="go to the target and back")
+    input_first: bool = Field(False, description="frame 0 is the untouched input")
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        given = [s for s in TARGET_SOURCES if getattr(self, s)]
+        expression_like = {"expression", "aus"}
+        if not given:
+            raise ValueError(f"give a target: one of {', '.join(TARGET_SOURCES)}")
+        if len(given) > 1 and not set(given) <= expression_like:
+            raise ValueError(f"give one target source, not {' + '.join(given)} (only expression + aus combine)")
+        if self.duration is not None and self.frames is not None:
+            raise ValueError("give duration or frames, not both")
+        return self
+
+    @property
+    def label(self) -> str:
+        """The name used in output files: `name`, else derived from the source."""
+        if self.name:
+            return self.name
+        if self.expression:
+            return self.expression.replace(":", "-")
+        if self.aus:
+            return "_".join(f"{k}-{v:g}" for k, v in self.aus.items())
+        source = next(s for s in TARGET_SOURCES if getattr(self, s))
+        return source
+
+
+class CropSpec(StrictModel):
+    """How faces are found: inputs are model-sized crops already (none), or detected and cropped."""
+
+    mode: Literal["none", "detect"] = Field("none", description="none: inputs are face crops; detect: find the face")
+    backend: Literal["auto", "face-alignment", "dlib", "lbp"] = Field("auto", description="face detector")
+    margin: float = Field(0.2, ge=0, le=2, description="crop side = (1 + margin) x the face box side")
+    pasteback: bool = Field(False, description="blend the animated crop back into the full photo")
+    feather: float = Field(0.1, ge=0, le=0.5, description="paste-back border falloff, fraction of the box")
+
+    @model_validator(mode="after")
+    def _pasteback_needs_detect(self):
+        if self.pasteback and self.mode != "detect":
+            raise ValueError("pasteback needs mode: detect")
+        return self
+
+
+class OutputSpec(StrictModel):
+    """Video encoding and frame layout."""
+
+    format: Literal["mp4", "webm", "gif", "png"] = "mp4"
+    layout: Literal["single", "side-by-side", "with-mask"] = "single"
+    crf: Optional[int] = Field(None, ge=0, le=63, description="encoder quality (lower is better)")
+    size: Optional[int] = Field(None, ge=16, le=4096, description="output height in pixels (upscaling)")
+    preview: bool = Field(False, description="also write preview.gif: the first videos tiled")
+
+
+class AnimateExecution(Execution):
+    """Execution settings of an animate job."""
+
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when the worker has a GPU")
+    batch_size: int = Field(16, ge=1, le=1024, description="frames per generator call")
+
+
+class AnimateJob(StrictModel):
+    """Animate every input image along every target; one video per (image, target)."""
+
+    kind: Literal["animate"] = "animate"
+    # keys of run_animate's result.outputs, which later pipeline steps can refer to as ${steps.NAME.KEY}
+    OUTPUTS: ClassVar[tuple[str, ...]] = ("out", "manifest")
+    model: str = Field(description="checkpoint path/URI, or 'demo' for the bundled model")
+    inputs: list[Uri] = Field(min_length=1, description="files, folders, globs, s3:// prefixes or .txt/.jsonl lists")
+    recursive: bool = Field(False, description="descend into sub-folders")
+    out: Uri = Field(description="output folder or s3:// prefix")
+    source_aus: Optional[Uri] = Field(None, description="source AUs (OpenFace CSV or aus_openface.pkl); else neutral")
+    targets: list[TargetSpec] = Field(min_length=1)
+    crop: CropSpec = Field(default_factory=CropSpec)
+    output: OutputSpec = Field(default_factory=OutputSpec)
+    execution: AnimateExecution = Field(default_factory=AnimateExecution)
+    overwrite: bool = Field(False, description="redo items whose output exists")
+    allow_failures: bool = Field(False, description="exit 0 even when some items failed")
+    manifest: str = Field("manifest.jsonl", pattern=r"^[^/]+\.jsonl$", description="manifest file name under out")
+
+    @model_validator(mode="after")
+    def _unique_target_labels(self):
+        labels = [t.label for t in self.targets]
+        duplicates = sorted({x for x in labels if labels.count(x) > 1})
+        if duplicates:
+            raise ValueError(f"targets need distinct names; repeated: {', '.join(duplicates)}")
+        return self
