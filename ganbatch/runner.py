@@ -13,7 +13,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ValidationError
 
 from ganbatch.jobs.paths import format_path
-from ganbatch.jobs.pipeline import PipelineJob, step_name
+from ganbatch.jobs.pipeline import PipelineJob
 from ganbatch.jobs.references import step_references, strings, substitute_step_outputs
 
 RUNNER_MODULES = {"synth": "ganbatch.synth.run", "train": "ganbatch.train", "animate": "ganbatch.animate"}
@@ -66,8 +66,8 @@ def _uses_earlier_outputs(step: BaseModel) -> list[str]:
 def plan_pipeline(job: PipelineJob) -> str:
     """Each step's plan; a step that uses earlier outputs is planned only when it runs (its inputs do not exist yet)."""
     lines = []
-    for index, step in enumerate(job.steps, start=1):
-        lines.append(f"step {index}/{len(job.steps)} {step_name(step)} ({step.kind})")
+    for index, (name, step) in enumerate(job.steps.items(), start=1):
+        lines.append(f"step {index}/{len(job.steps)} {name} ({step.kind})")
         sources = _uses_earlier_outputs(step)
         plan = f"uses the outputs of {', '.join(sources)}; planned when it starts" if sources else plan_job(step)
         lines += [f"  {line}" for line in plan.splitlines()]
@@ -78,15 +78,14 @@ def run_pipeline(job: PipelineJob, report: Callable[[str], None] = lambda line: 
     """Run the steps in order, substituting `${steps.STEP.OUTPUT}`; stop at the first step that is not ok."""
     result = PipelineResult(ok=True)
     outputs: dict[str, dict[str, str]] = {}
-    for index, step in enumerate(job.steps):
-        name = step_name(step)
-        report(f"step {index + 1}/{len(job.steps)} {name} ({step.kind})")
+    for index, (name, step) in enumerate(job.steps.items(), start=1):
+        report(f"step {index}/{len(job.steps)} {name} ({step.kind})")
         data = substitute_step_outputs(step.model_dump(mode="json"), outputs)
         try:
             ready = type(step).model_validate(data)
         except ValidationError as error:
             problems = "; ".join(f"{format_path(e['loc'])}: {e['msg']}" for e in error.errors())
-            raise PipelineError(f"steps[{index}] ({name}) with earlier outputs filled in: {problems}") from None
+            raise PipelineError(f"steps.{name} with earlier outputs filled in: {problems}") from None
         step_result = run_job(ready, report)
         result.steps.append((name, step_result))
         outputs[name] = dict(step_result.outputs)

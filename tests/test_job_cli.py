@@ -39,7 +39,7 @@ def test_validate_accepts_the_examples_and_reports_every_bad_file(tmp_path, monk
     good = invoke("validate", *sorted(JOBS.glob("*.yaml")))
     assert good.exit_code == 0, good.output
     assert good.stdout.count(": ok (") == len(list(JOBS.glob("*.yaml")))
-    assert "quickstart.yaml: ok (pipeline: synth, tiny, animate)" in good.stdout
+    assert "quickstart.yaml: ok (pipeline: data, train, videos)" in good.stdout
 
     bad = write(tmp_path, "kind: synth\nout: data\nsize: tiny\n", "bad.yaml")
     result = invoke("validate", JOBS / "quickstart.yaml", bad)

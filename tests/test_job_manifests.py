@@ -57,12 +57,13 @@ def test_every_example_validates_and_is_documented(example, monkeypatch):
 
 def test_quickstart_is_synth_train_animate_at_toy_sizes():
     job = load_job(JOBS / "quickstart.yaml").job
-    assert [step.kind for step in job.steps] == ["synth", "train", "animate"]
-    synth, train, animate = job.steps
+    assert list(job.steps) == ["data", "train", "videos"]
+    assert [step.kind for step in job.steps.values()] == ["synth", "train", "animate"]
+    synth, train, animate = job.steps.values()
     assert synth.size == train.network.size == 64
     assert train.network.conv_dim <= 8 and train.network.res_blocks == 1 and train.steps <= 10
-    assert train.data == "${steps.synth.data}"
-    assert animate.model == f"${{steps.{train.name}.model}}"
+    assert train.data == "${steps.data.data}"
+    assert animate.model == "${steps.train.model}"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -153,11 +154,12 @@ def test_unknown_key_inside_a_pipeline_step_suggests_that_kinds_field(tmp_path):
     path, text = write(tmp_path, """
         kind: pipeline
         steps:
-          - kind: synth
+          data:
+            kind: synth
             out: data
             identites: 2
     """)
-    assert problems_of(path) == [f"{path}:{line_of(text, 'identites')}: steps[0].identites: unknown key; "
+    assert problems_of(path) == [f"{path}:{line_of(text, 'identites')}: steps.data.identites: unknown key; "
                                  f"did you mean 'identities'?"]
 
 
@@ -355,23 +357,25 @@ def test_yaml_merge_keys_share_settings_and_own_keys_win(tmp_path):
     path, text = write(tmp_path, """
         kind: pipeline
         steps:
-          - {kind: synth, out: data}
-          - &train
+          data: {kind: synth, out: data}
+          first: &train
             kind: train
             name: first
             family: ganimation
-            data: ${steps.synth.data}
+            data: ${steps.data.data}
             out: runs
             execution: {workers: 1}
-          - <<: *train
+          second:
+            <<: *train
             name: second
             execution: {workers: 2}
             batch_size: 3
     """)
     (problem,) = problems_of(path)
-    line = line_of(text, "<<: *train")
-    assert problem == f"{path}:{line}: steps[2]: batch_size 3 does not split evenly over 2 workers"
+    line = line_of(text, "second:")
+    assert problem == f"{path}:{line}: steps.second: batch_size 3 does not split evenly over 2 workers"
     path.write_text(text.replace("batch_size: 3", "batch_size: 4"))
-    first, second = load_job(path).job.steps[1:]
-    assert (second.name, second.family, second.data) == ("second", "ganimation", "${steps.synth.data}")
+    steps = load_job(path).job.steps
+    first, second = steps["first"], steps["second"]
+    assert (second.name, second.family, second.data) == ("second", "ganimation", "${steps.data.data}")
     assert (first.execution.workers, second.execution.workers) == (1, 2)

@@ -13,8 +13,8 @@ from ganbatch.jobs.paths import Path
 
 REFERENCE = re.compile(r"\$\{([^{}]*)\}")
 _ENV_NAME = re.compile(r"env:([A-Za-z_][A-Za-z0-9_]*)")
-# The step name may itself hold dots (train run names can); the output key is what follows the last dot.
-_STEP_OUTPUT = re.compile(r"steps\.(.+)\.([A-Za-z_][A-Za-z0-9_]*)")
+STEP_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")  # a pipeline step's key under `steps:`
+_STEP_OUTPUT = re.compile(rf"steps\.({STEP_NAME.pattern})\.([A-Za-z_][A-Za-z0-9_]*)")
 REFERENCE_FORMS = "${env:NAME} or ${steps.STEP.OUTPUT}"
 
 
