@@ -2,10 +2,12 @@
 import click
 
 from ganbatch import __version__
+from ganbatch.cli_animate import animate
+from ganbatch.cli_eval import eval_command
+from ganbatch.cli_train import export, train
 from ganbatch.cli_jobs import execute, field_help, job_options, load_or_exit, override_options, run_command
 from ganbatch.jobs import SynthJob
 from ganbatch.jobs.load import load_job
-from ganbatch.jobs.pipeline import step_name
 from ganbatch.jobs.problems import ManifestError
 
 
@@ -37,7 +39,7 @@ def validate(manifests):
             for problem in error.problems:
                 click.echo(f"  {problem}", err=True)
             continue
-        steps = f": {', '.join(str(step_name(step)) for step in job.steps)}" if job.kind == "pipeline" else ""
+        steps = f": {', '.join(job.steps)}" if job.kind == "pipeline" else ""
         click.echo(f"{manifest}: ok ({job.kind}{steps})")
     if invalid:
         raise SystemExit(2)
@@ -63,6 +65,12 @@ SYNTH_FLAGS = {
 def synth(ctx, **_):
     """Write a synthetic face data set with exact AU and landmark ground truth (for training and tests)."""
     run_command(ctx, "synth", SYNTH_FLAGS)
+
+
+main.add_command(animate)
+main.add_command(eval_command)
+main.add_command(train)
+main.add_command(export)
 
 
 if __name__ == "__main__":

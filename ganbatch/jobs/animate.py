@@ -1,5 +1,7 @@
 """`kind: animate`: images x named targets -> one video per pair."""
 import difflib
+import posixpath
+import re
 from typing import Annotated, ClassVar, Literal, Optional, Union
 
 from pydantic import AfterValidator, Field, model_validator
@@ -81,12 +83,18 @@ class TargetSpec(StrictModel):
     keyframes: Optional[Union[list[KeyframeSpec], Uri]] = Field(None, description="inline keyframes or a YAML file")
     aus_csv: Optional[Uri] = Field(None, description="OpenFace CSV of target AUs")
     aus_csv_mode: Literal["path", "per-row"] = Field("path", description="rows as one path, or one video per row")
-    landmarks: Optional[Uri] = Field(None, description="GANnotation driving landmarks (.txt/.npy, 68 or 66 points)")
-    driving_video: Optional[Uri] = Field(None, description="video whose per-frame landmarks drive the face")
-    fps: float = Field(25.0, gt=0, le=240)
-    duration: Optional[float] = Field(None, gt=0, description="seconds (default 2.0 unless frames is given)")
+    landmarks: Optional[Uri] = Field(
+        None, description="GANnotation driving landmarks (.txt/.npy, 68 or 66 points per frame), in the pixel frame "
+                          "of the model's face crop")
+    driving_video: Optional[Uri] = Field(
+        None, description="video whose per-frame landmarks (found with crop.backend) drive the face: their motion "
+                          "relative to the video's first frame moves the source face's own landmarks")
+    fps: float = Field(25.0, gt=0, le=240, description="frames per second of the video")
+    duration: Optional[float] = Field(
+        None, gt=0, description="seconds; default 2.0 for expressions, the last keyframe for keyframes, every row or "
+                                "frame for sequences (aus_csv path, landmarks, driving_video), which it trims or holds")
     frames: Optional[int] = Field(None, ge=1, description="frame count (instead of duration)")
-    easing: Easing = "ease-in-out"
+    easing: Easing = Field("ease-in-out", description="easing from the source expression to the target")
     pingpong: bool = Field(False, description="go to the target and back")
     input_first: bool = Field(False, description="frame 0 is the untouched input")
 
@@ -104,7 +112,8 @@ class TargetSpec(StrictModel):
 
     @property
     def label(self) -> str:
-        """The name used in output files: `name`, else derived from the source."""
+        """The name used in output files: `name`, else derived from the source (a target file's name without its
+        extension, `keyframes` for inline keyframes)."""
         if self.name:
             return self.name
         if self.expression:
@@ -112,14 +121,21 @@ class TargetSpec(StrictModel):
         if self.aus:
             return "_".join(f"{k}-{v:g}" for k, v in self.aus.items())
         source = next(s for s in TARGET_SOURCES if getattr(self, s))
-        return source
+        value = getattr(self, source)
+        if not isinstance(value, str):
+            return source
+        stem = posixpath.splitext(posixpath.basename(value.rstrip("/")))[0]
+        return re.sub(r"[^A-Za-z0-9_.+-]", "_", stem) or source
 
 
 class CropSpec(StrictModel):
     """How faces are found: inputs are model-sized crops already (none), or detected and cropped."""
 
-    mode: Literal["none", "detect"] = Field("none", description="none: inputs are face crops; detect: find the face")
-    backend: Literal["auto", "face-alignment", "dlib", "lbp"] = Field("auto", description="face detector")
+    mode: Literal["none", "detect"] = Field(
+        "none", description="none: inputs are face crops (resized to the model's size, centre-cropped to a square "
+                            "when not square); detect: find the largest face and crop a square around it")
+    backend: Literal["auto", "face-alignment", "dlib", "lbp"] = Field(
+        "auto", description="face detector (also finds the landmarks of driving videos: face-alignment or dlib)")
     margin: float = Field(0.2, ge=0, le=2, description="crop side = (1 + margin) x the face box side")
     pasteback: bool = Field(False, description="blend the animated crop back into the full photo")
     feather: float = Field(0.1, ge=0, le=0.5, description="paste-back border falloff, fraction of the box")
@@ -134,15 +150,32 @@ class CropSpec(StrictModel):
 class OutputSpec(StrictModel):
     """Video encoding and frame layout."""
 
-    format: Literal["mp4", "webm", "gif", "png"] = "mp4"
-    layout: Literal["single", "side-by-side", "with-mask"] = "single"
+    format: Literal["mp4", "webm", "gif", "png"] = Field(
+        "mp4", description="video format; png writes a folder of numbered frames (lossless)")
+    layout: Literal["single", "side-by-side", "with-mask"] = Field(
+        "single", description="the animation alone, the input beside it, or also the attention mask")
     crf: Optional[int] = Field(None, ge=0, le=63, description="encoder quality (lower is better)")
     size: Optional[int] = Field(None, ge=16, le=4096, description="output height in pixels (upscaling)")
     preview: bool = Field(False, description="also write preview.gif: the first videos tiled")
 
+    @model_validator(mode="after")
+    def _crf_fits_the_format(self):
+        from ganbatch.media import CRF_RANGE
+
+        if self.crf is not None:
+            if self.format not in CRF_RANGE:
+                raise ValueError(f"crf applies to mp4 and webm, not {self.format}")
+            low, high = CRF_RANGE[self.format]
+            if not low <= self.crf <= high:
+                raise ValueError(f"crf for {self.format} must be in {low}..{high}")
+        return self
+
 
 class AnimateExecution(Execution):
     """Execution settings of an animate job."""
+
+    gpus_per_worker: Optional[float] = Field(
+        None, ge=0, description="GPUs per worker; default: 1 when the cluster has GPUs, else 0 (CPU workers)")
 
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when the worker has a GPU")
     batch_size: int = Field(16, ge=1, le=1024, description="frames per generator call")
@@ -155,10 +188,13 @@ class AnimateJob(StrictModel):
     # keys of run_animate's result.outputs, which later pipeline steps can refer to as ${steps.NAME.KEY}
     OUTPUTS: ClassVar[tuple[str, ...]] = ("out", "manifest")
     model: str = Field(description="checkpoint path/URI, or 'demo' for the bundled model")
+    trust_pickle: bool = Field(False, description="allow checkpoints whose unpickling runs code (trusted files only)")
     inputs: list[Uri] = Field(min_length=1, description="files, folders, globs, s3:// prefixes or .txt/.jsonl lists")
     recursive: bool = Field(False, description="descend into sub-folders")
     out: Uri = Field(description="output folder or s3:// prefix")
-    source_aus: Optional[Uri] = Field(None, description="source AUs (OpenFace CSV or aus_openface.pkl); else neutral")
+    source_aus: Optional[Uri] = Field(
+        None, description="the photos' own AUs, looked up by image name: an OpenFace CSV with a name column, or an "
+                          "aus_openface.pkl (GANimation); default: neutral (all zeros)")
     targets: list[TargetSpec] = Field(min_length=1)
     crop: CropSpec = Field(default_factory=CropSpec)
     output: OutputSpec = Field(default_factory=OutputSpec)
@@ -166,6 +202,13 @@ class AnimateJob(StrictModel):
     overwrite: bool = Field(False, description="redo items whose output exists")
     allow_failures: bool = Field(False, description="exit 0 even when some items failed")
     manifest: str = Field("manifest.jsonl", pattern=r"^[^/]+\.jsonl$", description="manifest file name under out")
+
+    @model_validator(mode="after")
+    def _mask_layout_without_pasteback(self):
+        if self.crop.pasteback and self.output.layout == "with-mask":
+            raise ValueError("layout with-mask shows the crop's attention mask; it cannot be combined with "
+                             "crop.pasteback (use single or side-by-side)")
+        return self
 
     @model_validator(mode="after")
     def _unique_target_labels(self):

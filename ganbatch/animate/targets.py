@@ -1,0 +1,333 @@
+"""Job targets -> per-frame generator targets: TargetSpec plus a face's source AUs/landmarks -> a Schedule.
+
+`load_targets` runs once in the driver: it reads every target file (OpenFace CSVs, landmark files, keyframe YAML and
+the landmark files it names), expands `aus_csv_mode: per-row` into one target per row, and leaves each Target a
+self-contained, picklable value for the workers. `Target.schedule(source_aus, source_landmarks)` then builds one
+face's Schedule (see ganbatch.targets.schedule); `Schedule.targets()` gives GANimation (T, 17) AU vectors or
+GANnotation (T, 66, 2) points in the crop's pixel frame.
+
+Driving videos are read separately (`with_driving_landmarks`), as finding their landmarks takes a face detector.
+"""
+import abc
+import dataclasses
+import os
+import posixpath
+from dataclasses import dataclass
+from typing import ClassVar, Optional
+
+import imageio_ffmpeg
+import numpy as np
+import yaml
+
+from ganbatch import storage
+from ganbatch.faces import largest_face
+from ganbatch.jobs.animate import TargetSpec
+from ganbatch.targets import (
+    NUM_AUS,
+    AUError,
+    Keyframe,
+    Schedule,
+    ScheduleError,
+    apply_aus,
+    expression_aus,
+    expression_schedule,
+    read_aus_pkl,
+    read_landmarks,
+    read_openface_csv,
+    schedule_from_dict,
+    to_gannotation66,
+)
+
+DEFAULT_DURATION = 2.0
+TIMING_FIELDS = ("fps", "duration", "frames", "pingpong", "input_first")
+NEUTRAL_AUS = np.zeros(NUM_AUS, np.float32)
+
+
+class TargetError(ValueError):
+    """A target that cannot be used: an unreadable target file, or a target that does not fit the model."""
+
+
+@dataclass(frozen=True)
+class Target(abc.ABC):
+    """A named target path, ready for the workers; subclasses say how a face's schedule is built."""
+
+    label: str
+    spec: TargetSpec
+    needs_source_landmarks: ClassVar[bool] = False
+
+    @property
+    @abc.abstractmethod
+    def condition(self) -> str:
+        """The model condition this target produces: "aus" (GANimation) or "landmarks" (GANnotation)."""
+
+    @abc.abstractmethod
+    def schedule(self, source_aus: np.ndarray, source_landmarks: Optional[np.ndarray] = None) -> Schedule:
+        """The Schedule for one face, given its AU vector (17,) and, where needed, its (66, 2) crop landmarks."""
+
+
+@dataclass(frozen=True)
+class ExpressionTarget(Target):
+    """From the face's own AUs to an end AU vector: a preset (or an OpenFace row) with `aus` over it, or `aus`
+    over the face's own AUs when there is no preset."""
+
+    preset_aus: Optional[np.ndarray] = None
+    aus: tuple[tuple[str, float], ...] = ()
+
+    @property
+    def condition(self) -> str:
+        return "aus"
+
+    def schedule(self, source_aus, source_landmarks=None):
+        end = apply_aus(source_aus if self.preset_aus is None else self.preset_aus, dict(self.aus))
+        spec = self.spec
+        duration = DEFAULT_DURATION if spec.duration is None and spec.frames is None else spec.duration
+        return expression_schedule(source_aus, end, fps=spec.fps, frames=spec.frames, duration=duration,
+                                   easing=spec.easing, pingpong=spec.pingpong, input_first=spec.input_first)
+
+
+@dataclass(frozen=True)
+class KeyframeTarget(Target):
+    """Keyframes in the schedule module's dict form, landmark files already read into inline points."""
+
+    schedule_spec: dict
+
+    @property
+    def condition(self) -> str:
+        keyframes = self.schedule_spec["keyframes"]
+        return "landmarks" if any("landmarks" in keyframe for keyframe in keyframes) else "aus"
+
+    def schedule(self, source_aus, source_landmarks=None):
+        return schedule_from_dict(self.schedule_spec, base_aus=source_aus)
+
+
+def sequence_schedule(values: np.ndarray, spec: TargetSpec) -> Schedule:
+    """One keyframe per frame of `values` (T, ...); `frames`/`duration` trim the sequence or hold its last frame."""
+    length = spec.frames if spec.frames is not None else (
+        round(spec.duration * spec.fps) if spec.duration is not None else len(values))
+    keyframes = [Keyframe(frame=index, value=value) for index, value in enumerate(values[:length])]
+    return Schedule(keyframes=keyframes, fps=spec.fps, frames=length, pingpong=spec.pingpong,
+                    input_first=spec.input_first)
+
+
+@dataclass(frozen=True)
+class SequenceTarget(Target):
+    """A given value per frame: AU rows of an OpenFace CSV (T, 17) or GANnotation points (T, 66, 2)."""
+
+    values: np.ndarray
+
+    @property
+    def condition(self) -> str:
+        return "aus" if self.values.shape[1:] == (NUM_AUS,) else "landmarks"
+
+    def schedule(self, source_aus, source_landmarks=None):
+        return sequence_schedule(self.values, self.spec)
+
+
+@dataclass(frozen=True)
+class DrivingTarget(Target):
+    """The landmark motion of a driving video, relative to its first frame, applied to the face's own landmarks.
+
+    The motion is scaled by the ratio of the two faces' sizes (RMS distance of the points from their centroid).
+    `driving` holds the video's (T, 66, 2) points once `with_driving_landmarks` has read them.
+    """
+
+    driving: Optional[np.ndarray] = None
+    needs_source_landmarks: ClassVar[bool] = True
+
+    @property
+    def condition(self) -> str:
+        return "landmarks"
+
+    def schedule(self, source_aus, source_landmarks=None):
+        if self.driving is None:
+            raise TargetError(f"target '{self.label}': the driving video's landmarks were not read")
+        if source_landmarks is None:
+            raise TargetError(f"target '{self.label}': needs the face's landmarks")
+        scale = face_scale(source_landmarks) / face_scale(self.driving[0])
+        values = source_landmarks[None] + scale * (self.driving - self.driving[:1])
+        return sequence_schedule(values.astype(np.float32), self.spec)
+
+
+def face_scale(points: np.ndarray) -> float:
+    """Size of a landmark set: the RMS distance of its (N, 2) points from their centroid."""
+    points = np.asarray(points, dtype=np.float64)
+    return float(np.sqrt(((points - points.mean(axis=0)) ** 2).sum(axis=1).mean()))
+
+
+def _read(uri: str) -> bytes:
+    """The content of a target file; TargetError naming it when it cannot be read."""
+    try:
+        return storage.read_bytes(uri)
+    except storage.StorageError as error:
+        raise TargetError(f"cannot read {uri}: {error.reason}") from None
+
+
+def _landmark_frames(uri: str) -> np.ndarray:
+    """A landmark file as (T, 66, 2) GANnotation points."""
+    try:
+        return to_gannotation66(read_landmarks(_read(uri)))
+    except ValueError as error:
+        raise TargetError(f"{uri}: {error}") from None
+
+
+def _resolve(uri: str, base: Optional[str]) -> str:
+    """`uri` relative to the folder/prefix `base` when it is a relative local path."""
+    if base is None or "://" in uri or os.path.isabs(uri):
+        return uri
+    return storage.join(base, uri)
+
+
+def _schedule_spec(spec: TargetSpec) -> dict:
+    """The dict form of an inline or file keyframe target, target timing fields given in the job taking precedence."""
+    if isinstance(spec.keyframes, str):
+        uri = spec.keyframes
+        try:
+            loaded = yaml.safe_load(_read(uri))
+        except yaml.YAMLError as error:
+            raise TargetError(f"{uri}: not valid YAML ({error})") from None
+        loaded = {"keyframes": loaded} if isinstance(loaded, list) else loaded
+        if not isinstance(loaded, dict) or not isinstance(loaded.get("keyframes"), list):
+            raise TargetError(f"{uri}: expected a list of keyframes, or a mapping with a 'keyframes' list")
+        base, where = posixpath.dirname(uri) or ".", uri
+        keyframes, timing = loaded.pop("keyframes"), loaded
+        given = spec.model_fields_set
+    else:
+        base, where = None, f"target '{spec.label}'"
+        keyframes = [keyframe.model_dump(exclude_unset=True, exclude_none=True) for keyframe in spec.keyframes]
+        timing, given = {}, set(TIMING_FIELDS)
+    timing = dict(timing)
+    if {"duration", "frames"} & given:
+        timing.pop("duration", None)
+        timing.pop("frames", None)
+    timing.update({name: getattr(spec, name) for name in TIMING_FIELDS if name in given})
+    inline = []
+    for keyframe in keyframes:
+        if isinstance(keyframe, dict) and isinstance(keyframe.get("landmarks"), str):
+            keyframe = dict(keyframe)
+            points = _landmark_frames(_resolve(keyframe["landmarks"], base))
+            if len(points) != 1:
+                raise TargetError(f"{where}: keyframe landmarks {keyframe['landmarks']} hold {len(points)} frames; "
+                                  "a keyframe takes one landmark set")
+            keyframe["landmarks"] = points[0].tolist()
+        inline.append(keyframe)
+    return {**timing, "keyframes": inline}
+
+
+def _csv_targets(spec: TargetSpec) -> list[Target]:
+    try:
+        table = read_openface_csv(_read(spec.aus_csv))
+    except AUError as error:
+        raise TargetError(f"{spec.aus_csv}: {error}") from None
+    if len(table) == 0:
+        raise TargetError(f"{spec.aus_csv}: no rows")
+    if spec.aus_csv_mode == "path":
+        return [SequenceTarget(spec.label, spec, values=table.aus)]
+    names = table.names or tuple(str(index) for index in range(len(table)))
+    return [ExpressionTarget(f"{spec.label}-{os.path.splitext(name)[0]}", spec, preset_aus=row)
+            for name, row in zip(names, table.aus)]
+
+
+def _expression_target(spec: TargetSpec) -> ExpressionTarget:
+    preset_aus = None
+    if spec.expression:
+        name, _, strength = spec.expression.partition(":")
+        preset_aus = expression_aus(name, float(strength) if strength else 1.0)
+    return ExpressionTarget(spec.label, spec, preset_aus=preset_aus, aus=tuple(spec.aus.items()))
+
+
+def load_targets(specs: list[TargetSpec]) -> list[Target]:
+    """The job's targets, target files read; per-row CSV targets become one target per row, labelled LABEL-ROW
+    (ROW: the row's `name` without extension, else its index). Raises TargetError naming the file and the problem."""
+    targets: list[Target] = []
+    for spec in specs:
+        if spec.keyframes is not None:
+            targets.append(KeyframeTarget(spec.label, spec, schedule_spec=_schedule_spec(spec)))
+        elif spec.aus_csv:
+            targets += _csv_targets(spec)
+        elif spec.landmarks:
+            targets.append(SequenceTarget(spec.label, spec, values=_landmark_frames(spec.landmarks)))
+        elif spec.driving_video:
+            targets.append(DrivingTarget(spec.label, spec))
+        else:
+            targets.append(_expression_target(spec))
+    for target in targets:  # catch bad timing or keyframes now, not once per face
+        if not target.needs_source_landmarks:
+            try:
+                target.schedule(NEUTRAL_AUS)
+            except (ScheduleError, AUError) as error:
+                raise TargetError(f"target '{target.label}': {error}") from None
+    labels = [target.label for target in targets]
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise TargetError(f"targets need distinct names; repeated: {', '.join(repeated)}")
+    return targets
+
+
+def check_condition(targets: list[Target], family_name: str, condition: str, model: str) -> None:
+    """Raise TargetError for the first target whose kind does not fit the model's condition ("aus"/"landmarks")."""
+    advice = {"aus": "expression, aus, aus_csv or AU keyframes (--expression, --au, --aus-csv, --keyframes)",
+              "landmarks": "landmarks, driving_video or landmark keyframes (--landmarks, --driving-video, --keyframes)"}
+    for target in targets:
+        if target.condition != condition:
+            raise TargetError(
+                f"target '{target.label}' gives {target.condition}, but {model} is a {family_name} model, "
+                f"conditioned on {condition}: use {advice[condition]}")
+
+
+def driving_landmarks(uri: str, detector) -> np.ndarray:
+    """(T, 66, 2) landmarks of the largest face in every frame of the video at `uri`.
+
+    Frames where no face is found repeat the nearest earlier frame's landmarks (the first found, at the start).
+    """
+    points = []
+    try:
+        with storage.local_copy(uri) as path:
+            reader = imageio_ffmpeg.read_frames(str(path))
+            try:
+                width, height = next(reader)["size"]
+                for data in reader:
+                    face = largest_face(detector.detect(np.frombuffer(data, np.uint8).reshape(height, width, 3)))
+                    if face is not None and face.landmarks is None:
+                        raise TargetError(f"{uri}: face backend '{detector.name}' finds no landmarks; use "
+                                          "face-alignment or dlib (crop.backend, --detector)")
+                    points.append(None if face is None else to_gannotation66(face.landmarks))
+            finally:
+                reader.close()
+    except (storage.StorageError, OSError, RuntimeError) as error:
+        raise TargetError(f"{uri}: cannot read the driving video ({error})") from None
+    found = [index for index, value in enumerate(points) if value is not None]
+    if not found:
+        raise TargetError(f"{uri}: no face found in any of its {len(points)} frames")
+    for index in range(len(points)):
+        if points[index] is None:
+            points[index] = points[index - 1] if index else points[found[0]]
+    return np.stack(points).astype(np.float32)
+
+
+def with_driving_landmarks(targets: list[Target], detector_for) -> list[Target]:
+    """The targets with every DrivingTarget's video landmarks read; `detector_for()` gives the face detector."""
+    return [dataclasses.replace(target, driving=driving_landmarks(target.spec.driving_video, detector_for()))
+            if isinstance(target, DrivingTarget) else target for target in targets]
+
+
+def read_source_aus(uri: str) -> dict[str, np.ndarray]:
+    """Image name -> AU vector (17,) from an OpenFace CSV with a `name` column, or a GANimation aus_openface.pkl."""
+    data = _read(uri)
+    try:
+        if uri.lower().endswith(".pkl"):
+            return read_aus_pkl(data)
+        table = read_openface_csv(data)
+    except AUError as error:
+        raise TargetError(f"{uri}: {error}") from None
+    if table.names is None:
+        raise TargetError(f"{uri}: source AUs need a 'name' column naming each row's image")
+    return dict(zip(table.names, table.aus))
+
+
+def source_aus_for(table: dict[str, np.ndarray], image_uri: str, source: str) -> np.ndarray:
+    """The AU vector of an image, looked up by file name, then by name without extension; AUError if absent."""
+    name = image_uri.rstrip("/").rsplit("/", 1)[-1]
+    for key in (name, os.path.splitext(name)[0]):
+        if key in table:
+            return np.asarray(table[key], dtype=np.float32)
+    raise AUError(f"no source AUs for {name} in {source}")

@@ -1,0 +1,49 @@
+"""Model URIs: the bundled demo model's name, a local checkpoint path or an `s3://` checkpoint, opened as a generator.
+
+`ganbatch animate` and `ganbatch eval` name models this way; workers open the model from its URI themselves, so a
+checkpoint is never shipped by value through Ray.
+"""
+import dataclasses
+from pathlib import Path
+
+from ganbatch import storage
+from ganbatch.models.checkpoint import CheckpointError, GeneratorInfo, load_generator
+from ganbatch.models.networks import AttentionGenerator
+
+DEMO_NAME = "demo"
+DEMO_MODEL = Path(__file__).resolve().parents[1] / "assets" / "demo_ganimation.pt"
+
+
+class ModelNotFoundError(CheckpointError):
+    """The model URI names no checkpoint: a missing file or object, or the bundled demo model is not shipped."""
+
+
+def resolve_model_uri(uri: str) -> str:
+    """The checkpoint location `uri` stands for: the bundled file for `demo`, else `uri` itself.
+
+    Raises ModelNotFoundError when `demo` is asked for but this installation has no bundled model.
+    """
+    if uri != DEMO_NAME:
+        return uri
+    if not DEMO_MODEL.is_file():
+        raise ModelNotFoundError(
+            f"--model demo: no bundled demo model yet (expected {DEMO_MODEL}); pass a checkpoint path or s3:// URI")
+    return str(DEMO_MODEL)
+
+
+def open_model(uri: str, trust_pickle: bool = False) -> tuple[AttentionGenerator, GeneratorInfo]:
+    """Load the generator that `uri` names (`demo`, a local path, `file://` or `s3://`); returns (generator, info).
+
+    S3 checkpoints are downloaded to a temporary file that is removed once loaded; `info.source` is the URI.
+    Raises ModelNotFoundError for a missing checkpoint and the CheckpointError subclasses of `load_generator` for
+    unreadable ones.
+    """
+    location = resolve_model_uri(uri)
+    try:
+        with storage.local_copy(location) as path:
+            if not path.is_file():
+                raise ModelNotFoundError(f"{uri}: not a checkpoint file")
+            generator, info = load_generator(path, trust_pickle=trust_pickle)
+    except storage.StorageError as error:
+        raise ModelNotFoundError(f"model {uri}: {error.reason}") from error
+    return generator, dataclasses.replace(info, source=location)

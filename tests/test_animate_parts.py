@@ -1,0 +1,254 @@
+"""The parts of `ganbatch animate` that need no Ray: input discovery and output names, targets, chunked rendering,
+the manifest writer, model URIs and the command's flags."""
+import json
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from click.testing import CliRunner
+
+from ganbatch.animate.item import ItemAnimator, ItemSettings, stream_clip
+from ganbatch.animate.manifest import ManifestWriter, manifest_row
+from ganbatch.animate.plan import PlanError, WorkItem, existing_outputs, find_inputs, plan_items
+from ganbatch.animate.targets import (
+    DrivingTarget,
+    ExpressionTarget,
+    KeyframeTarget,
+    SequenceTarget,
+    TargetError,
+    check_condition,
+    face_scale,
+    load_targets,
+)
+from ganbatch.cli import main
+from ganbatch.jobs.animate import CropSpec, OutputSpec, TargetSpec
+from ganbatch.models import GANimationGenerator, describe_generator
+from ganbatch.models.hub import ModelNotFoundError, open_model
+from ganbatch.render import render_clip
+from ganbatch.targets import AU_NAMES, expression_aus, write_openface_csv
+
+
+def touch(root, *names):
+    for name in names:
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+
+
+# --------------------------------------------------------------------------------------------------- plan
+
+
+def test_folders_globs_and_lists_name_images_with_their_sub_folders(tmp_path):
+    touch(tmp_path, "in/a.jpg", "in/B.PNG", "in/readme.md", "in/.hidden.jpg", "in/x/c.webp", "in/x/y/d.bmp")
+    folder = tmp_path / "in"
+    assert [(i.uri, i.stem) for i in find_inputs([str(folder)], recursive=False)] == [
+        (str(folder / "B.PNG"), "B"), (str(folder / "a.jpg"), "a")]
+    assert [i.stem for i in find_inputs([str(folder)], recursive=True)] == ["B", "a", "x/c", "x/y/d"]
+    assert [i.stem for i in find_inputs([str(folder / "**" / "*.webp")], recursive=True)] == ["x/c"]
+
+    (tmp_path / "list.txt").write_text("# faces\n\nin/a.jpg\nin/x\n")
+    (tmp_path / "list.jsonl").write_text(json.dumps({"input": "in/x/y/d.bmp"}) + "\n")
+    images = find_inputs([str(tmp_path / "list.txt"), str(tmp_path / "list.jsonl"), str(folder / "a.jpg")], False)
+    assert [(i.uri, i.stem) for i in images] == [
+        (str(folder / "a.jpg"), "a"), (str(folder / "x" / "c.webp"), "c"), (str(folder / "x" / "y" / "d.bmp"), "d")]
+
+
+@pytest.mark.parametrize("inputs, message", [
+    (["missing.jpg"], "no such file"),
+    (["missing_folder"], "not found"),
+    (["empty"], "no images"),
+    (["list.txt"], "may not name another list"),
+])
+def test_bad_inputs_are_plan_errors(tmp_path, monkeypatch, inputs, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "list.txt").write_text("other.txt\n")
+    with pytest.raises(PlanError, match=message):
+        find_inputs(inputs, recursive=False)
+
+
+def test_output_names_mirror_stems_and_collisions_are_refused(tmp_path):
+    touch(tmp_path, "in/a.jpg", "in/x/a.jpg", "in/a.png")
+    images = [i for i in find_inputs([str(tmp_path / "in")], recursive=True) if not i.uri.endswith(".png")]
+    items = plan_items(images, ["happy", "sad"], "s3://bucket/out", "mp4")
+    assert [(item.output, item.target, item.label) for item in items] == [
+        ("s3://bucket/out/a__happy.mp4", 0, "happy"), ("s3://bucket/out/a__sad.mp4", 1, "sad"),
+        ("s3://bucket/out/x/a__happy.mp4", 0, "happy"), ("s3://bucket/out/x/a__sad.mp4", 1, "sad")]
+    (png,) = plan_items(images[:1], ["happy"], "out", "png")  # a folder of frames, complete once frame 0 is there
+    assert (png.output, png.marker) == ("out/a__happy", "a__happy/frame_00000.png")
+    with pytest.raises(PlanError, match=r"a\.jpg and .*a\.png would both be written to out/a__happy\.mp4"):
+        plan_items(find_inputs([str(tmp_path / "in")], recursive=False), ["happy"], "out", "mp4")
+
+
+def test_existing_outputs_lists_the_files_below_the_destination(tmp_path):
+    touch(tmp_path, "out/a__happy.mp4", "out/x/b__sad/frame_00000.png", "out/.c__happy.mp4.tmp-1234")
+    assert existing_outputs(str(tmp_path / "out")) == {"a__happy.mp4", "x/b__sad/frame_00000.png"}
+    assert existing_outputs(str(tmp_path / "nothing_yet")) == set()
+
+
+# --------------------------------------------------------------------------------------------------- targets
+
+
+def test_expression_targets_go_from_the_source_to_the_preset_with_aus_over_it():
+    happy, only_aus = load_targets([TargetSpec(expression="happy:0.5", aus={"AU45": 4}, frames=5),
+                                    TargetSpec(aus={"AU12": 5}, frames=3, pingpong=True)])
+    source = np.full(17, 1.0, np.float32)
+    targets = happy.schedule(source).targets()
+    assert targets.shape == (5, 17)
+    np.testing.assert_allclose(targets[0], source)
+    end = expression_aus("happy") * 0.5
+    end[AU_NAMES.index("AU45")] = 4
+    np.testing.assert_allclose(targets[-1], end)
+
+    targets = only_aus.schedule(source).targets()  # over the source AUs, there and back
+    assert targets.shape == (5, 17)
+    expected_end = source.copy()
+    expected_end[AU_NAMES.index("AU12")] = 5
+    np.testing.assert_allclose(targets[2], expected_end)
+    np.testing.assert_allclose(targets[4], source)
+
+
+def test_default_expression_length_is_two_seconds():
+    (target,) = load_targets([TargetSpec(expression="blink", fps=10)])
+    assert target.schedule(np.zeros(17, np.float32)).num_frames == 20
+
+
+def test_openface_csv_rows_as_a_path_or_one_target_per_row(tmp_path):
+    rows = np.array([[0.0] * 17, [2.0] * 17, [4.0] * 17], np.float32)
+    write_openface_csv(tmp_path / "acted.csv", ["one.jpg", "two.jpg", "three.jpg"], rows)
+    (path,) = load_targets([TargetSpec(name="acted", aus_csv=str(tmp_path / "acted.csv"), fps=10, frames=4)])
+    assert isinstance(path, SequenceTarget)
+    np.testing.assert_allclose(path.schedule(np.zeros(17)).targets(), rows[[0, 1, 2, 2]])  # the last row held
+
+    per_row = load_targets([TargetSpec(name="acted", aus_csv=str(tmp_path / "acted.csv"), aus_csv_mode="per-row")])
+    assert [target.label for target in per_row] == ["acted-one", "acted-two", "acted-three"]
+    assert all(isinstance(target, ExpressionTarget) for target in per_row)
+    np.testing.assert_allclose(per_row[1].schedule(np.zeros(17, np.float32)).targets()[-1], rows[1])
+
+
+def test_keyframe_file_with_landmark_files_and_job_timing_over_the_file(tmp_path):
+    points = np.random.default_rng(0).uniform(4, 28, (68, 2)).astype(np.float32)
+    np.savetxt(tmp_path / "open.txt", points.reshape(1, -1))
+    (tmp_path / "keys.yaml").write_text(textwrap.dedent("""
+        fps: 10
+        duration: 1.0
+        keyframes:
+          - {frame: 0, landmarks: open.txt}
+          - {frame: 3, landmarks: open.txt}
+    """))
+    (from_file,) = load_targets([TargetSpec(keyframes=str(tmp_path / "keys.yaml"))])
+    assert isinstance(from_file, KeyframeTarget) and from_file.condition == "landmarks"
+    schedule = from_file.schedule(np.zeros(17, np.float32))
+    assert (schedule.fps, schedule.num_frames) == (10, 10)
+    np.testing.assert_allclose(schedule.targets()[5], points[np.r_[0:60, 61:64, 65:68]], atol=1e-4)  # 66 of 68
+
+    (overridden,) = load_targets([TargetSpec(keyframes=str(tmp_path / "keys.yaml"), frames=4, pingpong=True)])
+    schedule = overridden.schedule(np.zeros(17, np.float32))
+    assert (schedule.fps, schedule.path_frames, schedule.num_frames) == (10, 4, 7)
+
+
+def test_bad_keyframes_and_wrong_kinds_are_target_errors(tmp_path):
+    with pytest.raises(TargetError, match="target 'late'.*past the last frame"):
+        load_targets([TargetSpec(name="late", frames=3, keyframes=[{"frame": 0, "preset": "happy"},
+                                                                    {"frame": 5, "preset": "sad"}])])
+    (expression,) = load_targets([TargetSpec(expression="happy")])
+    with pytest.raises(TargetError, match="target 'happy' gives aus, but m.pt is a gannotation model"):
+        check_condition([expression], "gannotation", "landmarks", "m.pt")
+
+
+def test_driving_motion_is_scaled_to_the_source_face():
+    rng = np.random.default_rng(0)
+    source = rng.uniform(0, 30, (66, 2)).astype(np.float32)
+    offsets = np.array([[5, 5], [6, 4], [9, 1]], np.float32)
+    driving = 2 * source[None] + offsets[:, None]  # the same face at twice the size, moving
+    assert face_scale(driving[0]) == pytest.approx(2 * face_scale(source), rel=1e-5)
+    target = DrivingTarget("mimic", TargetSpec(driving_video="d.mp4", fps=10), driving=driving)
+    targets = target.schedule(np.zeros(17, np.float32), source).targets()
+    np.testing.assert_allclose(targets, source[None] + (offsets - offsets[0])[:, None] / 2, atol=1e-4)
+
+
+# --------------------------------------------------------------------------------------------------- rendering
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    generator = GANimationGenerator(conv_dim=8, repeat_num=1).eval()
+    return generator, describe_generator(generator, image_size=16)
+
+
+@pytest.mark.parametrize("input_first", [False, True])
+def test_streamed_chunks_are_render_clip_in_pieces(tiny, input_first):
+    generator, info = tiny
+    face = np.random.default_rng(1).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    targets = np.random.default_rng(2).uniform(0, 5, (8, 17))
+    pieces = list(stream_clip(generator, info, face, targets, batch_size=3, device="cpu", input_first=input_first))
+    assert [len(piece.frames) for piece in pieces] == ([4, 3, 1] if input_first else [3, 3, 2])
+    whole = render_clip(generator, info, face, targets, chunk_size=3, input_first=input_first).frames
+    np.testing.assert_array_equal(np.concatenate([piece.frames for piece in pieces]), whole)
+
+
+def test_an_item_failure_is_a_row_naming_the_reason(tiny, tmp_path):
+    generator, info = tiny
+    settings = ItemSettings(model="tiny.pt", crop=CropSpec(), output=OutputSpec(), batch_size=4, precision="fp32")
+    animator = ItemAnimator(generator, info, load_targets([TargetSpec(expression="happy")]), settings)
+    row = animator.animate(WorkItem(str(tmp_path / "gone.jpg"), str(tmp_path / "gone__happy.mp4"),
+                                    "gone__happy.mp4", 0, "happy"))
+    assert row["status"] == "failed" and "gone.jpg" in row["error"] and "not found" in row["error"]
+    assert list(row) == ["input", "output", "status", "frames", "fps", "seconds", "error", "model", "target"]
+
+
+# --------------------------------------------------------------------------------------------------- manifest, model
+
+
+def test_s3_manifest_is_uploaded_throttled_and_at_the_end(s3_bucket):
+    import boto3
+
+    client = boto3.session.Session().client("s3")
+    uri = f"s3://{s3_bucket}/out/manifest.jsonl"
+
+    def uploaded():
+        return client.get_object(Bucket=s3_bucket, Key="out/manifest.jsonl")["Body"].read().decode().splitlines()
+
+    row = manifest_row(input="a.jpg", output="a__happy.mp4", status="ok", model="m.pt", target="happy", frames=3)
+    with ManifestWriter(uri, upload_every=3600) as writer:
+        writer.append(row)
+        assert len(uploaded()) == 1  # the first row goes up at once
+        writer.append({**row, "input": "b.jpg"})
+        assert len(uploaded()) == 1  # within the throttle
+    assert [json.loads(line)["input"] for line in uploaded()] == ["a.jpg", "b.jpg"]
+
+
+def test_model_uris(tmp_path):
+    with pytest.raises(ModelNotFoundError, match="no bundled demo model yet"):
+        open_model("demo")
+    with pytest.raises(ModelNotFoundError, match="missing.pt"):
+        open_model(str(tmp_path / "missing.pt"))
+
+
+# --------------------------------------------------------------------------------------------------- command line
+
+
+def test_flags_build_targets_and_dry_run_prints_the_plan(tmp_path):
+    (tmp_path / "in").mkdir()
+    for name in ("a.jpg", "b.png"):
+        (tmp_path / "in" / name).write_bytes(b"x")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "a__happy.mp4").write_bytes(b"x")
+    result = CliRunner().invoke(main, [
+        "animate", str(tmp_path / "in"), "--model", "m.pt", "--out", str(tmp_path / "out"), "--expression", "happy",
+        "--expression", "sad:0.5", "--au", "AU45=2", "--frames", "8", "--pingpong", "--workers", "3", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    job = yaml.safe_load(result.stdout)
+    assert [(t["expression"], t["aus"], t["frames"], t["pingpong"]) for t in job["targets"]] == [
+        ("happy", {"AU45": 2.0}, 8, True), ("sad:0.5", {"AU45": 2.0}, 8, True)]
+    assert job["execution"]["workers"] == 3
+    plan = "\n".join(line for line in result.stdout.splitlines() if line.startswith("#"))
+    assert "2 images x 2 targets (happy, sad-0.5) = 4 videos: 3 to make, 1 already exist" in plan
+
+
+def test_timing_flags_need_target_flags(tmp_path):
+    result = CliRunner().invoke(main, ["animate", str(tmp_path), "--model", "m.pt", "--out", "o", "--fps", "30"])
+    assert result.exit_code == 2 and "--fps apply to targets given by flags" in result.output
