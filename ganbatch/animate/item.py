@@ -124,14 +124,13 @@ class ItemAnimator:
         return frames, schedule.fps
 
     def _crop(self, image: np.ndarray, name: str) -> FaceCrop:
-        # crops are made writable: torch.from_numpy warns about the read-only arrays PIL hands out
         if self.settings.crop.mode == "none":
-            return FaceCrop(np.require(fit_to_size(image, self.size), requirements="W"))
+            return FaceCrop(fit_to_size(image, self.size))
         found = largest_face(self._detector().detect(image))
         if found is None:
             raise ItemError(f"{name}: no face found (face backend {self._detector().name})")
         face, transform = crop_face(image, found, self.size, margin=self.settings.crop.margin)
-        return FaceCrop(np.require(face, requirements="W"), photo=image, transform=transform,
+        return FaceCrop(face, photo=image, transform=transform,
                         landmarks=found.landmarks)
 
     def _crop_landmarks(self, crop: FaceCrop, name: str) -> np.ndarray:

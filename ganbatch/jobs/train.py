@@ -1,4 +1,22 @@
-"""`kind: train`: GANimation or GANnotation training on Ray Train, checkpointed and resumable."""
+"""`kind: train`: GANimation or GANnotation training on Ray Train, checkpointed and resumable.
+
+Loss weights, the adversarial loss, the critic/generator step ratio and the Adam settings default to the published
+values of the chosen family; a field left unset (null) takes that family's value (`resolved_objective`,
+`resolved_optimizer`):
+
+- GANimation (albertpumarola/GANimation, `options/train_options.py`, trained with `--batch_size 25`): WGAN-GP
+  (lambda_D_gp 10), 5 critic steps per generator step, AU regression lambda_D_cond 4000 on an MSE that the original
+  divides once more by the batch size (4000 / 25 = 160 per mean squared error), cycle 10, attention mean 0.1,
+  attention smoothness 1e-5 on a sum over the whole batch (1e-5 x 25 = 2.5e-4 per image), Adam lr 1e-4, betas
+  (0.5, 0.999). Here every term is a mean over the batch, so the weights keep their meaning at any batch size and
+  worker count.
+- GANnotation (ESanchezLozano/GANnotation `training/`): adversarial 1, target-frame L1 100, self-consistency 100,
+  triple consistency 100, Adam betas (0.5, 0.9), weight decay 5e-4, gradient norm clipped at 1; its `disiters`
+  rule gives 1 critic step per generator step with the hinge loss and 4 with WGAN-GP. The hinge loss is the default
+  (the paper's). Its released trainer has no attention mask; the mask smoothness term takes GANimation's weight.
+  Its perceptual (VGG-16) and identity losses need pretrained weights that are not available here: they are left
+  out, not approximated.
+"""
 from typing import ClassVar, Literal, Optional
 
 from pydantic import Field, model_validator
@@ -12,7 +30,7 @@ Adversarial = Literal["wgan-gp", "hinge", "lsgan"]
 class NetworkSpec(StrictModel):
     """Network sizes (the published GANimation model: 128 px, 64 channels, 6 residual blocks)."""
 
-    size: int = Field(128, ge=32, le=512, description="image size; a multiple of 64")
+    size: int = Field(128, ge=64, le=512, description="image size; a multiple of 64")
     conv_dim: int = Field(64, ge=4, le=256, description="generator base channels")
     res_blocks: int = Field(6, ge=1, le=12, description="generator residual blocks")
     d_conv_dim: int = Field(64, ge=4, le=256, description="discriminator base channels")
@@ -25,35 +43,52 @@ class NetworkSpec(StrictModel):
 
 
 class ObjectiveSpec(StrictModel):
-    """Loss weights. Defaults are the published GANimation values; GANnotation uses its own adversarial default."""
+    """Loss weights and the adversarial game; unset (null) fields take the family's published value."""
 
-    adversarial: Optional[Adversarial] = Field(None, description="default: wgan-gp (GANimation), hinge (GANnotation)")
-    lambda_gp: float = Field(10.0, ge=0, description="gradient penalty (wgan-gp)")
-    lambda_au: float = Field(160.0, ge=0, description="AU regression, real (D) and fake (G)")
-    lambda_cycle: float = Field(10.0, ge=0, description="cycle / self-consistency L1")
-    lambda_mask: float = Field(0.1, ge=0, description="attention mean")
-    lambda_tv: float = Field(1e-5, ge=0, description="attention total variation")
-    lambda_pixel: float = Field(10.0, ge=0, description="GANnotation: L1 to the target frame when pairs exist")
-    lambda_triple: float = Field(10.0, ge=0, description="GANnotation: triple consistency")
-    critic_steps: int = Field(5, ge=1, description="discriminator steps per generator step")
-    au_noise: float = Field(0.1, ge=0, description="target AUs: another image's AUs + U(-noise, noise)")
+    adversarial: Optional[Adversarial] = Field(None, description="adversarial loss; default: wgan-gp (GANimation), "
+                                                                 "hinge (GANnotation)")
+    lambda_adv: float = Field(1.0, ge=0, description="adversarial term of the generator and the critic")
+    lambda_gp: float = Field(10.0, ge=0, description="gradient penalty (wgan-gp only)")
+    lambda_au: float = Field(160.0, ge=0, description="GANimation: AU regression MSE, real (critic) and fake "
+                                                      "(generator); the original's 4000 / batch 25")
+    lambda_cycle: Optional[float] = Field(None, ge=0, description="cycle / self-consistency L1; default: 10 "
+                                                                  "(GANimation), 100 (GANnotation)")
+    lambda_mask: Optional[float] = Field(None, ge=0, description="attention mask mean; default: 0.1 (GANimation), "
+                                                                 "0 (GANnotation)")
+    lambda_tv: float = Field(2.5e-4, ge=0, description="attention mask smoothness (per-image total variation); "
+                                                       "the original's 1e-5 x batch 25")
+    lambda_pixel: float = Field(100.0, ge=0, description="GANnotation: L1 to the target frame (pairs), or to the "
+                                                         "input for self-reconstruction (no pair)")
+    lambda_triple: float = Field(100.0, ge=0, description="GANnotation: triple consistency L1")
+    critic_steps: Optional[int] = Field(None, ge=1, description="critic steps per generator step, each on a fresh "
+                                                                "batch; default: 5 (GANimation), 1 with hinge/lsgan "
+                                                                "or 4 with wgan-gp (GANnotation)")
+    au_noise: float = Field(0.1, ge=0, description="GANimation target AUs: another image's AUs / 5 + "
+                                                   "U(-au_noise, au_noise)")
 
 
 class OptimizerSpec(StrictModel):
-    """Adam with a constant learning rate, then a linear decay to zero."""
+    """Adam with a constant learning rate, then a linear decay to zero at the last step."""
 
-    lr_g: float = Field(1e-4, gt=0)
-    lr_d: float = Field(1e-4, gt=0)
-    beta1: float = Field(0.5, ge=0, lt=1)
-    beta2: float = Field(0.999, ge=0, lt=1)
-    decay_start: Optional[int] = Field(None, ge=0, description="step where the linear decay starts; default: steps/2")
+    lr_g: float = Field(1e-4, gt=0, description="generator learning rate")
+    lr_d: float = Field(1e-4, gt=0, description="critic learning rate")
+    beta1: float = Field(0.5, ge=0, lt=1, description="Adam beta1")
+    beta2: Optional[float] = Field(None, ge=0, lt=1, description="Adam beta2; default: 0.999 (GANimation), "
+                                                                 "0.9 (GANnotation)")
+    weight_decay: Optional[float] = Field(None, ge=0, description="Adam weight decay; default: 0 (GANimation), "
+                                                                  "5e-4 (GANnotation)")
+    grad_clip: Optional[float] = Field(None, ge=0, description="clip each network's gradient norm to this "
+                                                               "(0: off); default: off (GANimation), 1 (GANnotation)")
+    decay_start: Optional[int] = Field(None, ge=0, description="step where the linear decay starts; default: 2/3 of "
+                                                               "steps (the original's 20 constant + 10 decay epochs)")
 
 
 class AugmentSpec(StrictModel):
     """Training-time augmentation."""
 
-    flip: bool = Field(True, description="horizontal flip (landmarks flipped with the iBUG permutation)")
-    jitter: float = Field(0.05, ge=0, le=0.3, description="random translation/scale, fraction of the size")
+    flip: bool = Field(True, description="random horizontal flip (landmarks mirrored with the iBUG permutation, "
+                                         "AUs unchanged)")
+    jitter: float = Field(0.05, ge=0, le=0.3, description="random shift and scale, as a fraction of the size")
 
 
 class TrainExecution(Execution):
@@ -61,10 +96,24 @@ class TrainExecution(Execution):
 
     max_failures: int = Field(0, ge=-1, description="worker-group restarts from the last checkpoint (-1: unlimited)")
     threads_per_worker: Optional[int] = Field(None, ge=1, description="torch threads per worker (default: its CPUs)")
+    fail_at_step: Optional[int] = Field(None, ge=1, description="fault injection for tests: the last worker raises "
+                                                                "on reaching this step in an attempt that did not "
+                                                                "start from a checkpoint")
+
+
+# Per-family values of the fields above that default to null.
+FAMILY_OBJECTIVE = {
+    "ganimation": {"adversarial": "wgan-gp", "lambda_cycle": 10.0, "lambda_mask": 0.1},
+    "gannotation": {"adversarial": "hinge", "lambda_cycle": 100.0, "lambda_mask": 0.0},
+}
+FAMILY_OPTIMIZER = {
+    "ganimation": {"beta2": 0.999, "weight_decay": 0.0, "grad_clip": 0.0},
+    "gannotation": {"beta2": 0.9, "weight_decay": 5e-4, "grad_clip": 1.0},
+}
 
 
 class TrainJob(StrictModel):
-    """Train a generator/discriminator pair; writes OUT/NAME/ checkpoints and OUT/NAME/model.pt."""
+    """Train a generator/critic pair; writes OUT/NAME/ checkpoints and OUT/NAME/model.pt."""
 
     kind: Literal["train"] = "train"
     # keys of run_train's result.outputs, which later pipeline steps can refer to as ${steps.NAME.KEY}
@@ -77,13 +126,14 @@ class TrainJob(StrictModel):
     objective: ObjectiveSpec = Field(default_factory=ObjectiveSpec)
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
     augment: AugmentSpec = Field(default_factory=AugmentSpec)
-    batch_size: int = Field(4, ge=1, description="global batch size (split across workers)")
+    batch_size: int = Field(4, ge=1, description="global batch size (split evenly across workers)")
     steps: int = Field(1000, ge=1, description="generator steps to train to")
     checkpoint_every: int = Field(200, ge=1, description="steps between checkpoints")
     log_every: int = Field(20, ge=1, description="steps between log lines")
     sample_every: int = Field(200, ge=1, description="steps between sample grids")
     keep_checkpoints: int = Field(3, ge=1, description="checkpoints kept")
-    seed: int = 0
+    seed: int = Field(0, description="seeds the initial weights and every random draw (data order, augmentation, "
+                                     "targets)")
     execution: TrainExecution = Field(default_factory=TrainExecution)
 
     @model_validator(mode="after")
@@ -92,3 +142,22 @@ class TrainJob(StrictModel):
         if self.batch_size % workers:
             raise ValueError(f"batch_size {self.batch_size} does not split evenly over {workers} workers")
         return self
+
+    def resolved_objective(self) -> ObjectiveSpec:
+        """The objective with the family's published values in the unset fields."""
+        objective = self.objective.model_copy(update={
+            key: value for key, value in FAMILY_OBJECTIVE[self.family].items() if getattr(self.objective, key) is None
+        })
+        if objective.critic_steps is None:
+            steps = 5 if self.family == "ganimation" else (4 if objective.adversarial == "wgan-gp" else 1)
+            objective = objective.model_copy(update={"critic_steps": steps})
+        return objective
+
+    def resolved_optimizer(self) -> OptimizerSpec:
+        """The optimizer settings with the family's published values in the unset fields, decay_start included."""
+        optimizer = self.optimizer.model_copy(update={
+            key: value for key, value in FAMILY_OPTIMIZER[self.family].items() if getattr(self.optimizer, key) is None
+        })
+        if optimizer.decay_start is None:
+            optimizer = optimizer.model_copy(update={"decay_start": (2 * self.steps) // 3})
+        return optimizer

@@ -55,7 +55,8 @@ class ModelFamily:
         faces = np.asarray(faces)
         if faces.dtype != np.uint8 or faces.shape[-1] != 3 or faces.ndim not in (3, 4):
             raise ValueError(f"faces must be uint8 (H, W, 3) or (N, H, W, 3), got {faces.dtype} {faces.shape}")
-        x = torch.from_numpy(faces.reshape((-1,) + faces.shape[-3:])).permute(0, 3, 1, 2).float()
+        # torch.tensor copies: decoded images are often read-only arrays, which torch.from_numpy warns about
+        x = torch.tensor(faces.reshape((-1,) + faces.shape[-3:])).permute(0, 3, 1, 2).float()
         return x * ((1 - self.input_low) / 255) + self.input_low
 
     def targets_to_cond(self, targets: np.ndarray, image_size: int) -> torch.Tensor:

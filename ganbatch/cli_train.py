@@ -1,0 +1,76 @@
+"""`ganbatch train` (flags and/or a `--job` manifest -> a TrainJob) and `ganbatch export` (a run's generator).
+
+Training modules load only when a command runs, so `ganbatch --help` stays fast.
+"""
+import click
+
+from ganbatch.cli_jobs import field_help, job_options, run_command
+from ganbatch.jobs.train import TrainJob
+
+TRAIN_FLAGS = {
+    "family": "family", "data": "data", "out": "out", "name": "name", "size": "network.size",
+    "conv_dim": "network.conv_dim", "res_blocks": "network.res_blocks", "d_conv_dim": "network.d_conv_dim",
+    "adversarial": "objective.adversarial", "critic_steps": "objective.critic_steps", "lr_g": "optimizer.lr_g",
+    "lr_d": "optimizer.lr_d", "flip": "augment.flip", "jitter": "augment.jitter", "batch_size": "batch_size",
+    "steps": "steps", "checkpoint_every": "checkpoint_every", "log_every": "log_every",
+    "sample_every": "sample_every", "keep_checkpoints": "keep_checkpoints", "seed": "seed",
+    "address": "execution.address", "workers": "execution.workers", "gpus_per_worker": "execution.gpus_per_worker",
+    "cpus_per_worker": "execution.cpus_per_worker", "threads_per_worker": "execution.threads_per_worker",
+    "precision": "execution.precision", "max_failures": "execution.max_failures",
+}
+
+
+def _help(dotted: str) -> str:
+    return field_help(TrainJob, dotted)
+
+
+@click.command()
+@click.option("--family", type=click.Choice(["ganimation", "gannotation"]), help=_help("family"))
+@click.option("--data", metavar="DIR|s3://...", help=_help("data"))
+@click.option("--out", metavar="DIR|s3://...", help=_help("out"))
+@click.option("--name", help=_help("name"))
+@click.option("--size", type=int, help=_help("network.size"))
+@click.option("--conv-dim", type=int, help=_help("network.conv_dim"))
+@click.option("--res-blocks", type=int, help=_help("network.res_blocks"))
+@click.option("--d-conv-dim", type=int, help=_help("network.d_conv_dim"))
+@click.option("--adversarial", type=click.Choice(["wgan-gp", "hinge", "lsgan"]), help=_help("objective.adversarial"))
+@click.option("--critic-steps", type=int, help=_help("objective.critic_steps"))
+@click.option("--lr-g", type=float, help=_help("optimizer.lr_g"))
+@click.option("--lr-d", type=float, help=_help("optimizer.lr_d"))
+@click.option("--flip/--no-flip", default=None, help=_help("augment.flip"))
+@click.option("--jitter", type=float, help=_help("augment.jitter"))
+@click.option("--batch-size", type=int, help=_help("batch_size"))
+@click.option("--steps", type=int, help=_help("steps"))
+@click.option("--checkpoint-every", type=int, help=_help("checkpoint_every"))
+@click.option("--log-every", type=int, help=_help("log_every"))
+@click.option("--sample-every", type=int, help=_help("sample_every"))
+@click.option("--keep-checkpoints", type=int, help=_help("keep_checkpoints"))
+@click.option("--seed", type=int, help=_help("seed"))
+@click.option("--address", help=_help("execution.address"))
+@click.option("--workers", type=int, help=_help("execution.workers"))
+@click.option("--gpus-per-worker", type=float, help=_help("execution.gpus_per_worker"))
+@click.option("--cpus-per-worker", type=float, help=_help("execution.cpus_per_worker"))
+@click.option("--threads-per-worker", type=int, help=_help("execution.threads_per_worker"))
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), help=_help("execution.precision"))
+@click.option("--max-failures", type=int, help=_help("execution.max_failures"))
+@job_options
+@click.pass_context
+def train(ctx, **_):
+    """Train a GANimation or GANnotation model; the run (checkpoints, metrics, samples, model.pt) goes to OUT/NAME/
+    and re-running the same OUT/NAME resumes it. Loss weights and other settings: --job FILE or --set KEY=VALUE."""
+    run_command(ctx, "train", TRAIN_FLAGS)
+
+
+@click.command()
+@click.argument("run", metavar="RUN")
+@click.option("--out", required=True, metavar="FILE|s3://...", help="Where to write the generator (.pt).")
+def export(run, out):
+    """Write the generator of training run RUN (OUT/NAME, local or s3://) from its latest checkpoint, in ganbatch's
+    checkpoint format (for `ganbatch animate --model`)."""
+    from ganbatch.train.export import ExportError, export_model
+
+    try:
+        step = export_model(run, out)
+    except ExportError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"exported the generator of {run} at step {step} to {out}")

@@ -1,0 +1,70 @@
+"""Finding a run's checkpoints and exporting its generator (`ganbatch export RUN --out model.pt`).
+
+A run (OUT/NAME, local or s3://) keeps its checkpoints in `checkpoint_<step>/` folders (zero-padded steps). The
+latest is the highest step whose folder holds both `state.pt` and `job.json`; a folder whose state.pt cannot be read
+(an upload cut short) is skipped for the previous one.
+"""
+import re
+import tempfile
+from pathlib import Path
+
+from ganbatch import storage
+from ganbatch.models.checkpoint import save_generator
+from ganbatch.models.families import get_family
+from ganbatch.train.state import JOB_FILE, STATE_FILE, ResumeError, model_config, parse_job, read_state
+
+_CHECKPOINT = re.compile(r"^checkpoint_(\d+)$")
+
+
+class ExportError(RuntimeError):
+    """A run with no usable checkpoint to export."""
+
+
+def list_checkpoints(run: str) -> list[tuple[int, str]]:
+    """(step, URI) of the run's complete checkpoint folders (state.pt and job.json present), latest first."""
+    try:
+        files = storage.list_uris(run, recursive=True)
+    except storage.StorageError:
+        return []
+    prefix = run.rstrip("/") + "/"
+    contents: dict[str, set[str]] = {}
+    for uri in files:
+        parts = uri[len(prefix):].replace("\\", "/").split("/")
+        if len(parts) == 2 and _CHECKPOINT.match(parts[0]):
+            contents.setdefault(parts[0], set()).add(parts[1])
+    complete = [(int(_CHECKPOINT.match(name).group(1)), storage.join(run, name))
+                for name, names in contents.items() if {STATE_FILE, JOB_FILE} <= names]
+    return sorted(complete, reverse=True)
+
+
+def latest_checkpoint(run: str) -> tuple[int, str] | None:
+    """(step, URI) of the run's latest complete checkpoint, or None when it has none."""
+    checkpoints = list_checkpoints(run)
+    return checkpoints[0] if checkpoints else None
+
+
+def export_model(run: str, out: str) -> int:
+    """Write the generator of the run's latest readable checkpoint to `out` (local or s3://) in ganbatch's format,
+    with the run's provenance in its config; returns the checkpoint's step."""
+    checkpoints = list_checkpoints(run)
+    if not checkpoints:
+        raise ExportError(f"{run}: no checkpoints (checkpoint_<step>/ with {STATE_FILE} and {JOB_FILE}) found")
+    problems = []
+    with tempfile.TemporaryDirectory(prefix="ganbatch-export-") as folder:
+        for step, uri in checkpoints:
+            try:
+                job = parse_job(storage.read_bytes(storage.join(uri, JOB_FILE)).decode(), storage.join(uri, JOB_FILE))
+                local = Path(folder) / f"{step}.pt"
+                storage.download_file(storage.join(uri, STATE_FILE), local)
+                content = read_state(local)
+            except (ResumeError, storage.StorageError, RuntimeError, EOFError) as error:
+                problems.append(f"{uri}: {error}")
+                continue
+            family = get_family(job.family)
+            generator = family.generator_cls(conv_dim=job.network.conv_dim, repeat_num=job.network.res_blocks)
+            generator.load_state_dict(content["generator"])
+            save_generator(generator, Path(folder) / "model.pt", model_config(job, int(content["step"]), run))
+            storage.upload_file(Path(folder) / "model.pt", out)
+            return int(content["step"])
+    raise ExportError(f"{run}: no readable checkpoint: " + "; ".join(problems))
+

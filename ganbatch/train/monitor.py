@@ -1,0 +1,127 @@
+"""What a run writes besides its checkpoints (worker 0 only): progress lines, metrics, TensorBoard events,
+sample grids and the current model, under OUT/NAME/.
+
+- `metrics.jsonl`: one JSON object per line: `{"event": "start", "step": N, ...}` each time a worker group starts
+  (N = the step it resumed from), and `{"step": N, "time": ..., "images_per_s": ..., "d_total": ..., ...}` every
+  log_every steps (loss terms averaged over the steps since the last line and over the workers). On a resume, lines
+  past the resumed step (written after the last checkpoint by an attempt that then failed) are dropped.
+- `tensorboard/`: the same scalars as event files (torch.utils.tensorboard; a resumed writer purges later steps).
+- `samples/step_<N>.png`: sample grids; `model.pt`: the generator in ganbatch's format, rewritten at every checkpoint.
+
+Files are written in a local folder (OUT/NAME itself for local storage, a temporary folder for S3) and uploaded
+after each change when the run lives on S3.
+"""
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from torch.utils.tensorboard import SummaryWriter
+
+from ganbatch import storage
+
+METRICS_FILE = "metrics.jsonl"
+MODEL_FILE = "model.pt"
+TENSORBOARD_FOLDER = "tensorboard"
+SAMPLES_FOLDER = "samples"
+
+
+class RunFiles:
+    """A run's own files under its URI, written through a local folder (see the module doc)."""
+
+    def __init__(self, run_uri: str):
+        self.uri = run_uri
+        self.remote = storage.is_s3(run_uri)
+        self._staging = tempfile.TemporaryDirectory(prefix="ganbatch-run-") if self.remote else None
+        self.local = Path(self._staging.name) if self.remote else Path(run_uri)
+        self.local.mkdir(parents=True, exist_ok=True)
+
+    def path(self, relative: str) -> Path:
+        """The local path of a run file (its folder created)."""
+        target = self.local / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target
+
+    def fetch(self, relative: str) -> Path:
+        """The local path of a run file, downloaded first when the run is remote and has it."""
+        target = self.path(relative)
+        remote = storage.join(self.uri, relative)
+        if self.remote and storage.exists(remote):
+            storage.download_file(remote, target)
+        return target
+
+    def publish(self, relative: str) -> None:
+        """Upload a file, or every file of a folder, to the run when it is remote."""
+        if not self.remote:
+            return
+        source = self.local / relative
+        for file in ([source] if source.is_file() else sorted(p for p in source.rglob("*") if p.is_file())):
+            storage.upload_file(file, storage.join(self.uri, file.relative_to(self.local).as_posix()))
+
+    def close(self) -> None:
+        """Remove the local staging folder of a remote run."""
+        if self._staging is not None:
+            self._staging.cleanup()
+
+
+def console(line: str) -> None:
+    """Write a progress line to stdout (sys.stdout directly: Ray Train's patched print would log it twice)."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def _format_duration(seconds: float) -> str:
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+class RunMonitor:
+    """Metrics, TensorBoard and console progress of a run, resumed at `start_step`."""
+
+    def __init__(self, files: RunFiles, name: str, start_step: int, total_steps: int, info: dict):
+        self.files = files
+        self.name = name
+        self.total_steps = total_steps
+        self.start_step = start_step
+        self.started = time.monotonic()
+        self._interval_start = (self.started, start_step)
+        metrics = files.fetch(METRICS_FILE)
+        kept = []
+        if metrics.exists():
+            kept = [line for line in metrics.read_text().splitlines()
+                    if line.strip() and json.loads(line).get("step", 0) <= start_step]
+        metrics.write_text("".join(line + "\n" for line in kept))
+        self._append({"event": "start", "step": start_step, "time": time.time(), **info})
+        self.writer = SummaryWriter(str(files.path(TENSORBOARD_FOLDER)), purge_step=start_step + 1 if start_step else
+                                    None)
+
+    def _append(self, record: dict) -> None:
+        with open(self.files.path(METRICS_FILE), "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+    def log(self, step: int, values: dict[str, float], images: int) -> dict:
+        """Record the values at step (`images`: training images consumed since the last call); returns the record."""
+        now = time.monotonic()
+        since, since_step = self._interval_start
+        self._interval_start = (now, step)
+        rate = images / max(now - since, 1e-9)
+        record = {"step": step, "time": time.time(), "images_per_s": rate, **values}
+        self._append(record)
+        for key, value in values.items():
+            self.writer.add_scalar(key.replace("_", "/", 1), value, step)
+        self.writer.add_scalar("speed/images_per_s", rate, step)
+        self.writer.flush()
+        self.files.publish(METRICS_FILE)
+        self.files.publish(TENSORBOARD_FOLDER)
+        remaining = (self.total_steps - step) * (now - since) / max(step - since_step, 1)
+        losses = "  ".join(f"{key} {value:.4g}" for key, value in values.items() if key.endswith("total"))
+        console(f"[{self.name}] step {step}/{self.total_steps} ({100 * step / self.total_steps:.0f}%)  {losses}  "
+                f"{rate:.1f} img/s  eta {_format_duration(remaining)}")
+        return record
+
+    def close(self) -> None:
+        """Flush and close the TensorBoard writer and upload what is left."""
+        self.writer.close()
+        self.files.publish(TENSORBOARD_FOLDER)

@@ -1,0 +1,37 @@
+"""Sample grids: a few input faces, each rendered for a row of target expressions, with their attention masks.
+
+Layout (uint8 RGB): for every input face two rows, the face then its generated frames, and below them a black cell
+then the attention masks in grayscale (white keeps the input pixel). Rendering goes through `render.render_clip`.
+"""
+import numpy as np
+
+from ganbatch.media import preview_strip
+from ganbatch.models.checkpoint import describe_generator
+from ganbatch.models.networks import AttentionGenerator
+from ganbatch.render import render_clip
+from ganbatch.targets.aus import expression_aus
+
+PREVIEW_EXPRESSIONS = ("happy", "sad", "surprise", "anger", "disgust", "blink")
+PREVIEW_FACES = 3
+PREVIEW_COLUMNS = len(PREVIEW_EXPRESSIONS)
+
+
+def preview_aus() -> np.ndarray:
+    """The GANimation sample-grid targets: AU vectors (T, 17) of PREVIEW_EXPRESSIONS at full intensity."""
+    return np.stack([expression_aus(name) for name in PREVIEW_EXPRESSIONS])
+
+
+def sample_grid(generator: AttentionGenerator, faces: np.ndarray, targets: np.ndarray, device="cpu") -> np.ndarray:
+    """The grid (see the module doc) for uint8 faces (K, S, S, 3) and per-column targets in the family's convention
+    (GANimation (T, 17) AUs 0-5, GANnotation (T, 66, 2) points at size S)."""
+    size = faces.shape[1]
+    info = describe_generator(generator, image_size=size)
+    columns = len(targets)
+    blank = np.zeros((size, size, 3), np.uint8)
+    rows = []
+    for face in faces:
+        clip = render_clip(generator, info, face, targets, device=device, return_maps=True)
+        masks = np.repeat(np.round(clip.attention * 255).astype(np.uint8)[..., None], 3, axis=3)
+        rows.append(np.concatenate([face, preview_strip(clip.frames, columns)], axis=1))
+        rows.append(np.concatenate([blank, preview_strip(masks, columns)], axis=1))
+    return np.concatenate(rows, axis=0)

@@ -1,0 +1,180 @@
+"""`kind: train` jobs on the driver: check the data, plan, start Ray Train's TorchTrainer, report the outcome.
+
+The run lives at OUT/NAME: Ray Train's storage (`RunConfig(storage_path=OUT, name=NAME)`) holds the checkpoints
+and its own run snapshot, next to the files the workers write (`monitor`). Re-running a job with the same OUT and
+NAME makes Ray Train find the snapshot and hand the latest checkpoint to the workers, which resume from it and train
+on to `steps`; a finished run asked for more steps continues. Worker-group failures restart from the latest
+checkpoint up to `execution.max_failures` times.
+
+Workers form a torch.distributed process group through Ray Train's TorchConfig default: gloo for CPU workers,
+nccl for GPU workers (`execution.gpus_per_worker`). For S3 storage Ray Train writes through pyarrow; when
+AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL is set (MinIO, moto, ...), an explicit
+`pyarrow.fs.S3FileSystem(endpoint_override=...)` is passed so that every pyarrow version uses it.
+"""
+import os
+import sys
+from dataclasses import dataclass, field
+
+from ganbatch import storage
+from ganbatch.cluster import cluster_gpus, ray_session
+from ganbatch.jobs.train import TrainJob
+from ganbatch.train.data import DataError, TrainingData, find_training_data
+from ganbatch.train.export import ExportError, export_model, latest_checkpoint
+from ganbatch.train.monitor import MODEL_FILE
+from ganbatch.train.state import JOB_FILE, ResumeError, check_resumable, parse_job
+
+
+class WorkerCountError(ValueError):
+    """The global batch does not split evenly over the workers chosen for the cluster."""
+
+
+# The weighted terms of each family's objective (see `steps`).
+_TERMS = {"ganimation": ("adv", "gp", "au", "cycle", "mask", "tv"),
+          "gannotation": ("adv", "gp", "pixel", "cycle", "triple", "mask", "tv")}
+
+
+@dataclass
+class TrainResult:
+    """The outcome of run_train: outputs {"model": OUT/NAME/model.pt, "run": OUT/NAME}; start_step is where this
+    call began (0 for a new run), step where the run stands now; error says why it failed when not ok."""
+
+    ok: bool
+    outputs: dict[str, str]
+    start_step: int = 0
+    step: int = 0
+    error: str | None = None
+    metrics: dict = field(default_factory=dict)
+
+
+def run_uri(job: TrainJob) -> str:
+    """OUT/NAME, with a local OUT made absolute (Ray Train needs absolute local storage paths)."""
+    out = job.out if storage.is_s3(job.out) else os.path.abspath(job.out.removeprefix("file://"))
+    return storage.join(out, job.name)
+
+
+def _outputs(job: TrainJob) -> dict[str, str]:
+    run = run_uri(job)
+    return {"model": storage.join(run, MODEL_FILE), "run": run}
+
+
+def _workers(job: TrainJob) -> int:
+    if job.execution.workers:
+        return job.execution.workers
+    if job.execution.gpus_per_worker > 0:
+        return max(1, int(cluster_gpus() // job.execution.gpus_per_worker))
+    return 1
+
+
+def _storage(job: TrainJob) -> tuple[str, object]:
+    """(storage_path, storage_filesystem or None) for Ray Train's RunConfig."""
+    out = os.path.dirname(run_uri(job))
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if not storage.is_s3(out) or not endpoint:
+        return out, None
+    import pyarrow.fs
+
+    return out.removeprefix("s3://"), pyarrow.fs.S3FileSystem(endpoint_override=endpoint)
+
+
+def plan_train(job: TrainJob) -> str:
+    """What the job would do: data, networks, objective, schedule, workers and storage."""
+    objective = job.resolved_objective()
+    optimizer = job.resolved_optimizer()
+    workers = job.execution.workers or "1 (or one per GPU)"
+    net = job.network
+    lines = [
+        f"train {job.family} on {job.data} -> {run_uri(job)} (checkpoints, metrics.jsonl, tensorboard/, samples/, "
+        f"{MODEL_FILE})",
+        f"networks: {net.size}px, generator conv_dim {net.conv_dim} x {net.res_blocks} residual blocks, critic "
+        f"conv_dim {net.d_conv_dim}",
+        f"objective: {objective.adversarial}, {objective.critic_steps} critic step(s) per generator step, "
+        + ", ".join(f"lambda_{term} {getattr(objective, 'lambda_' + term):g}" for term in _TERMS[job.family]
+                    if term != "gp" or objective.adversarial == "wgan-gp"),
+        *(["perceptual and identity losses: not available (no pretrained VGG-16/identity weights), left out"]
+          if job.family == "gannotation" else []),
+        f"adam: lr G {optimizer.lr_g:g} / D {optimizer.lr_d:g}, betas ({optimizer.beta1:g}, {optimizer.beta2:g}), "
+        f"constant to step {optimizer.decay_start}, then linear to 0",
+        f"{job.steps} steps, global batch {job.batch_size} over {workers} worker(s), checkpoint every "
+        f"{job.checkpoint_every} (keep {job.keep_checkpoints}), log every {job.log_every}, samples every "
+        f"{job.sample_every}; re-running the same name resumes",
+    ]
+    return "\n".join(lines)
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _failed(job: TrainJob, outputs: dict, error: Exception, start: int = 0, step: int | None = None) -> TrainResult:
+    _say(f"train {job.name}: failed: {error}")
+    return TrainResult(ok=False, outputs=outputs, start_step=start, step=start if step is None else step,
+                       error=f"{type(error).__name__}: {error}")
+
+
+def _prepare(job: TrainJob, run: str) -> tuple[TrainingData, int]:
+    """The indexed data set and the step the run stands at (0 for a new run); checks a run to resume fits job."""
+    data = find_training_data(job.data, job.family)
+    latest = latest_checkpoint(run)
+    if latest:
+        job_file = storage.join(latest[1], JOB_FILE)
+        check_resumable(parse_job(storage.read_bytes(job_file).decode(), job_file), job, latest[1])
+    _say(f"train {job.name}: {data.describe()}")
+    _say(f"train {job.name}: resuming from step {latest[0]}" if latest else f"train {job.name}: new run at {run}")
+    return data, latest[0] if latest else 0
+
+
+def run_train(job: TrainJob) -> TrainResult:
+    """Train (or resume) the run OUT/NAME to job.steps on Ray Train; see the module doc."""
+    outputs = _outputs(job)
+    run = outputs["run"]
+    try:
+        data, start = _prepare(job, run)
+        if start >= job.steps:
+            _say(f"train {job.name}: already at step {start} (steps: {job.steps}); nothing to train")
+            if not storage.exists(outputs["model"]):
+                export_model(run, outputs["model"])
+            return TrainResult(ok=True, outputs=outputs, start_step=start, step=start)
+    except (DataError, ResumeError, ExportError, storage.StorageError) as error:
+        return _failed(job, outputs, error)
+    import ray.train
+
+    try:
+        result = _fit(job, data, run)
+    except (WorkerCountError, ray.train.TrainingFailedError) as error:
+        stopped = latest_checkpoint(run)
+        return _failed(job, outputs, error, start, stopped[0] if stopped else start)
+    metrics = dict(result.metrics or {})
+    return TrainResult(ok=True, outputs=outputs, start_step=start, step=int(metrics.get("step", start)),
+                       metrics=metrics)
+
+
+def _fit(job: TrainJob, data, run: str):
+    """Run the TorchTrainer (inside a Ray session) and return its Result; raises TrainingFailedError when the
+    workers failed more often than max_failures allows."""
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    from ganbatch.train.loop import train_worker
+
+    execution = job.execution
+    with ray_session(execution.address):
+        workers = _workers(job)
+        if job.batch_size % workers:
+            raise WorkerCountError(f"batch_size {job.batch_size} does not split evenly over the {workers} workers "
+                                   "of this cluster's GPUs; set execution.workers")
+        storage_path, filesystem = _storage(job)
+        resources = {"CPU": execution.cpus_per_worker}
+        if execution.gpus_per_worker:
+            resources["GPU"] = execution.gpus_per_worker
+        trainer = TorchTrainer(
+            train_worker,
+            train_loop_config={"job": job.model_dump(mode="json"), "data": data, "run": run},
+            scaling_config=ray.train.ScalingConfig(num_workers=workers, use_gpu=execution.gpus_per_worker > 0,
+                                                   resources_per_worker=resources),
+            run_config=ray.train.RunConfig(
+                name=job.name, storage_path=storage_path, storage_filesystem=filesystem,
+                checkpoint_config=ray.train.CheckpointConfig(num_to_keep=job.keep_checkpoints),
+                failure_config=ray.train.FailureConfig(max_failures=execution.max_failures),
+            ),
+        )
+        return trainer.fit()

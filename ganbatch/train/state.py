@@ -1,0 +1,151 @@
+"""Everything a training run resumes from, and the files it is kept in.
+
+A checkpoint folder (`OUT/NAME/checkpoint_<step>/`, managed by Ray Train) holds `state.pt` (both networks, both
+Adam optimisers and learning-rate schedules, the GradScaler and the step) and `job.json`, the job that wrote it: a
+resumed run must have the same family and `network` settings, and `ganbatch export` rebuilds the generator's
+provenance from it. Random draws need no saved state: every draw is a
+function of the seed and the sample position (see `batches`), and initial weights of the seed.
+"""
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ganbatch import __version__
+from ganbatch.jobs.train import TrainJob
+from ganbatch.models.checkpoint import save_generator
+from ganbatch.models.families import get_family
+from ganbatch.train.steps import Networks, Trainer, linear_decay, make_optimizer
+
+STATE_FILE = "state.pt"
+JOB_FILE = "job.json"
+STATE_FORMAT = "ganbatch-train"
+STATE_VERSION = 1
+
+
+class ResumeError(ValueError):
+    """A run's checkpoint does not fit the job (different family or network sizes)."""
+
+
+@dataclass
+class TrainState:
+    """The live training state of one worker."""
+
+    trainer: Trainer
+    generator_schedule: torch.optim.lr_scheduler.LambdaLR
+    critic_schedule: torch.optim.lr_scheduler.LambdaLR
+    step: int = 0
+
+    @property
+    def nets(self) -> Networks:
+        """The generator/critic pair."""
+        return self.trainer.nets
+
+    def advance(self) -> None:
+        """Count one finished generator step and move both learning-rate schedules along."""
+        self.step += 1
+        self.generator_schedule.step()
+        self.critic_schedule.step()
+
+    def learning_rates(self) -> dict[str, float]:
+        """Current learning rates of the generator and the critic."""
+        return {"lr_g": self.generator_schedule.get_last_lr()[0], "lr_d": self.critic_schedule.get_last_lr()[0]}
+
+
+def shape_settings(job: TrainJob) -> dict:
+    """What fixes the networks' shapes: a checkpoint can only be resumed by a job with the same settings."""
+    return {"family": job.family, "network": job.network.model_dump()}
+
+
+def build_state(job: TrainJob, device) -> TrainState:
+    """Fresh networks (initial weights drawn from the job's seed), optimisers and schedules on device."""
+    family = get_family(job.family)
+    net = job.network
+    torch.manual_seed(job.seed)
+    generator = family.generator_cls(conv_dim=net.conv_dim, repeat_num=net.res_blocks).to(device)
+    critic = family.discriminator_cls(image_size=net.size, conv_dim=net.d_conv_dim).to(device)
+    settings = job.resolved_optimizer()
+    generator_optimizer = make_optimizer(generator, settings.lr_g, settings)
+    critic_optimizer = make_optimizer(critic, settings.lr_d, settings)
+    factor = linear_decay(job.steps, settings.decay_start)
+    trainer = Trainer(Networks(family, generator, critic), job.resolved_objective(), settings,
+                      critic_optimizer=critic_optimizer, generator_optimizer=generator_optimizer,
+                      precision=job.execution.precision, device=device)
+    return TrainState(trainer=trainer,
+                      generator_schedule=torch.optim.lr_scheduler.LambdaLR(generator_optimizer, factor),
+                      critic_schedule=torch.optim.lr_scheduler.LambdaLR(critic_optimizer, factor))
+
+
+def save_state(state: TrainState, folder: Path, job: TrainJob) -> None:
+    """Write folder/state.pt and folder/job.json."""
+    trainer = state.trainer
+    (Path(folder) / JOB_FILE).write_text(json.dumps(job.model_dump(mode="json"), indent=1))
+    torch.save({
+        "format": STATE_FORMAT, "version": STATE_VERSION, "step": state.step,
+        "generator": trainer.nets.generator.state_dict(), "critic": trainer.nets.critic.state_dict(),
+        "generator_optimizer": trainer.generator_optimizer.state_dict(),
+        "critic_optimizer": trainer.critic_optimizer.state_dict(),
+        "generator_schedule": state.generator_schedule.state_dict(),
+        "critic_schedule": state.critic_schedule.state_dict(),
+        "scaler": trainer.scaler.state_dict(),
+    }, Path(folder) / STATE_FILE)
+
+
+def read_state(path: Path, map_location="cpu") -> dict:
+    """The content of a state.pt (tensors only, loaded with weights_only=True); ResumeError if it is not one."""
+    content = torch.load(path, map_location=map_location, weights_only=True)
+    if not isinstance(content, dict) or content.get("format") != STATE_FORMAT:
+        raise ResumeError(f"{path}: not a ganbatch training checkpoint")
+    if content.get("version") != STATE_VERSION:
+        raise ResumeError(f"{path}: training checkpoint version {content.get('version')!r} is not supported")
+    return content
+
+
+def parse_job(text: str, where: str) -> TrainJob:
+    """The job of a checkpoint's job.json text."""
+    try:
+        return TrainJob.model_validate_json(text)
+    except ValueError as error:
+        raise ResumeError(f"{where}: not a valid training job ({error})") from None
+
+
+def check_resumable(saved: TrainJob, job: TrainJob, where: str) -> None:
+    """ResumeError unless job can continue a run written by `saved` (same family and network settings)."""
+    if shape_settings(saved) != shape_settings(job):
+        raise ResumeError(f"{where}: the run was trained with {shape_settings(saved)}, the job asks for "
+                          f"{shape_settings(job)}; use another --name or the run's settings")
+
+
+def load_state(state: TrainState, folder: Path, job: TrainJob) -> None:
+    """Restore state from a checkpoint folder written by save_state; ResumeError when the networks differ."""
+    folder = Path(folder)
+    check_resumable(parse_job((folder / JOB_FILE).read_text(), str(folder / JOB_FILE)), job, str(folder))
+    content = read_state(folder / STATE_FILE, map_location=state.trainer.device)
+    trainer = state.trainer
+    trainer.nets.generator.load_state_dict(content["generator"])
+    trainer.nets.critic.load_state_dict(content["critic"])
+    trainer.generator_optimizer.load_state_dict(content["generator_optimizer"])
+    trainer.critic_optimizer.load_state_dict(content["critic_optimizer"])
+    state.generator_schedule.load_state_dict(content["generator_schedule"])
+    state.critic_schedule.load_state_dict(content["critic_schedule"])
+    trainer.scaler.load_state_dict(content["scaler"])
+    state.step = int(content["step"])
+
+
+def model_config(job: TrainJob, step: int, run_uri: str) -> dict:
+    """The config stored with an exported generator: image size and training provenance."""
+    return {
+        "image_size": job.network.size,
+        "training": {
+            "run": run_uri, "step": step, "steps": job.steps, "data": job.data, "seed": job.seed,
+            "batch_size": job.batch_size, "workers": job.execution.workers or 1,
+            "network": job.network.model_dump(), "objective": job.resolved_objective().model_dump(),
+            "optimizer": job.resolved_optimizer().model_dump(), "ganbatch_version": __version__,
+        },
+    }
+
+
+def export_generator(state: TrainState, path: Path, job: TrainJob, run_uri: str) -> None:
+    """Write the current generator to path in ganbatch's checkpoint format (`save_generator`)."""
+    save_generator(state.nets.generator, path, model_config(job, state.step, run_uri))

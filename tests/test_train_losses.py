@@ -1,0 +1,133 @@
+"""Loss terms against hand-computed values, the published-weight conversions, and one step of each family."""
+import math
+
+import pytest
+import torch
+
+from ganbatch.jobs.train import TrainJob
+from ganbatch.train import losses
+from ganbatch.train.batches import Batch
+from ganbatch.train.state import build_state
+from ganbatch.train.steps import linear_decay
+
+
+def test_gradient_penalty_of_a_linear_critic_is_norm_minus_one_squared():
+    # critic(x) = <w, x> per sample: its gradient is w everywhere, so the penalty is (||w|| - 1)^2 = (3 - 1)^2.
+    w = torch.tensor([2.0, 1.0, 2.0, 0.0])  # ||w|| = 3
+    points = torch.randn(5, 4).requires_grad_(True)
+    penalty = losses.gradient_penalty(lambda x: x @ w, points)
+    assert penalty.item() == pytest.approx(4.0)
+    # the graph is kept: the penalty can be back-propagated into the critic's weight (d/dw (||w||-1)^2 = 2(1-1/3)w)
+    w_param = w.clone().requires_grad_(True)
+    losses.gradient_penalty(lambda x: x @ w_param, points).backward()
+    assert torch.allclose(w_param.grad, 2 * (1 - 1 / 3) * w)
+
+
+def test_gradient_penalty_with_a_loss_scale_is_unchanged():
+    w = torch.tensor([0.5, 0.5])  # ||w|| = 1/sqrt(2)
+    points = torch.randn(3, 2).requires_grad_(True)
+    expected = (1 / math.sqrt(2) - 1) ** 2
+    assert losses.gradient_penalty(lambda x: x @ w, points, grad_scale=1024.0).item() == pytest.approx(expected)
+
+
+def test_interpolate_mixes_per_sample():
+    real, fake = torch.ones(2, 1, 2, 2), torch.zeros(2, 1, 2, 2)
+    mixed = losses.interpolate(real, fake, torch.tensor([0.25, 1.0]))
+    assert mixed.requires_grad
+    assert torch.equal(mixed[0], torch.full((1, 2, 2), 0.25)) and torch.equal(mixed[1], torch.ones(1, 2, 2))
+
+
+def test_adversarial_losses_on_given_scores():
+    real = torch.tensor([2.0, 0.5])
+    fake = torch.tensor([-2.0, 0.0])
+    # wgan: mean(fake) - mean(real) = -1 - 1.25
+    assert losses.critic_loss("wgan-gp", real, fake).item() == pytest.approx(-2.25)
+    # hinge: mean(relu(1 - real)) + mean(relu(1 + fake)) = mean(0, 0.5) + mean(0, 1) = 0.25 + 0.5
+    assert losses.critic_loss("hinge", real, fake).item() == pytest.approx(0.75)
+    # lsgan: (mean((real-1)^2) + mean(fake^2)) / 2 = (mean(1, 0.25) + mean(4, 0)) / 2 = (0.625 + 2) / 2
+    assert losses.critic_loss("lsgan", real, fake).item() == pytest.approx(1.3125)
+    assert losses.generator_adversarial_loss("wgan-gp", fake).item() == pytest.approx(1.0)
+    assert losses.generator_adversarial_loss("hinge", fake).item() == pytest.approx(1.0)
+    # lsgan generator: mean((fake - 1)^2) / 2 = mean(9, 1) / 2
+    assert losses.generator_adversarial_loss("lsgan", fake).item() == pytest.approx(2.5)
+    with pytest.raises(ValueError, match="unknown adversarial loss 'vanilla'"):
+        losses.critic_loss("vanilla", real, fake)
+
+
+def test_total_variation_of_a_known_mask():
+    mask = torch.zeros(2, 1, 2, 3)
+    mask[0, 0] = torch.tensor([[0.0, 1.0, 1.0], [0.0, 0.0, 1.0]])
+    # image 0: horizontal |1-0| + |1-1| + |0-0| + |1-0| = 2, vertical |0-0| + |0-1| + |1-1| = 1; image 1: 0
+    assert losses.total_variation(mask).item() == pytest.approx(1.5)
+
+
+def test_weighted_l1_counts_only_weighted_samples_over_the_whole_batch():
+    prediction = torch.zeros(2, 3)
+    target = torch.tensor([[1.0, 1.0, 1.0], [3.0, 3.0, 3.0]])
+    assert losses.weighted_l1(prediction, target, torch.tensor([1.0, 0.0])).item() == pytest.approx(0.5)
+
+
+def test_learning_rate_is_constant_then_decays_linearly_to_zero():
+    factor = linear_decay(steps=10, decay_start=6)
+    assert [factor(s) for s in (0, 5, 6, 8, 10)] == [1.0, 1.0, 1.0, 0.5, 0.0]
+
+
+def test_family_defaults_are_the_published_values():
+    ganimation = TrainJob(family="ganimation", data="d", out="o", name="n", steps=30)
+    objective, optimizer = ganimation.resolved_objective(), ganimation.resolved_optimizer()
+    assert objective.adversarial == "wgan-gp" and objective.critic_steps == 5
+    assert objective.lambda_au == pytest.approx(4000 / 25)  # lambda_D_cond 4000, MSE / batch 25
+    assert objective.lambda_tv == pytest.approx(1e-5 * 25)  # lambda_mask_smooth 1e-5 on a sum over 25 images
+    assert (objective.lambda_gp, objective.lambda_cycle, objective.lambda_mask) == (10, 10, 0.1)
+    assert (optimizer.beta1, optimizer.beta2, optimizer.decay_start) == (0.5, 0.999, 20)  # 20 + 10 epochs
+    gannotation = TrainJob(family="gannotation", data="d", out="o", name="n")
+    objective = gannotation.resolved_objective()
+    assert objective.adversarial == "hinge" and objective.critic_steps == 1
+    assert (objective.lambda_pixel, objective.lambda_cycle, objective.lambda_triple) == (100, 100, 100)
+    wgan = TrainJob(family="gannotation", data="d", out="o", name="n", objective={"adversarial": "wgan-gp"})
+    assert wgan.resolved_objective().critic_steps == 4
+    assert gannotation.resolved_optimizer().beta2 == 0.9
+
+
+def _tiny_job(family, adversarial):
+    return TrainJob(family=family, data="d", out="o", name="n", network=dict(size=64, conv_dim=4, res_blocks=1,
+                    d_conv_dim=4), objective={"adversarial": adversarial}, steps=2)
+
+
+@pytest.mark.parametrize("family, adversarial", [("ganimation", "wgan-gp"), ("gannotation", "hinge"),
+                                                 ("gannotation", "wgan-gp"), ("ganimation", "lsgan")])
+def test_one_step_of_each_family_moves_both_networks(family, adversarial):
+    torch.manual_seed(0)
+    state = build_state(_tiny_job(family, adversarial), "cpu")
+    batch = Batch(real=torch.rand(2, 3, 64, 64) * 2 - 1, alpha=torch.rand(2))
+    if family == "ganimation":
+        batch.cond_real, batch.cond_target = torch.rand(2, 17), torch.rand(2, 17)
+    else:
+        batch.heat_real, batch.heat_target, batch.heat_third = (torch.rand(2, 66, 64, 64) for _ in range(3))
+        batch.target, batch.has_pair = torch.rand(2, 3, 64, 64) * 2 - 1, torch.tensor([1.0, 0.0])
+    generator_before = [p.clone() for p in state.nets.generator.parameters()]
+    critic_before = [p.clone() for p in state.nets.critic.parameters()]
+    d_terms = state.trainer.critic_step(batch)
+    assert all(p.equal(q) for p, q in zip(state.nets.generator.parameters(), generator_before))
+    assert not all(p.equal(q) for p, q in zip(state.nets.critic.parameters(), critic_before))
+    critic_after = [p.clone() for p in state.nets.critic.parameters()]
+    g_terms = state.trainer.generator_step(batch)
+    assert all(p.equal(q) for p, q in zip(state.nets.critic.parameters(), critic_after))
+    assert not all(p.equal(q) for p, q in zip(state.nets.generator.parameters(), generator_before))
+    assert ("gp" in d_terms) == (adversarial == "wgan-gp")
+    expected = {"ganimation": {"adv", "au", "cycle", "mask", "tv"},
+                "gannotation": {"adv", "pixel", "cycle", "triple", "mask", "tv"}}[family]
+    assert set(g_terms) == expected | {"total"}
+    assert all(torch.isfinite(value) for value in (*d_terms.values(), *g_terms.values()))
+
+
+def test_bf16_autocast_steps_run_and_fp16_needs_cuda():
+    job = _tiny_job("ganimation", "wgan-gp").model_dump()
+    state = build_state(TrainJob.model_validate({**job, "execution": {"precision": "bf16"}}), "cpu")
+    batch = Batch(real=torch.rand(2, 3, 64, 64) * 2 - 1, alpha=torch.rand(2), cond_real=torch.rand(2, 17),
+                  cond_target=torch.rand(2, 17))
+    terms = {**state.trainer.critic_step(batch), **state.trainer.generator_step(batch)}
+    assert all(torch.isfinite(value) for value in terms.values())
+    fp16 = TrainJob.model_validate({**job, "execution": {"precision": "fp16"}})
+    with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
+        build_state(fp16, "cpu")
