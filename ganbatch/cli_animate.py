@@ -111,9 +111,4 @@ def animate(ctx, **_):
     values = flag_values(ctx, ANIMATE_FLAGS) + ([("targets", targets, TARGET_LABEL)] if targets else [])
     loaded = load_or_exit(ctx.params.get("manifest"), kind="animate", values=values,
                           overrides=ctx.params.get("overrides", ()))
-    from ganbatch.animate import AnimateError  # here: loading the runner (Ray, torch) only when the command runs
-
-    try:
-        execute(loaded, ctx.params.get("dry_run", False))
-    except AnimateError as error:
-        raise click.ClickException(str(error)) from None
+    execute(loaded, ctx.params.get("dry_run", False))

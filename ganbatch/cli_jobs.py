@@ -30,7 +30,8 @@ from pydantic import BaseModel
 
 from ganbatch.jobs.load import LoadedJob, load_job
 from ganbatch.jobs.problems import ManifestError
-from ganbatch.runner import PipelineError, plan_job, run_job
+from ganbatch.errors import JobError
+from ganbatch.runner import plan_job, run_job
 
 FlagMap = Mapping[str, Union[str, tuple[str, Callable[[Any], Any]]]]
 
@@ -123,18 +124,20 @@ def load_or_exit(
 def execute(loaded: LoadedJob, dry_run: bool) -> None:
     """Print the resolved job and its plan (--dry-run), or run it and print its outputs; exit 1 when it failed.
 
-    Values taken from `${env:NAME}` are printed as the reference, never as the value.
+    Values taken from `${env:NAME}` are printed as the reference, never as the value. A JobError (a job that cannot
+    run as given) is printed as one message, without a traceback.
     """
-    if dry_run:
-        click.echo(loaded.to_yaml(), nl=False)
-        click.echo("# plan:")
-        for line in loaded.redact(plan_job(loaded.job)).splitlines():
-            click.echo(f"#   {line}")
-        return
     try:
+        if dry_run:
+            plan = plan_job(loaded.job)
+            click.echo(loaded.to_yaml(), nl=False)
+            click.echo("# plan:")
+            for line in loaded.redact(plan).splitlines():
+                click.echo(f"#   {line}")
+            return
         result = run_job(loaded.job, report=lambda line: click.echo(line, err=True))
-    except PipelineError as error:
-        raise click.ClickException(str(error)) from None
+    except JobError as error:
+        raise click.ClickException(loaded.redact(str(error))) from None
     for key, value in result.outputs.items():
         click.echo(loaded.redact(f"{key}: {value}"))
     if not result.ok:

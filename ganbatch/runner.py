@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ValidationError
 
+from ganbatch.errors import JobError
 from ganbatch.jobs.paths import format_path
 from ganbatch.jobs.pipeline import PipelineJob
 from ganbatch.jobs.references import step_references, strings, substitute_step_outputs
@@ -26,7 +27,7 @@ class JobResult(Protocol):
     outputs: dict[str, str]
 
 
-class PipelineError(RuntimeError):
+class PipelineError(JobError):
     """A pipeline step could not start: its job, with earlier steps' outputs filled in, is not valid."""
 
 

@@ -11,7 +11,7 @@ from ganbatch.targets.landmarks import (
     GANNOTATION_FLIP,
     IBUG_FLIP,
     IBUG_PARTS,
-    CropTransform,
+    BoxCrop,
     LandmarkError,
     flip_landmarks,
     gannotation_crop,
@@ -240,7 +240,7 @@ def test_crop_image_points_and_transform():
 
 
 def test_crop_transform_round_trip():
-    transform = CropTransform(box=(39, 29, 121, 131), size=(128, 128))
+    transform = BoxCrop(box=(39, 29, 121, 131), size=(128, 128))
     points = random_points(4, 66, -20, 300)
     np.testing.assert_allclose(transform.invert(transform.apply(points)), points, rtol=1e-5, atol=1e-3)
     np.testing.assert_allclose(transform.apply([[39, 29], [121, 131]]), [[0, 0], [128, 128]], atol=1e-5)

@@ -46,6 +46,7 @@ from ganbatch.animate.targets import (
     with_driving_landmarks,
 )
 from ganbatch.cluster import cluster_gpus, ray_session
+from ganbatch.errors import JobError
 from ganbatch.faces import BackendUnavailable, get_detector
 from ganbatch.jobs.animate import AnimateJob
 from ganbatch.models.checkpoint import CheckpointError
@@ -57,7 +58,7 @@ IN_FLIGHT_PER_WORKER = 2
 LISTED_FAILURES = 10
 
 
-class AnimateError(RuntimeError):
+class AnimateError(JobError):
     """The job cannot start (bad targets or inputs, a missing model, a target the model cannot take, too few
     cluster resources); raised before any video is made."""
 

@@ -27,7 +27,7 @@ from ganbatch.targets.landmarks import (
     IBUG_PARTS,
     NUM_GANNOTATION,
     NUM_IBUG,
-    CropTransform,
+    BoxCrop,
     LandmarkError,
     as_frames,
     flip_landmarks,

@@ -140,7 +140,7 @@ def flip_landmarks(points, width: float) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class CropTransform:
+class BoxCrop:
     """An axis-aligned crop-and-resize: image box (left, top, right, bottom) -> an image of `size` (width, height).
 
     crop coordinates = (image coordinates - (left, top)) * (scale_x, scale_y), per axis.
@@ -192,7 +192,7 @@ def gannotation_crop(image, points, size: int = 128):
     """Crop `image` (H, W, C) or (H, W) around its face landmarks and resize it to size x size, as GANnotation does.
 
     Returns the uint8 crop, the points (same shape as given, (N, 2) or (T, N, 2)) in crop coordinates and the
-    CropTransform; for (T, N, 2) points the box comes from the first frame. Resizing is bilinear (PIL; GANnotation
+    BoxCrop; for (T, N, 2) points the box comes from the first frame. Resizing is bilinear (PIL; GANnotation
     used OpenCV, whose bilinear resize does not antialias when shrinking, so pixel values can differ slightly).
     """
     pixels = np.asarray(image)
@@ -201,7 +201,7 @@ def gannotation_crop(image, points, size: int = 128):
     array = np.asarray(points, dtype=np.float32)
     reference = array if array.ndim == 2 else array.reshape(-1, *array.shape[-2:])[0]
     height, width = pixels.shape[:2]
-    transform = CropTransform(gannotation_crop_box(reference, width, height), (size, size))
+    transform = BoxCrop(gannotation_crop_box(reference, width, height), (size, size))
     left, top, right, bottom = transform.box
     region = Image.fromarray(np.ascontiguousarray(pixels[top:bottom, left:right]).astype(np.uint8))
     crop = np.asarray(region.resize((size, size), Image.Resampling.BILINEAR))
