@@ -14,8 +14,6 @@ antialiased downsampling, the same resize the training data went through).
 """
 import functools
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ganbatch.storage import atomic_local_path
 from ganbatch.targets.aus import AU_NAMES, AU_SCALE, NUM_AUS
 
 FORMAT = "ganbatch-au-regressor"
@@ -90,16 +89,8 @@ def save_au_regressor(regressor: AURegressor, path, config: dict | None = None) 
         "config": json.dumps({**(config or {}), **regressor.hparams(), "au_names": list(AU_NAMES)}),
         "state_dict": {key: tensor.detach().cpu() for key, tensor in regressor.state_dict().items()},
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp makes the file private; a shipped asset must be readable by everyone
-        with os.fdopen(fd, "wb") as tmp:
-            torch.save(content, tmp)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_local_path(path) as tmp:
+        torch.save(content, tmp)
 
 
 def load_au_regressor(path=None) -> AURegressor:

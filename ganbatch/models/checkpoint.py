@@ -16,10 +16,8 @@ unless the caller passes trust_pickle=True.
 """
 import functools
 import json
-import os
 import pickle
 import re
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +29,7 @@ from ganbatch.models.families import get_family
 from ganbatch.models.ganimation import GANimationGenerator
 from ganbatch.models.gannotation import GANnotationGenerator
 from ganbatch.models.networks import SAMPLING_STEPS, AttentionGenerator, TrunkOptions
+from ganbatch.storage import atomic_local_path
 
 OWN_FORMAT = "ganbatch"
 OWN_VERSION = 1
@@ -301,12 +300,5 @@ def save_generator(generator: AttentionGenerator, path, config: dict | None = No
         "config": json.dumps(full_config),
         "state_dict": {key: tensor.detach().cpu() for key, tensor in generator.state_dict().items()},
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as tmp:
-            torch.save(content, tmp)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_local_path(path) as tmp:
+        torch.save(content, tmp)
