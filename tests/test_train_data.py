@@ -4,6 +4,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from ganbatch import storage
 from ganbatch.models.families import get_family
@@ -108,7 +109,7 @@ def test_wrong_au_columns_and_landmark_counts_name_the_file(synthetic, tmp_path)
 
 def _maker(data, root, family, rank=0, world=1, **options):
     return BatchMaker(data, root, get_family(family), 64, seed=5, global_batch=4, critic_steps=2, rank=rank,
-                      world_size=world, jitter=0.05, **options)
+                      world_size=world, **{"jitter": 0.05, **options})
 
 
 @pytest.mark.parametrize("family", ["ganimation", "gannotation"])
@@ -132,6 +133,46 @@ def test_ganimation_targets_are_other_images_aus_plus_bounded_noise(synthetic):
     assert torch.allclose(batch.cond_real, torch.tensor(data.aus[indices] / 5))
     distances = (batch.cond_target[:, None, :] - torch.tensor(data.aus / 5)[None]).abs().amax(-1)
     assert bool((distances.min(dim=1).values <= 0.1 + 1e-6).all())
+
+
+def _pixels(root, relative):
+    """An image file as the batches hold it: float (3, S, S) in [-1, 1] (64 px files need no resizing)."""
+    return torch.from_numpy(np.array(Image.open(root / relative).convert("RGB"))).permute(2, 0, 1).float() / 127.5 - 1
+
+
+def test_ganimation_paired_targets_are_a_partners_exact_aus_and_aligned_image(synthetic):
+    data = find_training_data(str(synthetic), "ganimation")
+    published = _maker(data, synthetic, "ganimation").batch(2, 1)
+    assert published.target is None and published.has_pair is None
+    maker = _maker(data, synthetic, "ganimation", jitter=0.0, paired_fraction=1.0)
+    unpaired = _maker(data, synthetic, "ganimation", jitter=0.0)
+    flips = []
+    for step in range(3):
+        paired = maker.batch(step, 0)
+        assert torch.equal(paired.real, unpaired.batch(step, 0).real)  # the published draws are kept
+        assert torch.equal(paired.has_pair, torch.ones(4))  # every training identity has 4 images
+        for slot in range(4):
+            index = maker.sample_index(step * 2 * 4 + slot)
+            partners = [j for j, name in enumerate(data.identities) if name == data.identities[index] and j != index
+                        and np.array_equal(data.aus[j] / 5, paired.cond_target[slot].numpy())]
+            assert partners  # no noise on a partner's AUs
+            flips.append(torch.equal(paired.real[slot], _pixels(synthetic, data.images[index]).flip(-1)))
+            expected = [_pixels(synthetic, data.images[j]) for j in partners]
+            assert any(torch.equal(paired.target[slot], e.flip(-1) if flips[-1] else e) for e in expected)
+    assert any(flips) and not all(flips)  # flipped and unflipped pairs both checked
+
+
+def test_ganimation_unpaired_samples_keep_the_random_target(synthetic):
+    data = find_training_data(str(synthetic), "ganimation")
+    published = _maker(data, synthetic, "ganimation").batch(0, 0)
+    half = _maker(data, synthetic, "ganimation", paired_fraction=0.5)
+    batches = [half.batch(step, 0) for step in range(6)]
+    has_pair = torch.cat([b.has_pair for b in batches])
+    assert 0 < has_pair.sum() < len(has_pair)
+    first = batches[0]
+    for slot in np.flatnonzero(first.has_pair.numpy() == 0):
+        assert torch.equal(first.cond_target[slot], published.cond_target[slot])
+        assert torch.equal(first.target[slot], first.real[slot])
 
 
 def test_epochs_visit_every_image_once(synthetic):

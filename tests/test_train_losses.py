@@ -8,7 +8,7 @@ from ganbatch.jobs.train import TrainJob
 from ganbatch.train import losses
 from ganbatch.train.batches import Batch
 from ganbatch.train.state import build_state
-from ganbatch.train.steps import linear_decay
+from ganbatch.train.steps import ganimation_generator_losses, linear_decay
 
 
 def test_gradient_penalty_of_a_linear_critic_is_norm_minus_one_squared():
@@ -80,6 +80,7 @@ def test_family_defaults_are_the_published_values():
     assert objective.lambda_tv == pytest.approx(1e-5 * 25)  # lambda_mask_smooth 1e-5 on a sum over 25 images
     assert (objective.lambda_gp, objective.lambda_cycle, objective.lambda_mask) == (10, 10, 0.1)
     assert (optimizer.beta1, optimizer.beta2, optimizer.decay_start) == (0.5, 0.999, 20)  # 20 + 10 epochs
+    assert objective.lambda_pixel == 0  # paired supervision is not part of the published objective
     gannotation = TrainJob(family="gannotation", data="d", out="o", name="n")
     objective = gannotation.resolved_objective()
     assert objective.adversarial == "hinge" and objective.critic_steps == 1
@@ -89,9 +90,9 @@ def test_family_defaults_are_the_published_values():
     assert gannotation.resolved_optimizer().beta2 == 0.9
 
 
-def _tiny_job(family, adversarial):
+def _tiny_job(family, adversarial, **objective):
     return TrainJob(family=family, data="d", out="o", name="n", network=dict(size=64, conv_dim=4, res_blocks=1,
-                    d_conv_dim=4), objective={"adversarial": adversarial}, steps=2)
+                    d_conv_dim=4), objective={"adversarial": adversarial, **objective}, steps=2)
 
 
 @pytest.mark.parametrize("family, adversarial", [("ganimation", "wgan-gp"), ("gannotation", "hinge"),
@@ -119,6 +120,40 @@ def test_one_step_of_each_family_moves_both_networks(family, adversarial):
                 "gannotation": {"adv", "pixel", "cycle", "triple", "mask", "tv"}}[family]
     assert set(g_terms) == expected | {"total"}
     assert all(torch.isfinite(value) for value in (*d_terms.values(), *g_terms.values()))
+
+
+def _paired_ganimation_batch():
+    batch = Batch(real=torch.rand(2, 3, 64, 64) * 2 - 1, alpha=torch.rand(2), cond_real=torch.rand(2, 17),
+                  cond_target=torch.rand(2, 17))
+    batch.target, batch.has_pair = torch.rand(2, 3, 64, 64) * 2 - 1, torch.tensor([1.0, 0.0])
+    return batch
+
+
+def test_ganimation_pixel_term_is_the_l1_to_the_partner_image_on_paired_samples():
+    torch.manual_seed(0)
+    nets = build_state(_tiny_job("ganimation", "wgan-gp"), "cpu").nets
+    batch = _paired_ganimation_batch()
+    objective = _tiny_job("ganimation", "wgan-gp", lambda_pixel=7.0).resolved_objective()
+    total, terms = ganimation_generator_losses(nets, batch, objective)
+    with torch.no_grad():
+        fake = nets.generator(nets.as_input(batch.real), batch.cond_target)[0]
+    # sample 0 is paired, sample 1 is not: half of sample 0's mean absolute difference (a batch mean)
+    assert terms["pixel"].item() == pytest.approx((fake[0] - batch.target[0]).abs().mean().item() / 2, rel=1e-5)
+    published = _tiny_job("ganimation", "wgan-gp").resolved_objective()
+    published_total, _ = ganimation_generator_losses(nets, batch, published)
+    assert total.item() == pytest.approx(published_total.item() + 7.0 * terms["pixel"].item(), rel=1e-5)
+
+
+def test_ganimation_generator_step_with_lambda_pixel_0_is_the_published_step():
+    batch = _paired_ganimation_batch()
+    unpaired = Batch(real=batch.real, alpha=batch.alpha, cond_real=batch.cond_real, cond_target=batch.cond_target)
+    generators = []
+    for step_batch in (batch, unpaired):
+        torch.manual_seed(0)
+        state = build_state(_tiny_job("ganimation", "wgan-gp"), "cpu")
+        state.trainer.generator_step(step_batch)
+        generators.append(state.nets.generator.state_dict())
+    assert all(torch.equal(generators[0][name], generators[1][name]) for name in generators[0])
 
 
 def test_bf16_autocast_steps_run_and_fp16_needs_cuda():

@@ -9,7 +9,10 @@ values of the chosen family; a field left unset (null) takes that family's value
   divides once more by the batch size (4000 / 25 = 160 per mean squared error), cycle 10, attention mean 0.1,
   attention smoothness 1e-5 on a sum over the whole batch (1e-5 x 25 = 2.5e-4 per image), Adam lr 1e-4, betas
   (0.5, 0.999). Here every term is a mean over the batch, so the weights keep their meaning at any batch size and
-  worker count.
+  worker count. An option beyond the paper, off by default (lambda_pixel 0): paired supervision for data sets that
+  hold several images per identity with the same pose (e.g. `ganbatch synth`): a `paired_fraction` of the samples
+  take a same-identity partner's exact AUs as target, and lambda_pixel weighs the L1 between the generated frame and
+  that partner image; the other samples keep the published random targets.
 - GANnotation (ESanchezLozano/GANnotation `training/`): adversarial 1, target-frame L1 100, self-consistency 100,
   triple consistency 100, Adam betas (0.5, 0.9), weight decay 5e-4, gradient norm clipped at 1; its `disiters`
   rule gives 1 critic step per generator step with the hinge loss and 4 with WGAN-GP. The hinge loss is the default
@@ -57,14 +60,20 @@ class ObjectiveSpec(StrictModel):
                                                                  "0 (GANnotation)")
     lambda_tv: float = Field(2.5e-4, ge=0, description="attention mask smoothness (per-image total variation); "
                                                        "the original's 1e-5 x batch 25")
-    lambda_pixel: float = Field(100.0, ge=0, description="GANnotation: L1 to the target frame (pairs), or to the "
-                                                         "input for self-reconstruction (no pair)")
+    lambda_pixel: Optional[float] = Field(None, ge=0, description="L1 to a same-identity image; GANnotation: the "
+                                                                  "target frame (pairs) or the input (no pair); "
+                                                                  "GANimation: the partner of the paired samples; "
+                                                                  "default: 100 (GANnotation), 0 (GANimation)")
     lambda_triple: float = Field(100.0, ge=0, description="GANnotation: triple consistency L1")
     critic_steps: Optional[int] = Field(None, ge=1, description="critic steps per generator step, each on a fresh "
                                                                 "batch; default: 5 (GANimation), 1 with hinge/lsgan "
                                                                 "or 4 with wgan-gp (GANnotation)")
     au_noise: float = Field(0.1, ge=0, description="GANimation target AUs: another image's AUs / 5 + "
                                                    "U(-au_noise, au_noise)")
+    paired_fraction: float = Field(0.5, ge=0, le=1, description="GANimation with lambda_pixel > 0: fraction of "
+                                                                "the samples that take a same-identity partner's "
+                                                                "AUs (no noise) as target and its image as the "
+                                                                "pixel target; the rest keep random targets")
 
 
 class OptimizerSpec(StrictModel):
@@ -103,8 +112,8 @@ class TrainExecution(Execution):
 
 # Per-family values of the fields above that default to null.
 FAMILY_OBJECTIVE = {
-    "ganimation": {"adversarial": "wgan-gp", "lambda_cycle": 10.0, "lambda_mask": 0.1},
-    "gannotation": {"adversarial": "hinge", "lambda_cycle": 100.0, "lambda_mask": 0.0},
+    "ganimation": {"adversarial": "wgan-gp", "lambda_cycle": 10.0, "lambda_mask": 0.1, "lambda_pixel": 0.0},
+    "gannotation": {"adversarial": "hinge", "lambda_cycle": 100.0, "lambda_mask": 0.0, "lambda_pixel": 100.0},
 }
 FAMILY_OPTIMIZER = {
     "ganimation": {"beta2": 0.999, "weight_decay": 0.0, "grad_clip": 0.0},

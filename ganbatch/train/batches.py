@@ -10,6 +10,11 @@ build their shards:
 - Per sample, a generator seeded by (seed, p) draws the flip, the jitter (per image), the target and the
   gradient-penalty mixing weight. Worker r of W builds slots [r * B/W, (r + 1) * B/W) of each global batch.
 - GANimation targets: the AUs of a uniformly drawn image / 5, plus U(-au_noise, au_noise) per AU (as the original).
+  With paired targets (`paired_fraction` > 0, the objective's lambda_pixel > 0), after those draws a sample whose
+  image has same-identity partners is paired with probability paired_fraction: a partner drawn uniformly (the same
+  `TrainingData.partners` as GANnotation's pairs) gives the target, its exact AUs / 5 without noise, and the target
+  frame, viewed with the sample's own flip and jitter so that the two images stay aligned. Other samples keep the
+  random target, with the input as target frame and has_pair 0.
 - GANnotation pairs: an image whose identity has other images is paired with one of them, drawn uniformly: the
   target landmarks and target frame are that image's. An image without a partner gets the landmarks of a uniformly
   drawn image and no target frame (has_pair 0): its pixel term becomes self-reconstruction. The third landmark set
@@ -47,8 +52,9 @@ class Batch:
     """A worker's shard of one global batch; fields not used by the family are None.
 
     real (B, 3, S, S) in [-1, 1]; alpha (B,) gradient-penalty mixing weights. GANimation: cond_real, cond_target
-    (B, 17) AUs / 5. GANnotation: heat_real, heat_target, heat_third (B, 66, S, S) landmark heatmaps; target
-    (B, 3, S, S) the paired frame (the input itself where has_pair is 0); has_pair (B,) 0/1.
+    (B, 17) AUs / 5, and with paired targets also target and has_pair. GANnotation: heat_real, heat_target,
+    heat_third (B, 66, S, S) landmark heatmaps. Both: target (B, 3, S, S) the paired frame (the input itself where
+    has_pair is 0); has_pair (B,) 0/1.
     """
 
     real: torch.Tensor
@@ -92,7 +98,7 @@ class BatchMaker:
 
     def __init__(self, data: TrainingData, images_root: Path, family: ModelFamily, size: int, *, seed: int,
                  global_batch: int, critic_steps: int, rank: int = 0, world_size: int = 1, flip: bool = True,
-                 jitter: float = 0.0, au_noise: float = 0.1):
+                 jitter: float = 0.0, au_noise: float = 0.1, paired_fraction: float = 0.0):
         if global_batch % world_size:
             raise ValueError(f"global batch {global_batch} does not split over {world_size} workers")
         self.data = data
@@ -107,6 +113,7 @@ class BatchMaker:
         self.flip = flip
         self.jitter = jitter
         self.au_noise = au_noise
+        self.paired_fraction = paired_fraction  # GANimation only: GANnotation pairs every image that has a partner
         self._partners = data.partners()
         self._load = functools.lru_cache(maxsize=_DECODED_CACHE)(self._decode)
         self._permutation = functools.lru_cache(maxsize=2)(self._shuffle)
@@ -144,15 +151,23 @@ class BatchMaker:
         rng = np.random.default_rng([self.seed, position, 0x5A3E])
         index = self.sample_index(position)
         flip = self.flip and bool(rng.random() < 0.5)
-        image, points = self._view(index, flip, rng.uniform(-1, 1, 3))
+        jitter_draws = rng.uniform(-1, 1, 3)
+        image, points = self._view(index, flip, jitter_draws)
         sample = {"real": image, "alpha": rng.random()}
+        partners = self._partners[index]
         if self.data.aus is not None:
             other = int(rng.integers(len(self.data)))
             noise = rng.uniform(-self.au_noise, self.au_noise, self.data.aus.shape[1])
             sample["cond_real"] = self.data.aus[index] / AU_SCALE
             sample["cond_target"] = self.data.aus[other] / AU_SCALE + noise
+            if self.paired_fraction > 0:
+                paired = len(partners) > 0 and bool(rng.random() < self.paired_fraction)
+                sample.update(target=image, has_pair=float(paired))
+                if paired:
+                    partner = int(partners[rng.integers(len(partners))])
+                    sample.update(cond_target=self.data.aus[partner] / AU_SCALE,
+                                  target=self._view(partner, flip, jitter_draws)[0])
             return sample
-        partners = self._partners[index]
         has_pair = len(partners) > 0
         target_index = int(partners[rng.integers(len(partners))]) if has_pair else int(rng.integers(len(self.data)))
         target_image, target_points = self._view(target_index, flip, rng.uniform(-1, 1, 3))
@@ -178,8 +193,10 @@ class BatchMaker:
             return self.family.targets_to_cond(np.stack([s[key] for s in samples]), self.size)
 
         if self.data.aus is not None:
+            paired = self.paired_fraction > 0
             return Batch(real=images("real"), alpha=vectors("alpha"), cond_real=vectors("cond_real"),
-                         cond_target=vectors("cond_target"))
+                         cond_target=vectors("cond_target"), target=images("target") if paired else None,
+                         has_pair=vectors("has_pair") if paired else None)
         return Batch(real=images("real"), alpha=vectors("alpha"), heat_real=heatmaps("points_real"),
                      heat_target=heatmaps("points_target"), heat_third=heatmaps("points_third"),
                      target=images("target"), has_pair=vectors("has_pair"))

@@ -29,7 +29,7 @@ class WorkerCountError(ValueError):
 
 
 # The weighted terms of each family's objective (see `steps`).
-_TERMS = {"ganimation": ("adv", "gp", "au", "cycle", "mask", "tv"),
+_TERMS = {"ganimation": ("adv", "gp", "au", "cycle", "mask", "tv", "pixel"),
           "gannotation": ("adv", "gp", "pixel", "cycle", "triple", "mask", "tv")}
 
 
@@ -89,7 +89,9 @@ def plan_train(job: TrainJob) -> str:
         f"conv_dim {net.d_conv_dim}",
         f"objective: {objective.adversarial}, {objective.critic_steps} critic step(s) per generator step, "
         + ", ".join(f"lambda_{term} {getattr(objective, 'lambda_' + term):g}" for term in _TERMS[job.family]
-                    if term != "gp" or objective.adversarial == "wgan-gp"),
+                    if term != "gp" or objective.adversarial == "wgan-gp")
+        + (f" on a paired fraction {objective.paired_fraction:g} of the samples"
+           if job.family == "ganimation" and objective.lambda_pixel > 0 else ""),
         *(["perceptual and identity losses: not available (no pretrained VGG-16/identity weights), left out"]
           if job.family == "gannotation" else []),
         f"adam: lr G {optimizer.lr_g:g} / D {optimizer.lr_d:g}, betas ({optimizer.beta1:g}, {optimizer.beta2:g}), "

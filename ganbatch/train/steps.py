@@ -4,7 +4,9 @@ GANimation (Pumarola et al.), for input I with AUs y and target AUs y':
   critic:    adv(D(I), D(G(I, y'))) + lambda_au * MSE(D_au(I), y) [+ lambda_gp * GP]
   generator: adv(D(G(I, y'))) + lambda_au * MSE(D_au(G(I, y')), y') + lambda_cycle * L1(G(G(I, y'), y), I)
              + lambda_mask * (mean A1 + mean A2) + lambda_tv * (TV(A1) + TV(A2)), A1/A2 the attention masks of the
-             two generator passes.
+             two generator passes; with paired targets (not in the paper) also + lambda_pixel * L1(G(I, y'), I')
+             over the paired samples, I' the same-identity image whose AUs are y' (a batch mean in which the unpaired
+             samples count as 0).
 GANnotation (Sanchez & Valstar), for input A with landmarks a, target landmarks b (frame B when paired), third
 landmarks c; the critic is conditioned on the heatmaps:
   critic:    adv(D(A | a), D(G(A, b) | b)) [+ lambda_gp * GP on the joint (image, heatmaps) input]
@@ -73,7 +75,8 @@ def ganimation_critic_losses(nets: Networks, batch: Batch, objective: ObjectiveS
 
 def ganimation_generator_losses(nets: Networks, batch: Batch, objective: ObjectiveSpec) -> tuple[torch.Tensor,
                                                                                                   LossTerms]:
-    """(total, terms) of GANimation's generator step (terms unweighted: adv, au, cycle, mask, tv)."""
+    """(total, terms) of GANimation's generator step (terms unweighted: adv, au, cycle, mask, tv, and pixel when
+    the batch has paired targets)."""
     fake, _, attention = nets.generator(nets.as_input(batch.real), batch.cond_target)
     fake_scores, fake_aus = nets.critic(fake)
     cycled, _, cycle_attention = nets.generator(nets.as_input(fake), batch.cond_real)
@@ -85,7 +88,9 @@ def ganimation_generator_losses(nets: Networks, batch: Batch, objective: Objecti
         "tv": losses.total_variation(attention) + losses.total_variation(cycle_attention),
     }
     weights = {"adv": objective.lambda_adv, "au": objective.lambda_au, "cycle": objective.lambda_cycle,
-               "mask": objective.lambda_mask, "tv": objective.lambda_tv}
+               "mask": objective.lambda_mask, "tv": objective.lambda_tv, "pixel": objective.lambda_pixel}
+    if batch.has_pair is not None:
+        terms["pixel"] = losses.weighted_l1(fake, batch.target, batch.has_pair)
     return _weighted_total(terms, weights), terms
 
 
