@@ -220,12 +220,21 @@ def test_a_target_the_model_cannot_take_fails_before_any_work(models, tmp_path, 
     assert not (tmp_path / "out").exists()
 
 
-def test_missing_demo_model_is_a_clear_cli_error(tmp_path):
-    Image.fromarray(synthetic_face(0)).save(tmp_path / "face.png")
-    result = invoke("animate", tmp_path / "face.png", "--model", "demo", "--out", tmp_path / "out",
-                    "--expression", "happy")
-    assert result.exit_code == 1
-    assert "no bundled demo model yet" in result.stderr
+def test_readme_demo_animates_the_bundled_samples_with_the_bundled_model(ray_local, tmp_path):
+    samples = sorted((Path(__file__).parents[1] / "ganbatch" / "assets" / "samples").glob("*.png"))
+    assert len(samples) >= 4
+    out = tmp_path / "demo_out"
+    result = invoke("animate", samples[0], samples[1], "--model", "demo", "--expression", "happy", "--expression",
+                    "surprise", "--pingpong", "--frames", "6", "--layout", "side-by-side", "--size", "128",
+                    "--preview", "--out", out)
+    assert result.exit_code == 0, result.output
+    videos = sorted(path.name for path in out.glob("*.mp4"))
+    assert videos == sorted(f"{face.stem}__{name}.mp4" for face in samples[:2] for name in ("happy", "surprise"))
+    info = probe_video(out / videos[0])
+    assert (info["width"], info["height"]) == (256, 128)  # the face beside its animation
+    rows = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert [row["status"] for row in rows] == ["ok"] * 4
+    assert (out / "preview.gif").stat().st_size > 0
 
 
 def placed_on_canvas(face: np.ndarray, at: tuple[int, int], shape=(400, 500), seed=0) -> np.ndarray:

@@ -25,6 +25,7 @@ from ganbatch.animate.targets import (
 from ganbatch.cli import main
 from ganbatch.jobs.animate import CropSpec, OutputSpec, TargetSpec
 from ganbatch.models import GANimationGenerator, describe_generator
+from ganbatch.models import hub
 from ganbatch.models.hub import ModelNotFoundError, open_model
 from ganbatch.render import render_clip
 from ganbatch.targets import AU_NAMES, expression_aus, write_openface_csv
@@ -221,8 +222,11 @@ def test_s3_manifest_is_uploaded_throttled_and_at_the_end(s3_bucket):
     assert [json.loads(line)["input"] for line in uploaded()] == ["a.jpg", "b.jpg"]
 
 
-def test_model_uris(tmp_path):
-    with pytest.raises(ModelNotFoundError, match="no bundled demo model yet"):
+def test_model_uris(tmp_path, monkeypatch):
+    generator, info = open_model("demo")
+    assert (info.family, info.image_size, info.source) == ("ganimation", 64, str(hub.DEMO_MODEL))
+    monkeypatch.setattr(hub, "DEMO_MODEL", tmp_path / "not_installed.pt")
+    with pytest.raises(ModelNotFoundError, match="bundled demo model is missing"):
         open_model("demo")
     with pytest.raises(ModelNotFoundError, match="missing.pt"):
         open_model(str(tmp_path / "missing.pt"))

@@ -9,6 +9,8 @@ from ganbatch.jobs.document import JobDocument
 from ganbatch.jobs.load import load_job, parse_override
 from ganbatch.jobs.paths import format_path, parse_path
 from ganbatch.jobs.problems import ManifestError, Origin
+from ganbatch.models import load_generator
+from ganbatch.models.hub import DEMO_MODEL
 
 JOBS = Path(__file__).resolve().parents[1] / "jobs"
 EXAMPLE_ENV = {"GANBATCH_BUCKET": "example-bucket", "RAY_ADDRESS": "ray://head-node:10001"}
@@ -41,7 +43,7 @@ def test_jobs_folder_holds_the_documented_examples():
     names = {path.name for path in JOBS.glob("*.yaml")}
     assert {
         "animate_local.yaml", "animate_s3.yaml", "gannotation_landmarks.yaml", "train_ganimation.yaml",
-        "train_cluster_s3.yaml", "quickstart.yaml",
+        "train_cluster_s3.yaml", "quickstart.yaml", "demo_model.yaml",
     } <= names
 
 
@@ -64,6 +66,21 @@ def test_quickstart_is_synth_train_animate_at_toy_sizes():
     assert train.network.conv_dim <= 8 and train.network.res_blocks == 1 and train.steps <= 10
     assert train.data == "${steps.data.data}"
     assert animate.model == "${steps.train.model}"
+
+
+def test_demo_model_recipe_is_the_shipped_models_training():
+    """jobs/demo_model.yaml trains one run in two phases; its last phase is what the bundled model records."""
+    job = load_job(JOBS / "demo_model.yaml").job
+    assert [step.kind for step in job.steps.values()] == ["synth", "train", "train"]
+    synth, warmup, final = job.steps.values()
+    assert (warmup.name, warmup.out) == (final.name, final.out) and warmup.steps < final.steps  # resumed, not new
+    assert warmup.objective.lambda_mask > final.objective.lambda_mask == 0.1
+    recorded = load_generator(DEMO_MODEL)[1].config["training"]
+    assert recorded["step"] == recorded["steps"] == final.steps
+    assert recorded["network"] == final.network.model_dump()
+    assert recorded["batch_size"] == final.batch_size and recorded["data"] == synth.out
+    resolved = final.resolved_objective().model_dump()
+    assert {key: recorded["objective"][key] for key in resolved} == resolved
 
 
 # ---------------------------------------------------------------------------------------------------------------

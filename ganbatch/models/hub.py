@@ -27,7 +27,8 @@ def resolve_model_uri(uri: str) -> str:
         return uri
     if not DEMO_MODEL.is_file():
         raise ModelNotFoundError(
-            f"--model demo: no bundled demo model yet (expected {DEMO_MODEL}); pass a checkpoint path or s3:// URI")
+            f"--model demo: the bundled demo model is missing from this installation (expected {DEMO_MODEL}); "
+            "pass a checkpoint path or s3:// URI")
     return str(DEMO_MODEL)
 
 
