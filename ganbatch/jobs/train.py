@@ -153,13 +153,16 @@ class TrainJob(StrictModel):
         return self
 
     def resolved_objective(self) -> ObjectiveSpec:
-        """The objective with the family's published values in the unset fields."""
+        """The objective with the family's published values in the unset fields; paired_fraction is 0 unless a
+        GANimation objective has a pixel term (no sample is paired then)."""
         objective = self.objective.model_copy(update={
             key: value for key, value in FAMILY_OBJECTIVE[self.family].items() if getattr(self.objective, key) is None
         })
         if objective.critic_steps is None:
             steps = 5 if self.family == "ganimation" else (4 if objective.adversarial == "wgan-gp" else 1)
             objective = objective.model_copy(update={"critic_steps": steps})
+        if self.family != "ganimation" or objective.lambda_pixel == 0:
+            objective = objective.model_copy(update={"paired_fraction": 0.0})
         return objective
 
     def resolved_optimizer(self) -> OptimizerSpec:

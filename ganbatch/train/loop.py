@@ -103,8 +103,7 @@ def train_worker(config: dict) -> None:
     batches = BatchMaker(data, local_images_root(data), get_family(job.family), job.network.size, seed=job.seed,
                          global_batch=job.batch_size, critic_steps=objective.critic_steps, rank=rank,
                          world_size=world, flip=job.augment.flip, jitter=job.augment.jitter,
-                         au_noise=objective.au_noise,
-                         paired_fraction=objective.paired_fraction if objective.lambda_pixel > 0 else 0.0)
+                         au_noise=objective.au_noise, paired_fraction=objective.paired_fraction)
     files = RunFiles(run_uri) if rank == 0 else None
     monitor = None
     if files is not None:

@@ -91,7 +91,7 @@ def plan_train(job: TrainJob) -> str:
         + ", ".join(f"lambda_{term} {getattr(objective, 'lambda_' + term):g}" for term in _TERMS[job.family]
                     if term != "gp" or objective.adversarial == "wgan-gp")
         + (f" on a paired fraction {objective.paired_fraction:g} of the samples"
-           if job.family == "ganimation" and objective.lambda_pixel > 0 else ""),
+           if objective.paired_fraction > 0 else ""),
         *(["perceptual and identity losses: not available (no pretrained VGG-16/identity weights), left out"]
           if job.family == "gannotation" else []),
         f"adam: lr G {optimizer.lr_g:g} / D {optimizer.lr_d:g}, betas ({optimizer.beta1:g}, {optimizer.beta2:g}), "
