@@ -1,5 +1,4 @@
 """One-clip renderer: a face crop and per-frame targets through a generator, in batches, to uint8 frames."""
-import contextlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -8,9 +7,10 @@ import torch
 from ganbatch.models.checkpoint import GeneratorInfo
 from ganbatch.models.families import get_family
 from ganbatch.models.networks import SAMPLING_STEPS, AttentionGenerator
+from ganbatch.models.runtime import Runtime, TorchRuntime
 
-_AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
-PRECISIONS = ("fp32", *_AUTOCAST_DTYPES)
+# Precisions a torch generator renders at (autocast for fp16/bf16); other runtimes may also offer int8.
+PRECISIONS = ("fp32", "fp16", "bf16")
 
 
 @dataclass
@@ -21,16 +21,6 @@ class Clip:
     frames: np.ndarray
     attention: np.ndarray | None = None
     color: np.ndarray | None = None
-
-
-def _precision_context(device: torch.device, precision: str):
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    if precision == "fp16" and device.type == "cpu":
-        raise ValueError("precision fp16 needs a CUDA device; use fp32 or bf16 on CPU")
-    return torch.autocast(device_type=device.type, dtype=_AUTOCAST_DTYPES[precision])
 
 
 def _check_face(face: np.ndarray, image_size: int | None) -> None:
@@ -46,16 +36,17 @@ def _check_face(face: np.ndarray, image_size: int | None) -> None:
         raise ValueError(f"face side {side} must be a multiple of {2**SAMPLING_STEPS}")
 
 
-def render_clip(generator: AttentionGenerator, info: GeneratorInfo, face: np.ndarray, targets: np.ndarray, *,
-                chunk_size: int = 16, device="cpu", precision: str = "fp32", input_first: bool = False,
+def render_clip(generator: AttentionGenerator | Runtime, info: GeneratorInfo, face: np.ndarray, targets: np.ndarray,
+                *, chunk_size: int = 16, device="cpu", precision: str = "fp32", input_first: bool = False,
                 return_maps: bool = False) -> Clip:
     """Animate face (uint8 HxWx3 at the model's input size) with one frame per target; returns a Clip.
 
-    targets follow the family's convention (GANimation: (T, 17) AU intensities 0-5; GANnotation: (T, 66, 2)
-    points in the crop's pixel coordinates). Frames go through the generator chunk_size at a time under
-    torch.inference_mode() (the generator is moved to device), with autocast for precision fp16 (CUDA only) or
-    bf16. input_first makes frame 0 the untouched face instead of its generated frame (still T frames; its
-    attention is 1 and its colour map the face itself).
+    generator is an AttentionGenerator (run in torch on device at precision: the generator is moved to device, with
+    autocast for fp16 (CUDA only) or bf16) or a Runtime from `open_runtime`, which brings its own device and
+    precision (then those two arguments are ignored). targets follow the family's convention (GANimation: (T, 17)
+    AU intensities 0-5; GANnotation: (T, 66, 2) points in the crop's pixel coordinates). Frames go through the
+    generator chunk_size at a time under torch.inference_mode(). input_first makes frame 0 the untouched face
+    instead of its generated frame (still T frames; its attention is 1 and its colour map the face itself).
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
@@ -65,8 +56,10 @@ def render_clip(generator: AttentionGenerator, info: GeneratorInfo, face: np.nda
     targets = np.asarray(targets)
     if targets.ndim < 1 or len(targets) == 0:
         raise ValueError("targets hold no frames")
-    device = torch.device(device)
-    autocast = _precision_context(device, precision)
+    if precision not in PRECISIONS and not isinstance(generator, Runtime):
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    runtime = generator if isinstance(generator, Runtime) else TorchRuntime(generator, info, device=device,
+                                                                             precision=precision)
     side = face.shape[0]
 
     offset = int(input_first)
@@ -80,16 +73,14 @@ def render_clip(generator: AttentionGenerator, info: GeneratorInfo, face: np.nda
             attention[0] = 1.0
             color[0] = face
 
-    generator = generator.to(device)
-    x = family.face_to_input(face).to(device)
+    x = family.face_to_input(face)
     with torch.inference_mode():
         for start in range(offset, count, chunk_size):
-            cond = family.targets_to_cond(targets[start:start + chunk_size], side).to(device)
-            with autocast:
-                image, color_map, attention_map = generator(x.expand(len(cond), -1, -1, -1), cond)
+            cond = family.targets_to_cond(targets[start:start + chunk_size], side)
+            image, color_map, attention_map = runtime(x.expand(len(cond), -1, -1, -1), cond)
             rows = slice(start, start + len(cond))
             frames[rows] = family.to_pixels(image)
             if return_maps:
-                attention[rows] = attention_map[:, 0].float().cpu().numpy()
+                attention[rows] = attention_map[:, 0].numpy()
                 color[rows] = family.to_pixels(color_map)
     return Clip(frames=frames, attention=attention, color=color)
