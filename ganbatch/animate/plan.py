@@ -8,11 +8,21 @@ Listings keep files with an image extension (IMAGE_SUFFIXES, any case); a file n
 
 Outputs: `DEST/{stem}__{target}.{ext}`, where `stem` keeps the image's sub-folders below its input folder, prefix or
 glob root (so recursive inputs are mirrored); `--format png` writes a folder `DEST/{stem}__{target}/` of frames.
+
+Outputs never leave the destination: a stem is normalised (`./` and repeated `/` dropped) and an input whose name
+would escape or is not portable (a `..` part, an absolute path, a drive letter, a backslash, a NUL or other control
+character) becomes an item with a `problem` (one failed row); `plan_items` also proves every local output path,
+after resolving symlinks, lies below the destination. Files of an input folder that are not taken (unsupported
+extension, broken link, not a regular file) are counted in `InputListing.skipped`.
 """
+import glob
 import json
 import os
 import posixpath
+import re
+from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 from urllib.parse import unquote, urlparse
 
@@ -36,6 +46,39 @@ class InputImage:
 
     uri: str
     stem: str
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    """A file inside an input folder or prefix that is not animated, and why: `unsupported type`, `broken link`
+    or `not a regular file`."""
+
+    uri: str
+    reason: str
+
+
+class InputListing(list):
+    """The images the inputs name (a list of InputImage, usable wherever a list is), plus `skipped`: the files of
+    the input folders and prefixes that were not taken, with the reason."""
+
+    def __init__(self, images=(), skipped=()):
+        super().__init__(images)
+        self.skipped: list[SkippedFile] = list(skipped)
+
+    def skipped_summary(self) -> str:
+        """'3 files skipped: 2 unsupported type, 1 broken link' ('' when none was skipped)."""
+        if not self.skipped:
+            return ""
+        counts = Counter(file.reason for file in self.skipped)
+        noun = "file" if len(self.skipped) == 1 else "files"
+        return f"{len(self.skipped)} {noun} skipped: " + ", ".join(f"{n} {reason}" for reason, n in counts.items())
+
+    def skipped_lines(self, limit: int = 20) -> list[str]:
+        """One line per skipped file (`  skipped: URI (reason)`), at most `limit`, for --dry-run."""
+        lines = [f"  skipped: {file.uri} ({file.reason})" for file in self.skipped[:limit]]
+        if len(self.skipped) > limit:
+            lines.append(f"  ... and {len(self.skipped) - limit} more")
+        return lines
 
 
 @dataclass(frozen=True)
@@ -104,56 +147,133 @@ def _list_entries(uri: str) -> list[str]:
     return entries
 
 
-def _expand(uri: str, recursive: bool, from_list: Optional[str] = None) -> list[InputImage]:
-    """The images one input names."""
+def _partition(uris: list[str]) -> tuple[list[str], list[SkippedFile]]:
+    """Listed files split into images and files of another type."""
+    images = [uri for uri in uris if uri.lower().endswith(IMAGE_SUFFIXES)]
+    others = [SkippedFile(uri, "unsupported type") for uri in uris if not uri.lower().endswith(IMAGE_SUFFIXES)]
+    return images, others
+
+
+def _odd_entry(path: str) -> Optional[SkippedFile]:
+    """A broken symbolic link or a non-regular file (FIFO, socket, device), which listings leave out."""
+    if os.path.isdir(path) or os.path.isfile(path):
+        return None
+    return SkippedFile(path, "broken link" if os.path.islink(path) else "not a regular file")
+
+
+def _odd_local_entries(folder: str, recursive: bool) -> list[SkippedFile]:
+    """Broken links and non-regular files in a local folder (hidden names skipped, as in storage.list_uris)."""
+    found = []
+    for parent, folders, names in os.walk(folder) if recursive else [(folder, [], os.listdir(folder))]:
+        folders[:] = [name for name in folders if not name.startswith(".")]
+        for name in names:
+            odd = None if name.startswith(".") else _odd_entry(os.path.join(parent, name))
+            if odd is not None:
+                found.append(odd)
+    return sorted(found, key=lambda file: file.uri)
+
+
+def _expand(uri: str, recursive: bool, from_list: Optional[str] = None) -> InputListing:
+    """The images one input names, and the files of its folder, prefix or glob that are not taken."""
     where = f"input {uri}" + (f" (listed in {from_list})" if from_list else "")
     uri = worker_uri(uri)
     lower = uri.lower()
     if lower.endswith(LIST_SUFFIXES):
         if from_list:
             raise PlanError(f"{where}: a list may not name another list")
-        images = [image for entry in _list_entries(uri) for image in _expand(entry, recursive, uri)]
-        if not images:
+        listing = InputListing()
+        for entry in _list_entries(uri):
+            found = _expand(entry, recursive, uri)
+            listing.extend(found)
+            listing.skipped.extend(found.skipped)
+        if not listing:
             raise PlanError(f"input list {uri} names no images")
-        return images
+        return listing
     if lower.endswith(IMAGE_SUFFIXES) and not _is_glob(uri):
         if not storage.is_s3(uri) and not os.path.isfile(uri):
             raise PlanError(f"{where}: no such file")
-        return [InputImage(uri, _stem(uri, None))]
+        return InputListing([InputImage(uri, _stem(uri, None))])
     if _is_glob(uri):
         root = _glob_root(uri)
-        found = storage.list_uris(uri, recursive=recursive, suffixes=IMAGE_SUFFIXES)
+        found, skipped = _partition(storage.list_uris(uri, recursive=recursive))
+        skipped += [odd for odd in map(_odd_entry, glob.glob(uri, recursive=recursive)) if odd is not None]
     else:
         if not storage.is_s3(uri) and os.path.isfile(uri):
-            return [InputImage(uri, _stem(uri, None))]
+            return InputListing([InputImage(uri, _stem(uri, None))])
         root = uri.rstrip("/") + "/" if storage.is_s3(uri) else uri
         try:
-            found = storage.list_uris(uri, recursive=recursive, suffixes=IMAGE_SUFFIXES)
+            found, skipped = _partition(storage.list_uris(uri, recursive=recursive))
         except storage.StorageError as error:
             raise PlanError(f"{where}: {error.reason}") from None
+        if not storage.is_s3(uri):
+            skipped += _odd_local_entries(uri, recursive)
     if not found:
-        raise PlanError(f"{where}: no images ({', '.join(IMAGE_SUFFIXES)}) found"
+        reasons = f" ({InputListing(skipped=skipped).skipped_summary()})" if skipped else ""
+        raise PlanError(f"{where}: no images ({', '.join(IMAGE_SUFFIXES)}) found{reasons}"
                         + ("" if recursive else "; sub-folders are searched only with --recursive"))
-    return [InputImage(found_uri, _stem(found_uri, root)) for found_uri in found]
+    return InputListing([InputImage(found_uri, _stem(found_uri, root)) for found_uri in found], skipped)
 
 
-def find_inputs(inputs: list[str], recursive: bool) -> list[InputImage]:
-    """Every image the job's inputs name, in the order given (listings sorted), each once."""
-    images, seen = [], set()
+def find_inputs(inputs: list[str], recursive: bool) -> InputListing:
+    """Every image the job's inputs name, in the order given (listings sorted), each once; `.skipped` lists the
+    files of input folders, prefixes and globs that are not taken (see InputListing)."""
+    listing, seen, seen_skipped = InputListing(), set(), set()
     for uri in inputs:
-        for image in _expand(uri, recursive):
+        found = _expand(uri, recursive)
+        for image in found:
             if image.uri not in seen:
                 seen.add(image.uri)
-                images.append(image)
-    return images
+                listing.append(image)
+        for file in found.skipped:
+            if file.uri not in seen_skipped:
+                seen_skipped.add(file.uri)
+                listing.skipped.append(file)
+    return listing
 
 
 FIRST_FRAME = "frame_00000.png"
 
 
+class UnsafeNameError(ValueError):
+    """An input's name that cannot be used below the destination (it would escape it, or is not portable)."""
+
+
+_DRIVE = re.compile(r"^[A-Za-z]:")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def printable(text: str) -> str:
+    """`text` with control characters (NUL, newlines...) escaped, for messages and manifest rows."""
+    return _CONTROL.sub(lambda match: match.group(0).encode("unicode_escape").decode("ascii"), text)
+
+
+def safe_relative(name: str) -> str:
+    """`name` as a normalised '/'-separated path that stays below the folder it is joined to ('./' and repeated
+    '/' dropped); UnsafeNameError for '..' parts, absolute paths, drive letters, backslashes, control characters
+    (NUL included) and names that are empty once normalised."""
+    if _CONTROL.search(name):
+        raise UnsafeNameError("it holds a control character (such as NUL or a newline)")
+    if "\\" in name:
+        raise UnsafeNameError("it holds a backslash, a folder separator on Windows")
+    if name.startswith("/"):
+        raise UnsafeNameError("it is an absolute path")
+    if _DRIVE.match(name):
+        raise UnsafeNameError("it starts with a drive letter")
+    parts = [part for part in name.split("/") if part not in ("", ".")]
+    if ".." in parts:
+        raise UnsafeNameError("it has a '..' part, which would lead outside the destination")
+    if not parts:
+        raise UnsafeNameError("it is empty")
+    return "/".join(parts)
+
+
 def output_relative(stem: str, label: str, format: str) -> str:
-    """The output's path below the destination: `{stem}__{label}.{format}`, a folder `{stem}__{label}` for png."""
-    name = f"{stem}__{label}"
+    """The output's path below the destination: `{stem}__{label}.{format}`, a folder `{stem}__{label}` for png;
+    UnsafeNameError when the stem or label would lead outside the destination (see safe_relative)."""
+    name = f"{safe_relative(stem)}__{label}"
+    if "/" in label:
+        raise UnsafeNameError("the target label holds a '/'")
+    safe_relative(name)
     return name if format == "png" else f"{name}.{format}"
 
 
@@ -162,12 +282,51 @@ def worker_uri(uri: str) -> str:
     return uri.rstrip("/") if storage.is_s3(uri) else _local(uri)
 
 
+def check_destination(out: str) -> None:
+    """PlanError when a local destination cannot be a folder ganbatch writes to: an existing file, a path through
+    a file, or a folder (or its nearest existing parent) this process may not write to. Creates nothing."""
+    if storage.is_s3(out):
+        return
+    path = Path(_local(out))
+    if path.exists() and not path.is_dir():
+        raise PlanError(f"--out {out}: is an existing file, not a folder")
+    existing = next(parent for parent in (path, *path.parents) if parent.exists())
+    if not existing.is_dir():
+        raise PlanError(f"--out {out}: {existing} is a file, so no folder can be made below it")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PlanError(f"--out {out}: cannot write to {existing} (permission denied)")
+
+
+def inside_destination(out: str, relative: str) -> bool:
+    """Whether `out` joined with `relative` lies below `out`: for S3 the normalised key, locally the real path
+    (symbolic links resolved, so a linked sub-folder that points elsewhere does not count as inside)."""
+    if storage.is_s3(out):
+        prefix = out.rstrip("/").removeprefix("s3://")
+        key = storage.join(out, relative).removeprefix("s3://")
+        return posixpath.normpath(key) == key and key.startswith(prefix + "/")
+    base = os.path.realpath(_local(out))
+    target = os.path.realpath(os.path.join(base, relative))
+    return target != base and os.path.commonpath([base, target]) == base
+
+
 def plan_items(images: list[InputImage], labels: list[str], out: str, format: str) -> list[WorkItem]:
-    """Every (image, target) pair as a WorkItem, image-major; PlanError when two pairs would write one output."""
+    """Every (image, target) pair as a WorkItem, image-major; PlanError when two pairs would write one output or
+    the destination cannot be written (check_destination). An image whose output would not lie inside the
+    destination gets an item with a `problem` and no output (it fails alone)."""
+    check_destination(out)
     items, owners = [], {}
     for image in images:
         for index, label in enumerate(labels):
-            relative = output_relative(image.stem, label, format)
+            try:
+                relative = output_relative(image.stem, label, format)
+                if not inside_destination(out, relative):
+                    raise UnsafeNameError("its output would lie outside the destination (a symbolic link below it "
+                                          "points elsewhere)")
+            except UnsafeNameError as error:
+                problem = (f"{printable(image.uri)}: not animated: its name below the input "
+                           f"('{printable(image.stem)}') cannot name an output: {error}")
+                items.append(WorkItem(image.uri, "", "", index, label, problem=problem))
+                continue
             if relative in owners:
                 raise PlanError(f"{owners[relative]} and {image.uri} would both be written to "
                                 f"{storage.join(out, relative)}; rename one or animate them in separate jobs")
