@@ -19,7 +19,7 @@ import imageio_ffmpeg
 import numpy as np
 import yaml
 
-from ganbatch import storage
+from ganbatch import safe_yaml, storage
 from ganbatch.faces import largest_face
 from ganbatch.jobs.animate import TargetSpec
 from ganbatch.targets import (
@@ -182,7 +182,9 @@ def _schedule_spec(spec: TargetSpec) -> dict:
     if isinstance(spec.keyframes, str):
         uri = spec.keyframes
         try:
-            loaded = yaml.safe_load(_read(uri))
+            loaded = safe_yaml.safe_load(_read(uri))
+        except safe_yaml.YamlLimitError as error:
+            raise TargetError(f"{uri}: refused: {error}") from None
         except yaml.YAMLError as error:
             raise TargetError(f"{uri}: not valid YAML ({error})") from None
         loaded = {"keyframes": loaded} if isinstance(loaded, list) else loaded

@@ -4,9 +4,10 @@ import posixpath
 import re
 from typing import Annotated, ClassVar, Literal, Optional, Union
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
 from ganbatch.jobs.common import Execution, StrictModel, Uri
+from ganbatch.limits import MAX_DURATION, MAX_FRAMES, MAX_INTENSITY
 
 Easing = Literal["linear", "ease-in-out", "cubic", "hold"]
 
@@ -29,18 +30,48 @@ def check_preset(name: str) -> str:
     return name
 
 
+
+
 def check_expression(value: str) -> str:
-    """Accept a preset name, optionally with an intensity: 'happy' or 'happy:0.8'."""
+    """Accept a preset name, optionally with an intensity: 'happy' or 'happy:0.8' (0 to MAX_INTENSITY)."""
     preset, _, strength = value.partition(":")
     check_preset(preset)
     if strength:
         try:
-            float(strength)
+            intensity = float(strength)
         except ValueError:
             raise ValueError("the intensity after ':' is not a number") from None
+        if not 0 <= intensity <= MAX_INTENSITY:  # also false for nan
+            raise ValueError(f"the intensity after ':' must be between 0 and {MAX_INTENSITY:g}")
     return value
 
 
+def whole_number(low: int, high: int) -> BeforeValidator:
+    """A validator for an integer field from low to high that says so in its message whatever the value's type
+    (YAML reads `1e23` as a string, `2.5` as a float); whole floats such as 40.0 are taken as integers."""
+
+    def check(value):
+        message = f"must be a whole number from {low} to {high}"
+        if isinstance(value, bool):
+            raise ValueError(message)
+        if isinstance(value, str):
+            try:
+                value = float(value.strip())
+            except ValueError:
+                raise ValueError(message) from None
+        if isinstance(value, float):
+            if not value.is_integer():  # also false for inf and nan
+                raise ValueError(message)
+            value = int(value)
+        if not isinstance(value, int) or not low <= value <= high:
+            raise ValueError(message)
+        return value
+
+    return BeforeValidator(check)
+
+
+FrameIndex = Annotated[int, whole_number(0, MAX_FRAMES - 1)]
+FrameCount = Annotated[int, whole_number(1, MAX_FRAMES)]
 AuName = Annotated[str, AfterValidator(check_au_name)]
 AuIntensities = dict[AuName, Annotated[float, Field(ge=0, le=5)]]
 Preset = Annotated[str, AfterValidator(check_preset)]
@@ -50,10 +81,10 @@ Expression = Annotated[str, AfterValidator(check_expression)]
 class KeyframeSpec(StrictModel):
     """One keyframe of a target path: a time (seconds) or frame index, and an expression or landmark set."""
 
-    at: Optional[float] = Field(None, ge=0, description="time in seconds")
-    frame: Optional[int] = Field(None, ge=0, description="frame index (instead of `at`)")
+    at: Optional[float] = Field(None, ge=0, le=MAX_DURATION, description="time in seconds")
+    frame: Optional[FrameIndex] = Field(None, description="frame index (instead of `at`)")
     preset: Optional[Preset] = Field(None, description="named expression")
-    intensity: float = Field(1.0, ge=0, le=2, description="scales the preset")
+    intensity: float = Field(1.0, ge=0, le=MAX_INTENSITY, description="scales the preset")
     aus: AuIntensities = Field(default_factory=dict, description="AU intensities 0-5, over the preset")
     landmarks: Optional[Uri] = Field(None, description="a landmark file (GANnotation)")
     easing: Easing = Field("linear", description="easing of the segment that starts at this keyframe")
@@ -91,9 +122,9 @@ class TargetSpec(StrictModel):
                           "relative to the video's first frame moves the source face's own landmarks")
     fps: float = Field(25.0, gt=0, le=240, description="frames per second of the video")
     duration: Optional[float] = Field(
-        None, gt=0, description="seconds; default 2.0 for expressions, the last keyframe for keyframes, every row or "
+        None, gt=0, le=MAX_DURATION, description="seconds; default 2.0 for expressions, the last keyframe for keyframes, every row or "
                                 "frame for sequences (aus_csv path, landmarks, driving_video), which it trims or holds")
-    frames: Optional[int] = Field(None, ge=1, description="frame count (instead of duration)")
+    frames: Optional[FrameCount] = Field(None, description="frame count (instead of duration)")
     easing: Easing = Field("ease-in-out", description="easing from the source expression to the target")
     pingpong: bool = Field(False, description="go to the target and back")
     input_first: bool = Field(False, description="frame 0 is the untouched input")
@@ -108,6 +139,13 @@ class TargetSpec(StrictModel):
             raise ValueError(f"give one target source, not {' + '.join(given)} (only expression + aus combine)")
         if self.duration is not None and self.frames is not None:
             raise ValueError("give duration or frames, not both")
+        if self.duration is not None and self.duration * self.fps > MAX_FRAMES:
+            raise ValueError(f"duration x fps is {self.duration * self.fps:g} frames; a video has at most "
+                             f"{MAX_FRAMES} frames")
+        if isinstance(self.keyframes, list) and self.duration is None and self.frames is None:
+            last = max(k.frame if k.frame is not None else k.at * self.fps for k in self.keyframes)
+            if last >= MAX_FRAMES:
+                raise ValueError(f"the last keyframe is at frame {last:g}; a video has at most {MAX_FRAMES} frames")
         return self
 
     @property
@@ -172,13 +210,26 @@ class OutputSpec(StrictModel):
 
 
 class AnimateExecution(Execution):
-    """Execution settings of an animate job."""
+    """Execution settings of an animate job: the generator actors (`workers`, their GPUs and CPUs), device,
+    precision and batching, and how long storage faults are retried."""
 
+    workers: Optional[int] = Field(
+        None, ge=1, description="generator actors (one model each); default: one per GPU of the cluster, else 1")
     gpus_per_worker: Optional[float] = Field(
-        None, ge=0, description="GPUs per worker; default: 1 when the cluster has GPUs, else 0 (CPU workers)")
-
+        None, ge=0, description="GPUs per generator actor; default: 1 when the cluster has GPUs, else 0")
+    cpus_per_worker: Optional[float] = Field(
+        None, gt=0, description="CPUs Ray reserves per generator actor; default: 1 with a GPU, else a share that "
+                                "leaves room for the CPU stages (torch threads follow the cores the actor may use)")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when the worker has a GPU")
-    batch_size: int = Field(16, ge=1, le=1024, description="frames per generator call")
+    runtime: Literal["auto", "torch", "onnxruntime", "openvino", "tensorrt"] = Field(
+        "torch", description="inference engine of each generator actor; auto: the fastest one installed within "
+                             "tolerance of fp32, chosen per worker from its device and CPU (onnxruntime/openvino: "
+                             "pip install ganbatch[cpu-fast]; tensorrt: ganbatch[tensorrt])")
+    batch_size: int = Field(16, ge=1, le=1024, description="frames per generator call (frames of several clips "
+                                                           "are batched together)")
+    storage_retry_seconds: float = Field(
+        120.0, ge=0, le=3600, description="total seconds an S3 read or write is retried through transient faults "
+                                          "(connection lost, 5xx, throttling) before its item fails")
 
 
 class AnimateJob(StrictModel):
@@ -201,7 +252,8 @@ class AnimateJob(StrictModel):
     execution: AnimateExecution = Field(default_factory=AnimateExecution)
     overwrite: bool = Field(False, description="redo items whose output exists")
     allow_failures: bool = Field(False, description="exit 0 even when some items failed")
-    manifest: str = Field("manifest.jsonl", pattern=r"^[^/]+\.jsonl$", description="manifest file name under out")
+    manifest: str = Field("manifest.jsonl", pattern=r"^[^/\\\x00-\x1f]+\.jsonl$",
+                          description="manifest file name under out")
 
     @model_validator(mode="after")
     def _mask_layout_without_pasteback(self):

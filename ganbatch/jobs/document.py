@@ -10,6 +10,7 @@ from typing import Any, Union
 
 import yaml
 
+from ganbatch import safe_yaml
 from ganbatch.jobs.paths import Path, format_path
 from ganbatch.jobs.problems import ManifestError, Origin, Problem
 
@@ -68,17 +69,22 @@ class JobDocument:
 def read_manifest(file: Union[str, FilePath]) -> tuple[JobDocument, list[Problem]]:
     """Parse a YAML manifest into a JobDocument, plus problems found while reading (duplicate keys, odd keys).
 
-    Raises ManifestError for unreadable files and YAML syntax errors (file:line:column: the parser's problem; the
-    offending text is not echoed). Keys are kept as written (`12:` is the key '12'); merge keys (`<<:`) work.
+    Raises ManifestError for unreadable files, files over the limits of ganbatch.safe_yaml (size, values
+    after alias expansion, nesting) and YAML syntax errors (file:line:column: the parser's problem; the offending
+    text is not echoed). Keys are kept as written (`12:` is the key '12'); merge keys (`<<:`) work.
     """
     source = str(file)
     try:
-        text = FilePath(file).read_text(encoding="utf-8")
+        text = safe_yaml.read_text(file)
+    except safe_yaml.YamlLimitError as error:
+        raise ManifestError([Problem(Origin(source), (), f"cannot read the file: {error}")]) from None
     except (OSError, UnicodeDecodeError) as error:
         raise ManifestError([Problem(Origin(source), (), f"cannot read the file ({type(error).__name__})")]) from None
     loader = yaml.SafeLoader(text)
     try:
-        root = loader.get_single_node()
+        root = safe_yaml.compose(text, loader)
+    except safe_yaml.YamlLimitError as error:
+        raise ManifestError([Problem(Origin(source), (), f"refused: {error}")]) from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
         problem = getattr(error, "problem", None) or getattr(error, "reason", None) or "unreadable YAML"

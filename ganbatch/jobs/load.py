@@ -17,6 +17,7 @@ from typing import Any, Optional, Union
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from ganbatch import safe_yaml
 from ganbatch.jobs import JOB_ADAPTER, Job
 from ganbatch.jobs.document import JobDocument, read_manifest
 from ganbatch.jobs.paths import Path, parse_path
@@ -67,7 +68,9 @@ def parse_override(text: str) -> tuple[Path, Any]:
         raise ValueError("expected dotted.key=value, e.g. execution.workers=4")
     path = parse_path(key.strip())
     try:
-        return path, yaml.safe_load(value) if value.strip() else None
+        return path, safe_yaml.safe_load(value) if value.strip() else None
+    except safe_yaml.YamlLimitError as error:
+        raise ValueError(f"the value for {key.strip()} is refused: {error}") from None
     except yaml.YAMLError:
         raise ValueError(f"the value for {key.strip()} is not valid YAML") from None
 

@@ -40,6 +40,8 @@ import numpy as np
 import yaml
 from scipy.interpolate import PchipInterpolator
 
+from ganbatch import safe_yaml
+from ganbatch.limits import MAX_FRAMES
 from ganbatch.targets.aus import NUM_AUS, AUError, apply_aus, check_aus, expression_aus
 from ganbatch.targets.landmarks import as_frames, read_landmarks
 
@@ -154,6 +156,8 @@ class Schedule:
         else:
             length = max(wanted) + 1
         object.__setattr__(self, "_path_frames", length)
+        if self.num_frames > MAX_FRAMES:
+            raise ScheduleError(f"the video would have {self.num_frames} frames; at most {MAX_FRAMES} are allowed")
         object.__setattr__(self, "_keyframe_indices", self._place_keyframes(wanted, length))
 
     def _place_keyframes(self, wanted: list[int], length: int) -> tuple:
@@ -348,9 +352,8 @@ def schedule_from_dict(
 def read_keyframes(path: Union[str, os.PathLike], *, base_aus=None) -> Schedule:
     """Load a keyframes YAML file (the dict form, or a bare list of keyframes) as a Schedule."""
     try:
-        with open(path, encoding="utf-8") as file:
-            spec = yaml.safe_load(file)
-    except (OSError, yaml.YAMLError) as error:
+        spec = safe_yaml.safe_load(safe_yaml.read_text(path))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, safe_yaml.YamlLimitError) as error:
         raise ScheduleError(f"{os.fspath(path)}: cannot read keyframes ({error})") from None
     if isinstance(spec, list):
         spec = {"keyframes": spec}
