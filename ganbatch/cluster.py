@@ -1,14 +1,24 @@
-"""Ray connection for a command: attach to a cluster, or run an embedded local Ray for the command's duration."""
+"""Ray connection for a command: attach to a cluster, or run an embedded local Ray for the command's duration; and
+what resources the cluster (or this machine) offers."""
 import contextlib
 import logging
 import os
 from typing import Optional
 
 
+def local_cpus() -> int:
+    """The cores this process may run on (its CPU affinity, which containers and taskset narrow)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 @contextlib.contextmanager
 def ray_session(address: Optional[str] = None, *, num_cpus: Optional[int] = None):
     """Use the Ray already initialised in this process, else connect to `address` (or `RAY_ADDRESS`), else start a
-    local Ray in-process; a Ray started here is shut down on exit. `num_cpus` only applies to a local start."""
+    local Ray in-process; a Ray started here is shut down on exit.
+
+    A local Ray gets `num_cpus` CPUs (default: the cores this process may use, not the machine's count) and only
+    what a command needs: no dashboard, warnings only in its logs. (Ray 2.60's raylet always starts its runtime-env
+    agent; no option turns it off.)"""
     import ray
 
     if ray.is_initialized():
@@ -16,8 +26,8 @@ def ray_session(address: Optional[str] = None, *, num_cpus: Optional[int] = None
         return
     address = address or os.environ.get("RAY_ADDRESS") or None
     options = {"include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": True}
-    if address is None and num_cpus is not None:
-        options["num_cpus"] = num_cpus
+    if address is None:
+        options["num_cpus"] = num_cpus if num_cpus is not None else local_cpus()
     ray.init(address=address, **options)
     try:
         yield
@@ -30,3 +40,19 @@ def cluster_gpus() -> float:
     import ray
 
     return float(ray.cluster_resources().get("GPU", 0))
+
+
+def cluster_resources() -> dict:
+    """The connected cluster's `CPU` and `GPU` totals and `cpu_nodes`, its live nodes with CPUs."""
+    import ray
+
+    totals = ray.cluster_resources()
+    nodes = [node for node in ray.nodes() if node.get("Alive") and node.get("Resources", {}).get("CPU", 0) > 0]
+    return {"CPU": float(totals.get("CPU", 0)), "GPU": float(totals.get("GPU", 0)), "cpu_nodes": max(1, len(nodes))}
+
+
+def local_resources() -> dict:
+    """What a local Ray started by ray_session would offer, without starting it (as cluster_resources)."""
+    import torch
+
+    return {"CPU": float(local_cpus()), "GPU": float(torch.cuda.device_count()), "cpu_nodes": 1}

@@ -8,25 +8,55 @@ S3 clients come from ``boto3.session.Session()``, so endpoint, profile, region a
 configuration: ``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_S3`` (read natively by botocore >= 1.31), ``AWS_PROFILE``,
 ``AWS_DEFAULT_REGION``, ``AWS_ACCESS_KEY_ID`` ..., ``~/.aws/config``. One client is cached per process and AWS
 environment (clients are thread-safe; the cache is guarded by a lock).
+
+Transient S3 faults (connection refused or reset, timeouts, 5xx answers, throttling) are retried twice over:
+botocore's own retry mode retries each request (mode ``standard`` and 3 attempts unless ``AWS_RETRY_MODE`` /
+``AWS_MAX_ATTEMPTS`` say otherwise, with bounded connect and read timeouts), and every whole-object operation here
+(a read, a write, an upload or download, a listing, an existence check) is retried as a whole, with backoff, for up
+to ``retry_seconds()`` in total (``RETRY_SECONDS`` by default; see :func:`retry_budget`), which covers what one
+request's retries cannot: a multipart upload restarted, a stream cut while reading, an outage longer than botocore's
+few attempts. After that budget the operation fails with a :class:`StorageError` saying how long it tried.
 """
 from __future__ import annotations
 
 import contextlib
 import glob
+import logging
 import mimetypes
 import os
+import re
 import shutil
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import boto3
-from boto3.exceptions import S3UploadFailedError
+from boto3.exceptions import RetriesExceededError, S3TransferFailedError, S3UploadFailedError
 from boto3.s3.transfer import TransferConfig
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionError as BotoConnectionError,
+    HTTPClientError,
+    IncompleteReadError,
+    NoCredentialsError,
+)
+
+log = logging.getLogger(__name__)
+
+RETRY_SECONDS = 120.0  # default total time a whole-object S3 operation is retried through transient faults
+_CONNECT_TIMEOUT = 10.0
+_READ_TIMEOUT = 60.0
+_TRANSIENT_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "RequestTimeTooSkewed",
+                    "InternalError", "ServiceUnavailable", "503", "500", "502", "504"}
+_retry_seconds = RETRY_SECONDS
+# names of the temporaries atomic_local_path makes (and of a replaced folder's old copy)
+_TEMPORARY_NAME = re.compile(r"^\..+\.(tmp|old)-[0-9a-f]{8}$")
 
 # Content types for the files ganbatch writes; anything else falls back to the mimetypes module.
 _CONTENT_TYPES = {
@@ -82,8 +112,67 @@ def s3_client():
     key = (os.getpid(), aws_env)
     with _S3_CLIENTS_LOCK:
         if key not in _S3_CLIENTS:
-            _S3_CLIENTS[key] = boto3.session.Session().client("s3")
+            retries = {"mode": os.environ.get("AWS_RETRY_MODE", "standard"),
+                       "max_attempts": int(os.environ.get("AWS_MAX_ATTEMPTS", 3))}
+            config = Config(retries=retries, connect_timeout=_CONNECT_TIMEOUT, read_timeout=_READ_TIMEOUT)
+            _S3_CLIENTS[key] = boto3.session.Session().client("s3", config=config)
         return _S3_CLIENTS[key]
+
+
+def retry_seconds() -> float:
+    """The total time whole-object S3 operations are retried through transient faults in this process."""
+    return _retry_seconds
+
+
+@contextlib.contextmanager
+def retry_budget(seconds: float) -> Iterator[None]:
+    """Retry whole-object S3 operations for up to ``seconds`` in total inside the block (0: no retry beyond
+    botocore's own); the previous budget is restored on exit."""
+    global _retry_seconds
+    previous, _retry_seconds = _retry_seconds, float(seconds)
+    try:
+        yield
+    finally:
+        _retry_seconds = previous
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether an S3 error may pass if tried again: no connection, a reset or timeout, a 5xx answer, throttling."""
+    if isinstance(error, (S3UploadFailedError, S3TransferFailedError, RetriesExceededError)):
+        cause = error.__context__ or error.__cause__
+        return cause is not None and is_transient(cause)
+    if isinstance(error, (BotoConnectionError, HTTPClientError, IncompleteReadError)):
+        return True
+    if isinstance(error, ClientError):
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        return status >= 500 or _error_code(error) in _TRANSIENT_CODES
+    return False
+
+
+def _with_retries(uri: str | os.PathLike, operation):
+    """operation() retried with backoff through transient S3 faults for up to retry_seconds() in total."""
+    deadline = time.monotonic() + _retry_seconds
+    delay = 0.5
+    while True:
+        try:
+            return operation()
+        except Exception as error:
+            if not is_transient(error):
+                raise
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise StorageError(str(uri), f"S3 unreachable: gave up after retrying for {_retry_seconds:g} s "
+                                             f"({_describe(error)})") from error
+            log.warning("%s: %s; retrying for up to %.0f s more", uri, _describe(error), left)
+            time.sleep(min(delay, left))
+            delay = min(delay * 2, 8.0)
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, ClientError):
+        return f"{_error_code(error)}: {error.response.get('Error', {}).get('Message') or error}"
+    cause = error.__context__ if isinstance(error, (S3UploadFailedError, S3TransferFailedError)) else None
+    return " ".join(str(cause or error).split())
 
 
 @contextlib.contextmanager
@@ -132,7 +221,7 @@ def read_bytes(uri: str | os.PathLike) -> bytes:
     with _storage_errors(uri):
         if is_s3(uri):
             bucket, key = _split_s3(uri)
-            return s3_client().get_object(Bucket=bucket, Key=key)["Body"].read()
+            return _with_retries(uri, lambda: s3_client().get_object(Bucket=bucket, Key=key)["Body"].read())
         return _local_path(uri).read_bytes()
 
 
@@ -142,7 +231,8 @@ def write_bytes(uri: str | os.PathLike, data: bytes, *, content_type: str | None
         if is_s3(uri):
             bucket, key = _split_s3(uri)
             content_type = content_type or guess_content_type(key)
-            s3_client().put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
+            _with_retries(uri, lambda: s3_client().put_object(Bucket=bucket, Key=key, Body=data,
+                                                              ContentType=content_type))
             return
         with atomic_local_path(_local_path(uri)) as tmp:
             tmp.write_bytes(data)
@@ -165,11 +255,9 @@ def upload_file(
     with _storage_errors(uri):
         if is_s3(uri):
             bucket, key = _split_s3(uri)
-            s3_client().upload_file(
-                os.fspath(local_path), bucket, key,
-                ExtraArgs={"ContentType": content_type or guess_content_type(key)},
-                Config=transfer_config,
-            )
+            extra = {"ContentType": content_type or guess_content_type(key)}
+            _with_retries(uri, lambda: s3_client().upload_file(os.fspath(local_path), bucket, key, ExtraArgs=extra,
+                                                               Config=transfer_config))
             return
         with atomic_local_path(_local_path(uri)) as tmp:
             shutil.copyfile(local_path, tmp)
@@ -180,7 +268,7 @@ def download_file(uri: str | os.PathLike, local_path: str | os.PathLike) -> None
     with _storage_errors(uri), atomic_local_path(local_path) as tmp:
         if is_s3(uri):
             bucket, key = _split_s3(uri)
-            s3_client().download_file(bucket, key, os.fspath(tmp))
+            _with_retries(uri, lambda: s3_client().download_file(bucket, key, os.fspath(tmp)))
         else:
             shutil.copyfile(_local_path(uri), tmp)
 
@@ -192,14 +280,14 @@ def exists(uri: str | os.PathLike) -> bool:
     bucket, key = _split_s3(uri)
     with _storage_errors(uri):
         try:
-            s3_client().head_object(Bucket=bucket, Key=key)
+            _with_retries(uri, lambda: s3_client().head_object(Bucket=bucket, Key=key))
             return True
         except ClientError as error:
             if _error_code(error) not in ("404", "NoSuchKey"):
                 raise
         # A HEAD answers 404 both for a missing key and a missing bucket; only the latter is an error.
         try:
-            s3_client().head_bucket(Bucket=bucket)
+            _with_retries(uri, lambda: s3_client().head_bucket(Bucket=bucket))
         except ClientError as error:
             if _error_code(error) in ("404", "NoSuchBucket"):
                 raise StorageError(str(uri), f"bucket {bucket!r} does not exist") from error
@@ -241,12 +329,41 @@ def _list_s3(uri: str, recursive: bool) -> list[str]:
     options = {"Bucket": bucket, "Prefix": prefix}
     if not recursive:
         options["Delimiter"] = "/"
-    with _storage_errors(uri):
+    def listing():
         pages = s3_client().get_paginator("list_objects_v2").paginate(**options)
         return [
             f"s3://{bucket}/{obj['Key']}"
             for page in pages for obj in page.get("Contents", []) if not obj["Key"].endswith("/")
         ]
+
+    with _storage_errors(uri):
+        return _with_retries(uri, listing)
+
+
+def remove_stale_temporaries(uri: str | os.PathLike) -> int:
+    """Remove what interrupted writes left below a destination folder or prefix; returns how many were removed.
+
+    Local: the hidden ``.<name>.tmp-<random>`` files and folders (and ``.old-`` copies) of :func:`atomic_local_path`
+    whose writer was killed. S3: incomplete multipart uploads under the prefix (an S3 object never appears half
+    written, but the parts of an upload that was never completed are kept, and billed, until aborted). Call it only
+    when no other run writes to the same destination.
+    """
+    if is_s3(uri):
+        bucket, prefix = _split_s3(uri)
+        prefix = prefix.rstrip("/") + "/" if prefix else ""
+        with _storage_errors(uri):
+            uploads = _with_retries(uri, lambda: s3_client().list_multipart_uploads(Bucket=bucket, Prefix=prefix))
+            stale = uploads.get("Uploads", [])
+            for upload in stale:
+                s3_client().abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+        return len(stale)
+    folder = _local_path(uri)
+    if not folder.is_dir():
+        return 0
+    stale = [path for path in folder.rglob(".*") if _TEMPORARY_NAME.match(path.name)]
+    for path in stale:
+        _remove(path)
+    return len(stale)
 
 
 def _split_s3(uri: str | os.PathLike) -> tuple[str, str]:

@@ -9,9 +9,10 @@ import torch
 import yaml
 from click.testing import CliRunner
 
-from ganbatch.animate.item import ItemAnimator, ItemSettings, stream_clip
+from ganbatch.animate.item import ItemAnimator, ItemSettings, PreparedClip, generate_clips
 from ganbatch.animate.manifest import ManifestWriter, manifest_row
 from ganbatch.animate.plan import PlanError, WorkItem, existing_outputs, find_inputs, plan_items
+from ganbatch.animate.resources import ResourceError, plan_stages
 from ganbatch.animate.targets import (
     DrivingTarget,
     ExpressionTarget,
@@ -23,10 +24,11 @@ from ganbatch.animate.targets import (
     load_targets,
 )
 from ganbatch.cli import main
-from ganbatch.jobs.animate import CropSpec, OutputSpec, TargetSpec
+from ganbatch.jobs.animate import AnimateExecution, CropSpec, OutputSpec, TargetSpec
 from ganbatch.models import GANimationGenerator, describe_generator
 from ganbatch.models import hub
 from ganbatch.models.hub import ModelNotFoundError, open_model
+from ganbatch.models.runtime import TorchRuntime
 from ganbatch.render import render_clip
 from ganbatch.targets import AU_NAMES, expression_aus, write_openface_csv
 
@@ -180,25 +182,84 @@ def tiny():
     return generator, describe_generator(generator, image_size=16)
 
 
-@pytest.mark.parametrize("input_first", [False, True])
-def test_streamed_chunks_are_render_clip_in_pieces(tiny, input_first):
+def test_clips_batched_together_equal_render_clip_per_clip(tiny):
+    """Frames of three clips (one with an untouched first frame) cut into shared forward passes of 4 frames."""
     generator, info = tiny
-    face = np.random.default_rng(1).integers(0, 256, (16, 16, 3), dtype=np.uint8)
-    targets = np.random.default_rng(2).uniform(0, 5, (8, 17))
-    pieces = list(stream_clip(generator, info, face, targets, batch_size=3, device="cpu", input_first=input_first))
-    assert [len(piece.frames) for piece in pieces] == ([4, 3, 1] if input_first else [3, 3, 2])
-    whole = render_clip(generator, info, face, targets, chunk_size=3, input_first=input_first).frames
-    np.testing.assert_array_equal(np.concatenate([piece.frames for piece in pieces]), whole)
+    rng = np.random.default_rng(1)
+    clips = [PreparedClip(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8), rng.uniform(0, 5, (count, 17)),
+                          input_first) for count, input_first in ((3, False), (6, True), (2, False))]
+    runtime = TorchRuntime(generator, info)
+    made = generate_clips(runtime, clips, batch_size=4, return_maps=True)
+    for clip, got in zip(clips, made):
+        expected = render_clip(generator, info, clip.face, clip.targets, chunk_size=4, input_first=clip.input_first,
+                               return_maps=True)
+        np.testing.assert_allclose(got.frames, expected.frames, atol=1)  # other batch compositions: last-bit noise
+        np.testing.assert_allclose(got.attention, expected.attention, atol=1e-4)
+    np.testing.assert_array_equal(made[1].frames[0], clips[1].face)
+    (alone,) = generate_clips(runtime, clips[1:2], batch_size=4)  # one clip: exactly render_clip's batches
+    np.testing.assert_array_equal(alone.frames, render_clip(generator, info, clips[1].face, clips[1].targets,
+                                                            chunk_size=4, input_first=True).frames)
+
+
+def test_generate_clips_uses_few_forward_passes(tiny):
+    generator, info = tiny
+    calls = []
+
+    class Counting(TorchRuntime):
+        def _run(self, x, cond):
+            calls.append(len(x))
+            return super()._run(x, cond)
+
+    face = np.zeros((16, 16, 3), np.uint8)
+    clips = [PreparedClip(face, np.zeros((5, 17))) for _ in range(3)]
+    generate_clips(Counting(generator, info), clips, batch_size=8)
+    assert calls == [8, 7]  # 15 frames of 3 clips in 2 passes, not 3 x 1
 
 
 def test_an_item_failure_is_a_row_naming_the_reason(tiny, tmp_path):
     generator, info = tiny
-    settings = ItemSettings(model="tiny.pt", crop=CropSpec(), output=OutputSpec(), batch_size=4, precision="fp32")
-    animator = ItemAnimator(generator, info, load_targets([TargetSpec(expression="happy")]), settings)
+    settings = ItemSettings(model="tiny.pt", crop=CropSpec(), output=OutputSpec(), batch_size=4)
+    animator = ItemAnimator(TorchRuntime(generator, info), load_targets([TargetSpec(expression="happy")]), settings)
     row = animator.animate(WorkItem(str(tmp_path / "gone.jpg"), str(tmp_path / "gone__happy.mp4"),
                                     "gone__happy.mp4", 0, "happy"))
     assert row["status"] == "failed" and "gone.jpg" in row["error"] and "not found" in row["error"]
     assert list(row) == ["input", "output", "status", "frames", "fps", "seconds", "error", "model", "target"]
+
+
+# --------------------------------------------------------------------------------------------------- resources
+
+
+def stages(cpus, gpus=0.0, nodes=1, todo=100, frames=16, **execution):
+    return plan_stages(AnimateExecution(**execution), cpus=cpus, gpus=gpus, cpu_nodes=nodes, todo=todo,
+                       frames_per_clip=frames)
+
+
+def test_default_stage_sizes_leave_room_for_the_cpu_stages():
+    plan = stages(2)
+    assert (plan.workers, plan.generator_cpus, plan.generator_gpus, plan.threads) == (1, 1.0, 0.0, None)
+    assert plan.task_cpus == 0.5 and plan.clips_per_call == 1
+    for workers in (2, 3, 10):  # shares of the CPU, never the CPU stages' room
+        plan = stages(2, workers=workers)
+        assert plan.workers * plan.generator_cpus + 2 * plan.task_cpus <= 2
+    assert stages(1).generator_cpus == 0.5 and stages(1).task_cpus == 0.25  # a 1-CPU machine still runs
+    gpu = stages(16, gpus=4, nodes=2, frames=8, batch_size=256)
+    assert (gpu.workers, gpu.generator_gpus, gpu.generator_cpus, gpu.actors_per_node) == (4, 1.0, 1.0, 2)
+    assert gpu.clips_per_call == 32  # 256 frames per pass from 8-frame clips
+    assert stages(8, workers=5, todo=2).workers == 2  # never more actors than items
+    explicit = stages(8, cpus_per_worker=3)
+    assert (explicit.generator_cpus, explicit.threads) == (3, 3)
+
+
+@pytest.mark.parametrize("execution, cpus, gpus, message", [
+    ({"workers": 40}, 2, 0, "use at most 20 workers"),
+    ({"cpus_per_worker": 4}, 2, 0, "fewer --cpus-per-worker"),
+    ({"gpus_per_worker": 1}, 8, 0, "the cluster has 0"),
+    ({"device": "cuda"}, 8, 0, "needs GPU workers"),
+    ({"workers": 3}, 8, 2, "need 3 GPUs"),
+])
+def test_stage_sizes_the_cluster_cannot_hold_are_refused(execution, cpus, gpus, message):
+    with pytest.raises(ResourceError, match=message):
+        stages(cpus, gpus=gpus, **execution)
 
 
 # --------------------------------------------------------------------------------------------------- manifest, model
@@ -220,6 +281,19 @@ def test_s3_manifest_is_uploaded_throttled_and_at_the_end(s3_bucket):
         writer.append({**row, "input": "b.jpg"})
         assert len(uploaded()) == 1  # within the throttle
     assert [json.loads(line)["input"] for line in uploaded()] == ["a.jpg", "b.jpg"]
+
+    with ManifestWriter(uri) as writer:  # a later run appends to what is there, never over it
+        writer.append({**row, "input": "c.jpg"})
+    assert [json.loads(line)["input"] for line in uploaded()] == ["a.jpg", "b.jpg", "c.jpg"]
+
+
+def test_local_manifest_appends_across_runs(tmp_path):
+    row = manifest_row(input="a.jpg", output="a__happy.mp4", status="ok", model="m.pt", target="happy", frames=3)
+    for name in ("a.jpg", "b.jpg"):
+        with ManifestWriter(str(tmp_path / "manifest.jsonl")) as writer:
+            writer.append({**row, "input": name})
+    lines = (tmp_path / "manifest.jsonl").read_text().splitlines()
+    assert [json.loads(line)["input"] for line in lines] == ["a.jpg", "b.jpg"]
 
 
 def test_model_uris(tmp_path, monkeypatch):

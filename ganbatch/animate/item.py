@@ -1,21 +1,26 @@
-"""One video, start to finish, with no Ray: read -> decode -> crop -> schedule -> render -> compose -> encode -> write.
+"""One video in three steps, none of which needs Ray: prepare, generate, encode.
 
-`ItemAnimator` holds a loaded generator and the job's targets and settings; `animate(item)` makes one item's video
-and returns its manifest row. Every failure of an item (unreadable or corrupt image, no face, bad source AUs, an
-encoder error, ...) becomes a `failed` row naming the reason; nothing raised by one item stops the others.
+- `prepare_item`: read the image (local or S3), decode it, crop the face (or fit the crop to the model's size), and
+  compute the per-frame targets: a `PreparedClip` (what the generator needs) and a `Placement` (what the encoder
+  needs besides the frames).
+- `generate_clips`: frames for several clips at once through a Runtime, their generated frames concatenated into
+  forward passes of at most `batch_size` frames; for one clip exactly `render_clip(..., chunk_size=batch_size)`.
+- `encode_item`: layout (side-by-side, mask, paste-back), ffmpeg, and an atomic write: a local output appears under
+  its name only when complete; an S3 output is encoded to a local temporary file and uploaded whole (a PNG folder
+  frame by frame, its first frame last: a re-run takes the first frame as the mark of a complete folder).
 
-Frames are generated `batch_size` at a time and each chunk goes to the encoder (an ffmpeg subprocess) as soon as it
-is ready, so encoding overlaps generation. Local outputs are written in place (atomically); S3 outputs are encoded
-to a temporary file, then uploaded.
+The Ray pipeline runs each step as its own stage (ganbatch.animate.stages). `ItemAnimator` runs the three in a row
+for one item at a time, in one process, and returns the item's manifest row: every failure of an item (unreadable or
+corrupt image, no face, bad source AUs, an encoder error, ...) becomes a `failed` row naming the reason.
 """
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
+import torch
 
 from ganbatch import storage
 from ganbatch.animate.manifest import manifest_row
@@ -24,10 +29,9 @@ from ganbatch.animate.targets import NEUTRAL_AUS, Target
 from ganbatch.faces import CropTransform, crop_face, fit_to_size, get_detector, largest_face, paste_back
 from ganbatch.jobs.animate import CropSpec, OutputSpec
 from ganbatch.media import VideoWriter, compose_frames, decode_image
-from ganbatch.models.checkpoint import GeneratorInfo
 from ganbatch.models.families import get_family
-from ganbatch.models.networks import AttentionGenerator
-from ganbatch.render import Clip, render_clip
+from ganbatch.models.runtime import Runtime
+from ganbatch.render import Clip
 from ganbatch.targets import to_gannotation66
 
 
@@ -37,41 +41,38 @@ class ItemError(Exception):
 
 @dataclass(frozen=True)
 class ItemSettings:
-    """How every item is made: face crops, video output, generator batching and precision, and the model's URI
+    """How every item is made: face crops, video output, frames per generator call, and the model's URI
     (recorded in manifest rows)."""
 
     model: str
     crop: CropSpec
     output: OutputSpec
     batch_size: int
-    precision: str
+
+    @property
+    def needs_attention(self) -> bool:
+        """Whether encoding uses the attention maps (paste-back, or the with-mask layout)."""
+        return self.crop.pasteback or self.output.layout == "with-mask"
 
 
 @dataclass(frozen=True)
-class FaceCrop:
-    """The model-sized face of a photo; with detection, also the photo, the crop's transform and the face's
-    (68, 2) landmarks in the photo."""
+class PreparedClip:
+    """The generator's input for one video: the model-sized uint8 face crop, one target per frame (the family's
+    convention), and whether frame 0 is the untouched face."""
 
     face: np.ndarray
-    photo: Optional[np.ndarray] = None
+    targets: np.ndarray
+    input_first: bool = False
+
+
+@dataclass(frozen=True)
+class Placement:
+    """How one video's frames are laid out: its fps, the image shown beside the animation (the crop, or the photo
+    with paste-back) and, for paste-back, the crop's transform in that photo."""
+
+    fps: float
+    source: np.ndarray
     transform: Optional[CropTransform] = None
-    landmarks: Optional[np.ndarray] = None
-
-
-def stream_clip(generator: AttentionGenerator, info: GeneratorInfo, face: np.ndarray, targets: np.ndarray, *,
-                batch_size: int, device, precision: str = "fp32", input_first: bool = False,
-                return_maps: bool = False) -> Iterator[Clip]:
-    """`render_clip` in consecutive pieces of at most batch_size generated frames, yielded as they are made.
-
-    The pieces are exactly render_clip's generator batches (with input_first, the first piece also holds the
-    untouched input frame), so their concatenation equals render_clip(..., chunk_size=batch_size).
-    """
-    first = int(input_first) + batch_size
-    starts = [0, *range(first, len(targets), batch_size)]
-    for index, start in enumerate(starts):
-        stop = starts[index + 1] if index + 1 < len(starts) else len(targets)
-        yield render_clip(generator, info, face, targets[start:stop], chunk_size=batch_size, device=device,
-                          precision=precision, input_first=input_first and start == 0, return_maps=return_maps)
 
 
 def describe_error(error: Exception) -> str:
@@ -81,95 +82,159 @@ def describe_error(error: Exception) -> str:
     return message if own and message else f"{type(error).__name__}: {message}".rstrip(": ")
 
 
-class ItemAnimator:
-    """Makes items' videos with one generator (moved to `device`) and the job's targets; see the module doc."""
+# --------------------------------------------------------------------------------------------------- prepare
 
-    def __init__(self, generator: AttentionGenerator, info: GeneratorInfo, targets: list[Target],
-                 settings: ItemSettings, device: str = "cpu"):
-        self.generator = generator.to(device).eval()
-        self.info = info
-        self.family = get_family(info.family)
-        self.size = info.image_size or self.family.default_image_size
-        self.targets = targets
-        self.settings = settings
-        self.device = device
 
-    def animate(self, item: WorkItem) -> dict:
-        """Make one item's video; returns its manifest row (status ok or failed)."""
-        started = time.monotonic()
-        target = self.targets[item.target]
-        row = {"input": item.input, "output": item.output, "model": self.settings.model, "target": item.label}
-        try:
-            if item.problem:
-                raise ItemError(item.problem)
-            frames, fps = self._make(item, target)
-        except Exception as error:  # noqa: BLE001 - one item's failure, whatever it is, must not stop the batch
-            return manifest_row(**row, status="failed", error=describe_error(error),
-                                seconds=time.monotonic() - started)
-        return manifest_row(**row, status="ok", frames=frames, fps=fps, seconds=time.monotonic() - started)
-
-    def _make(self, item: WorkItem, target: Target) -> tuple[int, float]:
-        image = decode_image(storage.read_bytes(item.input), item.input)
-        crop = self._crop(image, item.input)
-        source_aus = NEUTRAL_AUS if item.source_aus is None else item.source_aus
-        landmarks = self._crop_landmarks(crop, item.input) if target.needs_source_landmarks else None
-        schedule = target.schedule(source_aus, landmarks)
-        if storage.is_s3(item.output):
-            with tempfile.TemporaryDirectory(prefix="ganbatch-video-") as staging:
-                local = Path(staging) / item.output.rsplit("/", 1)[-1]
-                frames = self._encode(crop, schedule, local)
-                _upload(local, item.output)
-        else:
-            frames = self._encode(crop, schedule, Path(item.output))
-        return frames, schedule.fps
-
-    def _crop(self, image: np.ndarray, name: str) -> FaceCrop:
-        if self.settings.crop.mode == "none":
-            return FaceCrop(fit_to_size(image, self.size))
-        found = largest_face(self._detector().detect(image))
+def prepare_item(item: WorkItem, targets: list[Target], crop: CropSpec, image_size: int) -> tuple[PreparedClip,
+                                                                                                    Placement]:
+    """Read, decode and crop the item's image and compute its per-frame targets; raises on any problem."""
+    if item.problem:
+        raise ItemError(item.problem)
+    target = targets[item.target]
+    photo = decode_image(storage.read_bytes(item.input), item.input)
+    transform, found = None, None
+    if crop.mode == "none":
+        face = fit_to_size(photo, image_size)
+    else:
+        found = largest_face(_detector(crop).detect(photo))
         if found is None:
-            raise ItemError(f"{name}: no face found (face backend {self._detector().name})")
-        face, transform = crop_face(image, found, self.size, margin=self.settings.crop.margin)
-        return FaceCrop(face, photo=image, transform=transform,
-                        landmarks=found.landmarks)
+            raise ItemError(f"{item.input}: no face found (face backend {_detector(crop).name})")
+        face, transform = crop_face(photo, found, image_size, margin=crop.margin)
+    landmarks = None
+    if target.needs_source_landmarks:  # the face's 66 points in the crop: from detection, else found on the crop
+        if found is not None and found.landmarks is not None:
+            landmarks = to_gannotation66(transform.apply(found.landmarks)).astype(np.float32)
+        else:
+            landmarks = _crop_landmarks(face, item.input, crop)
+    schedule = target.schedule(NEUTRAL_AUS if item.source_aus is None else item.source_aus, landmarks)
+    clip = PreparedClip(face, schedule.targets(), schedule.input_first)
+    placement = Placement(schedule.fps, photo if crop.pasteback else face, transform if crop.pasteback else None)
+    return clip, placement
 
-    def _crop_landmarks(self, crop: FaceCrop, name: str) -> np.ndarray:
-        """The face's 66 GANnotation points in the crop: from detection, else found on the crop itself."""
-        if crop.landmarks is not None:
-            return to_gannotation66(crop.transform.apply(crop.landmarks)).astype(np.float32)
-        found = largest_face(self._detector().detect(crop.face))
-        if found is None or found.landmarks is None:
-            raise ItemError(f"{name}: no face landmarks found in the crop (face backend {self._detector().name}); "
-                            "a driving video needs them")
-        return to_gannotation66(found.landmarks)
 
-    def _detector(self):
-        return get_detector(self.settings.crop.backend, self.device)
+def _detector(crop: CropSpec):
+    return get_detector(crop.backend, "cpu")
 
-    def _encode(self, crop: FaceCrop, schedule, path: Path) -> int:
-        """Render the schedule's frames chunk by chunk into the video at path; returns the frame count."""
-        output, crop_spec = self.settings.output, self.settings.crop
-        pasteback = crop_spec.pasteback
-        maps = pasteback or output.layout == "with-mask"
-        source = crop.photo if pasteback else crop.face
-        chunks = stream_clip(self.generator, self.info, crop.face, schedule.targets(),
-                             batch_size=self.settings.batch_size, device=self.device,
-                             precision=self.settings.precision, input_first=schedule.input_first, return_maps=maps)
-        with VideoWriter(path, fps=schedule.fps, format=output.format, crf=output.crf) as writer:
-            for clip in chunks:
-                frames = clip.frames
-                if pasteback:
-                    frames = paste_back(crop.photo, frames, clip.attention, crop.transform, feather=crop_spec.feather)
-                writer.write(compose_frames(frames, layout=output.layout, source=source, attention=clip.attention,
-                                            size=output.size))
-        return writer.frames_written
+
+def _crop_landmarks(face: np.ndarray, name: str, crop: CropSpec) -> np.ndarray:
+    """The face's 66 GANnotation points found on the crop itself (inputs that are crops already)."""
+    found = largest_face(_detector(crop).detect(face))
+    if found is None or found.landmarks is None:
+        raise ItemError(f"{name}: no face landmarks found in the crop (face backend {_detector(crop).name}); "
+                        "a driving video needs them")
+    return to_gannotation66(found.landmarks)
+
+
+# --------------------------------------------------------------------------------------------------- generate
+
+
+def generate_clips(runtime: Runtime, clips: list[PreparedClip], *, batch_size: int,
+                   return_maps: bool = False) -> list[Clip]:
+    """The frames (and with return_maps the attention maps) of several clips, see the module doc.
+
+    The frames to generate (every frame but an input_first frame 0) of all clips are taken in order and cut into
+    forward passes of at most batch_size frames, so short clips share a pass.
+    """
+    family = get_family(runtime.info.family)
+    outputs, wanted = [], []  # per clip: its Clip; per generated frame: (clip index, frame index)
+    for index, clip in enumerate(clips):
+        count, side = len(clip.targets), clip.face.shape[0]
+        frames = np.empty((count, side, side, 3), np.uint8)
+        attention = np.empty((count, side, side), np.float32) if return_maps else None
+        if clip.input_first:
+            frames[0] = clip.face
+            if return_maps:
+                attention[0] = 1.0
+        outputs.append(Clip(frames=frames, attention=attention))
+        wanted += [(index, frame) for frame in range(int(clip.input_first), count)]
+    inputs = [family.face_to_input(clip.face) for clip in clips]
+    for start in range(0, len(wanted), batch_size):
+        segments = _segments(wanted[start:start + batch_size])
+        x = torch.cat([inputs[index].expand(stop - begin, -1, -1, -1) for index, begin, stop in segments])
+        cond = torch.cat([family.targets_to_cond(clips[index].targets[begin:stop], clips[index].face.shape[0])
+                          for index, begin, stop in segments])
+        image, _, attention_map = runtime(x, cond)
+        pixels = family.to_pixels(image)
+        offset = 0
+        for index, begin, stop in segments:
+            outputs[index].frames[begin:stop] = pixels[offset:offset + stop - begin]
+            if return_maps:
+                outputs[index].attention[begin:stop] = attention_map[offset:offset + stop - begin, 0].numpy()
+            offset += stop - begin
+    return outputs
+
+
+def _segments(frames: list[tuple[int, int]]) -> list[tuple[int, int, int]]:
+    """Consecutive (clip, frame) pairs grouped as (clip, first frame, stop frame)."""
+    segments = []
+    for index, frame in frames:
+        if segments and segments[-1][0] == index and segments[-1][2] == frame:
+            segments[-1] = (index, segments[-1][1], frame + 1)
+        else:
+            segments.append((index, frame, frame + 1))
+    return segments
+
+
+# --------------------------------------------------------------------------------------------------- encode
+
+
+def encode_item(item: WorkItem, clip: Clip, placement: Placement, settings: ItemSettings) -> int:
+    """Lay out and encode the clip's frames into the item's output (see the module doc); the frame count."""
+    if storage.is_s3(item.output):
+        with tempfile.TemporaryDirectory(prefix="ganbatch-video-") as staging:
+            local = Path(staging) / item.output.rsplit("/", 1)[-1]
+            frames = _write_video(clip, placement, settings, local)
+            _upload(local, item.output)
+        return frames
+    return _write_video(clip, placement, settings, Path(item.output))
+
+
+def _write_video(clip: Clip, placement: Placement, settings: ItemSettings, path: Path) -> int:
+    """Encode the frames at path, batch_size frames at a time (paste-back works on photo-sized frames)."""
+    output, step = settings.output, settings.batch_size
+    with VideoWriter(path, fps=placement.fps, format=output.format, crf=output.crf) as writer:
+        for start in range(0, len(clip.frames), step):
+            frames = clip.frames[start:start + step]
+            attention = None if clip.attention is None else clip.attention[start:start + step]
+            if placement.transform is not None:
+                frames = paste_back(placement.source, frames, attention, placement.transform,
+                                    feather=settings.crop.feather)
+            writer.write(compose_frames(frames, layout=output.layout, source=placement.source, attention=attention,
+                                        size=output.size))
+    return writer.frames_written
 
 
 def _upload(local: Path, uri: str) -> None:
-    """Upload a video file, or a folder of PNG frames under the prefix `uri`, its first frame last (a re-run takes
-    the first frame as the mark of a complete folder)."""
+    """Upload a video file, or a folder of PNG frames under the prefix `uri`, its first frame last."""
     if local.is_dir():
         for frame in sorted(local.iterdir(), reverse=True):
             storage.upload_file(frame, storage.join(uri, frame.name))
     else:
         storage.upload_file(local, uri)
+
+
+# --------------------------------------------------------------------------------------------------- one item
+
+
+class ItemAnimator:
+    """Makes items' videos one at a time in this process with one Runtime and the job's targets (no Ray)."""
+
+    def __init__(self, runtime: Runtime, targets: list[Target], settings: ItemSettings):
+        self.runtime = runtime
+        self.size = runtime.info.image_size or get_family(runtime.info.family).default_image_size
+        self.targets = targets
+        self.settings = settings
+
+    def animate(self, item: WorkItem) -> dict:
+        """Make one item's video; returns its manifest row (status ok or failed)."""
+        started = time.monotonic()
+        row = {"input": item.input, "output": item.output, "model": self.settings.model, "target": item.label}
+        try:
+            clip, placement = prepare_item(item, self.targets, self.settings.crop, self.size)
+            (frames,) = generate_clips(self.runtime, [clip], batch_size=self.settings.batch_size,
+                                       return_maps=self.settings.needs_attention)
+            count = encode_item(item, frames, placement, self.settings)
+        except Exception as error:  # noqa: BLE001 - one item's failure, whatever it is, must not stop the batch
+            return manifest_row(**row, status="failed", error=describe_error(error),
+                                seconds=time.monotonic() - started)
+        return manifest_row(**row, status="ok", frames=count, fps=placement.fps, seconds=time.monotonic() - started)

@@ -1,16 +1,22 @@
-"""The run's JSONL manifest: one row per video, appended as items finish.
+"""The destination's JSONL manifest: one row per video and run, appended as items finish.
 
 Each row: `input`, `output`, `status` (ok | failed | skipped), `frames`, `fps`, `seconds` (time spent on the item),
 `error` (the reason, for failed rows), `model`, `target`. A row is written only after its video is in place.
 
-The manifest describes the latest run: it is rewritten when a run starts. Skipped rows mark videos an earlier run
-made; they keep that run's `frames` and `fps` when its manifest listed the video as ok.
+Runs append: the rows earlier runs wrote are kept (read first, for an `s3://` manifest) and the latest row for an
+output is its current state. Skipped rows mark videos an earlier run made; they keep that run's `frames` and `fps`
+when its manifest listed the video as ok.
 
-For an `s3://` destination the manifest is kept in a local temporary file and uploaded as it grows (at most every
-`upload_every` seconds) and once more when the run ends, so a reader of the S3 copy may be a few rows behind.
+For an `s3://` destination the manifest is kept in a local file and uploaded whole as it grows (at most every
+`upload_every` seconds) and once more when the run ends, so a reader of the S3 copy may be a few rows behind. An
+upload that fails never stops the run: uploads on the way are tried once (with botocore's retries) and again with a
+later row; the last one is retried for the storage layer's whole budget, and when it fails too, the local copy is
+kept and `ManifestWriter.problem` says where.
 """
 import json
+import logging
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -20,6 +26,8 @@ from ganbatch import storage
 
 FIELDS = ("input", "output", "status", "frames", "fps", "seconds", "error", "model", "target")
 STATUSES = ("ok", "failed", "skipped")
+
+log = logging.getLogger(__name__)
 
 
 def manifest_row(*, input: str, output: str, status: str, model: str, target: str, frames: Optional[int] = None,
@@ -31,30 +39,44 @@ def manifest_row(*, input: str, output: str, status: str, model: str, target: st
             "seconds": round(seconds, 3), "error": error, "model": model, "target": target}
 
 
+def _parse(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
 def read_manifest(uri: str) -> list[dict]:
     """The rows of an existing manifest (empty when there is none)."""
     try:
         text = storage.read_bytes(uri).decode("utf-8")
     except storage.StorageError:
         return []
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+    return _parse(text)
 
 
 class ManifestWriter:
-    """Appends rows to `uri` (a local path, or an s3:// object kept in a local file and uploaded; see module doc)."""
+    """Appends rows to the manifest at `uri` (a local path, or an s3:// object kept in a local file and uploaded;
+    see the module doc). Raises StorageError at the start when an existing S3 manifest cannot be read."""
 
     def __init__(self, uri: str, *, upload_every: float = 10.0):
         self.uri = uri
         self.upload_every = upload_every
+        self.problem: Optional[str] = None
         self._remote = storage.is_s3(uri)
         if self._remote:
-            self._staging = tempfile.TemporaryDirectory(prefix="ganbatch-manifest-")
-            self._path = Path(self._staging.name) / "manifest.jsonl"
+            self._staging = tempfile.mkdtemp(prefix="ganbatch-manifest-")
+            self._path = Path(self._staging) / "manifest.jsonl"
+            self._path.write_bytes(self._earlier_rows())
         else:
             self._path = Path(uri)
             self._path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self._path, "w", encoding="utf-8")
+        self._file = open(self._path, "a", encoding="utf-8")
         self._uploaded_at = float("-inf")
+
+    def _earlier_rows(self) -> bytes:
+        """The S3 manifest's content so far (empty when there is none); a complete last line."""
+        if not storage.exists(self.uri):
+            return b""
+        data = storage.read_bytes(self.uri)
+        return data if not data or data.endswith(b"\n") else data + b"\n"
 
     def __enter__(self) -> "ManifestWriter":
         return self
@@ -68,19 +90,27 @@ class ManifestWriter:
         self._file.flush()
         os.fsync(self._file.fileno())
         if self._remote and time.monotonic() - self._uploaded_at >= self.upload_every:
-            self._upload()
+            with storage.retry_budget(0):  # a copy on the way: no waiting out an outage, the next row tries again
+                self._upload()
 
     def close(self) -> None:
-        """Close the file; for S3, upload the final manifest."""
+        """Close the file; for S3, upload the final manifest (see the module doc when that fails)."""
         if self._file.closed:
             return
         self._file.close()
         if self._remote:
-            try:
-                self._upload()
-            finally:
-                self._staging.cleanup()
+            if self._upload():
+                shutil.rmtree(self._staging, ignore_errors=True)
+            else:
+                self.problem = f"the manifest could not be uploaded to {self.uri}; it is kept at {self._path}"
+                log.error(self.problem)
 
-    def _upload(self) -> None:
-        storage.upload_file(self._path, self.uri)
+    def _upload(self) -> bool:
+        """Upload the manifest; False (logged) when it fails."""
         self._uploaded_at = time.monotonic()
+        try:
+            storage.upload_file(self._path, self.uri)
+        except storage.StorageError as error:
+            log.warning("manifest upload failed (the run goes on; tried again with the next row): %s", error)
+            return False
+        return True

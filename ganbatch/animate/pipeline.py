@@ -1,30 +1,35 @@
-"""`kind: animate` on Ray: plan the work items, stream them through a pool of model actors, keep the manifest.
+"""`kind: animate` on Ray: plan the work items, stream them through Ray Data stages, keep the manifest.
 
 The driver reads the targets and the model's family (a mismatch is an error before any work), lists the inputs and
-the destination once (existing outputs are skipped unless `overwrite`), then starts `workers` actors. Each actor
-opens the checkpoint from its URI itself (S3 checkpoints are downloaded inside the actor), sets torch's thread count
-to its CPU share and makes videos one item at a time with `ItemAnimator`. The driver keeps at most
-IN_FLIGHT_PER_WORKER items queued per actor, so input order streams through with no actor idle between items, and
-writes each manifest row as its item finishes. A worker that dies fails its queued items and leaves the pool.
+the destination once (existing outputs are skipped unless `overwrite`), removes what interrupted writes left in the
+destination, and streams the items to make through three stages (ganbatch.animate.stages):
+
+    prepare (CPU tasks) -> generate (actor pool, one model per actor) -> encode (CPU tasks) -> driver
+
+sized by ganbatch.animate.resources (shown by --dry-run). The driver consumes the manifest rows as they stream,
+keeps one row per output (a retried item never doubles its row), appends each to the manifest (after its video is in
+place), drives the progress bar and prints a summary with the start-up time. Worker deaths and lost nodes are Ray's
+to retry; transient storage faults are the storage layer's (`execution.storage_retry_seconds`). Should the stream
+itself stop, the items it had not finished get failed rows naming the reason and the manifest is still finalised.
 
 Ray: an existing cluster (`execution.address`, else `RAY_ADDRESS`), or a local Ray started and stopped with the run
 (see ganbatch.cluster.ray_session).
 """
 import dataclasses
 import functools
+import json
+import logging
 import os
 import sys
 import time
-from collections import deque
 from dataclasses import dataclass, field
+from typing import Optional
 
-import ray
-import torch
-from ray.exceptions import RayActorError, RayError
+import numpy as np
 from tqdm import tqdm
 
 from ganbatch import storage
-from ganbatch.animate.item import ItemAnimator, ItemSettings
+from ganbatch.animate.item import ItemSettings, describe_error
 from ganbatch.animate.manifest import ManifestWriter, manifest_row, read_manifest
 from ganbatch.animate.plan import (
     PlanError,
@@ -36,7 +41,10 @@ from ganbatch.animate.plan import (
     worker_uri,
 )
 from ganbatch.animate.preview import write_preview
+from ganbatch.animate.resources import ResourceError, StagePlan, plan_stages
+from ganbatch.animate.stages import RunSpec, build_dataset
 from ganbatch.animate.targets import (
+    NEUTRAL_AUS,
     Target,
     TargetError,
     check_condition,
@@ -45,7 +53,7 @@ from ganbatch.animate.targets import (
     source_aus_for,
     with_driving_landmarks,
 )
-from ganbatch.cluster import cluster_gpus, ray_session
+from ganbatch.cluster import cluster_resources, local_resources, ray_session
 from ganbatch.errors import JobError
 from ganbatch.faces import BackendUnavailable, get_detector
 from ganbatch.jobs.animate import AnimateJob
@@ -54,8 +62,9 @@ from ganbatch.models.families import get_family
 from ganbatch.models.hub import open_model, resolve_model_uri
 from ganbatch.targets import AUError
 
-IN_FLIGHT_PER_WORKER = 2
 LISTED_FAILURES = 10
+
+log = logging.getLogger(__name__)
 
 
 class AnimateError(JobError):
@@ -65,7 +74,9 @@ class AnimateError(JobError):
 
 @dataclass
 class AnimateResult:
-    """What run_animate did: `outputs` has `out` and `manifest`; counts of the videos by status; every row."""
+    """What run_animate did: `outputs` has `out` and `manifest`; counts of the videos by status; every row;
+    `startup` the seconds until Ray was up and `first_video` until the first row arrived; `stats` Ray Data's
+    per-operator statistics of the stream (empty when nothing was made)."""
 
     ok: bool
     outputs: dict[str, str]
@@ -74,30 +85,22 @@ class AnimateResult:
     skipped: int = 0
     frames: int = 0
     seconds: float = 0.0
+    startup: Optional[float] = None
+    first_video: Optional[float] = None
     rows: list[dict] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Resources:
-    """The actor pool: `workers` actors of `cpus` CPUs and `gpus` GPUs each."""
-
-    workers: int
-    cpus: float
-    gpus: float
-
-    @property
-    def threads(self) -> int:
-        """torch threads per actor: its whole CPUs, at least one."""
-        return max(1, int(self.cpus))
+    stats: str = ""
+    problems: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class _Work:
-    """The planned run: targets, every item, and the files that exist below the destination already."""
+    """The planned run: targets, every item, the files that exist below the destination already, and the model's
+    input size."""
 
     targets: list[Target]
     items: list[WorkItem]
     existing: frozenset[str]
+    image_size: int = 0
 
     @property
     def todo(self) -> list[WorkItem]:
@@ -108,23 +111,6 @@ class _Work:
     def done(self) -> list[WorkItem]:
         """Items whose output exists (skipped)."""
         return [item for item in self.items if item.marker in self.existing]
-
-
-class AnimateWorker:
-    """A model actor's body (wrapped with ray.remote by the pipeline; usable without Ray): opens the model from its
-    URI, then animates items one at a time."""
-
-    def __init__(self, model: str, trust_pickle: bool, targets: list[Target], settings: ItemSettings,
-                 device: str, threads: int):
-        torch.set_num_threads(threads)
-        generator, info = open_model(model, trust_pickle=trust_pickle)
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.animator = ItemAnimator(generator, info, targets, settings, device)
-
-    def animate(self, item: WorkItem) -> dict:
-        """The item's manifest row, after its video is in place."""
-        return self.animator.animate(item)
 
 
 def _plan_work(job: AnimateJob, targets: list[Target]) -> _Work:
@@ -145,14 +131,31 @@ def _with_source_aus(items: list[WorkItem], uri: str) -> list[WorkItem]:
     return ready
 
 
-def _ray_description(job: AnimateJob) -> str:
-    address = job.execution.address or os.environ.get("RAY_ADDRESS")
-    return f"Ray cluster at {address}" if address else "a local Ray, started and stopped with the command"
+def _shortest_clip(targets: list[Target], fallback: int) -> int:
+    """The fewest frames a target's clip has, for batching clips together (fallback when a target's length
+    depends on the face)."""
+    lengths = []
+    for target in targets:
+        try:
+            with np.errstate(all="ignore"):
+                lengths.append(target.schedule(NEUTRAL_AUS, np.zeros((66, 2), np.float32)).num_frames)
+        except Exception:  # noqa: BLE001 - only an estimate; the item itself reports a target that cannot be made
+            lengths.append(fallback)
+    return min(lengths, default=fallback)
+
+
+def _stage_plan(job: AnimateJob, targets: list[Target], todo: int, resources: dict) -> StagePlan:
+    try:
+        return plan_stages(job.execution, cpus=resources["CPU"], gpus=resources["GPU"],
+                           cpu_nodes=resources["cpu_nodes"], todo=max(1, todo),
+                           frames_per_clip=_shortest_clip(targets, job.execution.batch_size))
+    except ResourceError as error:
+        raise AnimateError(str(error)) from None
 
 
 def plan_animate(job: AnimateJob) -> str:
-    """The plan for --dry-run: videos to make and skip, output names, faces, workers and resources (reads target
-    files and lists inputs and the destination; loads no model and starts no Ray)."""
+    """The plan for --dry-run: videos to make and skip, output names, faces, stages and their resources (reads
+    target files and lists inputs and the destination; loads no model and starts no Ray)."""
     try:
         work = _plan_work(job, load_targets(job.targets))
     except (TargetError, PlanError, storage.StorageError) as error:
@@ -160,14 +163,21 @@ def plan_animate(job: AnimateJob) -> str:
     execution, crop = job.execution, job.crop
     images = len({item.input for item in work.items})
     labels = [target.label for target in work.targets]
-    gpus = "1 when the cluster has GPUs, else 0" if execution.gpus_per_worker is None else \
-        f"{execution.gpus_per_worker:g}"
-    workers = execution.workers or "one per GPU of the cluster, else 1"
     faces = "inputs are face crops (crop: none)" if crop.mode == "none" else (
         f"detect the largest face ({crop.backend}, margin {crop.margin:g})"
         + (f", paste it back into the photo (feather {crop.feather:g})" if crop.pasteback else ""))
     example = output_relative("{stem}", "{target}", job.output.format)
     redo = "" if job.overwrite else "; --overwrite redoes them"
+    address = execution.address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray_line = f"ray: cluster at {address}; stage sizes are set from its resources when the run starts"
+        stages = ["prepare (CPU tasks) -> generate (actor pool, one model per actor; one actor per GPU, else 1) -> "
+                  "encode (CPU tasks) -> driver (manifest)"]
+    else:
+        resources = local_resources()
+        ray_line = (f"ray: a local Ray, started and stopped with the command ({resources['CPU']:g} CPUs, "
+                    f"{resources['GPU']:g} GPUs here)")
+        stages = _stage_plan(job, work.targets, len(work.todo), resources).describe()
     return "\n".join([
         f"model: {job.model}",
         f"{images} images x {len(labels)} targets ({', '.join(labels)}) = {len(work.items)} videos: "
@@ -175,29 +185,11 @@ def plan_animate(job: AnimateJob) -> str:
         f"output: {storage.join(job.out, example)} ({job.output.format}, layout {job.output.layout}); "
         f"manifest {storage.join(job.out, job.manifest)}",
         f"faces: {faces}",
-        f"workers: {workers}; each {execution.cpus_per_worker:g} CPUs, GPUs: {gpus}; device {execution.device}, "
-        f"precision {execution.precision}, batch {execution.batch_size} frames",
-        f"ray: {_ray_description(job)}",
+        f"model runs: device {execution.device}, precision {execution.precision}, batch {execution.batch_size} "
+        f"frames; storage faults retried for {execution.storage_retry_seconds:g} s",
+        "stages:", *[f"  {line}" for line in stages],
+        ray_line,
     ])
-
-
-def _resources(job: AnimateJob, todo: int) -> Resources:
-    """The actor pool for the connected cluster; AnimateError when it cannot be placed."""
-    execution = job.execution
-    available_gpus = cluster_gpus()
-    gpus = execution.gpus_per_worker if execution.gpus_per_worker is not None else float(available_gpus > 0)
-    if gpus > available_gpus:
-        raise AnimateError(f"workers ask for {gpus:g} GPUs each, the cluster has {available_gpus:g}")
-    if gpus == 0 and (execution.device == "cuda" or execution.precision == "fp16"):
-        raise AnimateError(f"device {execution.device} / precision {execution.precision} needs GPU workers; "
-                           "set --gpus-per-worker (the cluster has "
-                           f"{available_gpus:g} GPUs) or use --device cpu and fp32/bf16")
-    workers = execution.workers or (max(1, int(available_gpus // gpus)) if gpus else 1)
-    workers = max(1, min(workers, todo))
-    cpus = float(ray.cluster_resources().get("CPU", 0))
-    if execution.cpus_per_worker > cpus:
-        raise AnimateError(f"workers ask for {execution.cpus_per_worker:g} CPUs each, the cluster has {cpus:g}")
-    return Resources(workers=workers, cpus=execution.cpus_per_worker, gpus=gpus)
 
 
 class _Progress:
@@ -223,42 +215,6 @@ class _Progress:
         return time.monotonic() - self.started
 
 
-def _stream(actors: list, items: list[WorkItem], model: str, on_row) -> None:
-    """Run items on the actors, at most IN_FLIGHT_PER_WORKER queued per actor, calling on_row(row) as each ends;
-    items lost with a dead worker get failed rows (for `model`)."""
-    queue, pending = deque(items), {}
-    load = {actor: 0 for actor in actors}
-
-    def fill():
-        while queue and load:
-            actor = min(load, key=load.get)
-            if load[actor] >= IN_FLIGHT_PER_WORKER:
-                return
-            item = queue.popleft()
-            pending[actor.animate.remote(item)] = (actor, item)
-            load[actor] += 1
-
-    fill()
-    while pending:
-        (ref,), _ = ray.wait(list(pending), num_returns=1)
-        actor, item = pending.pop(ref)
-        try:
-            row = ray.get(ref)
-        except RayError as error:
-            if isinstance(error, RayActorError):
-                load.pop(actor, None)  # the actor is gone: its other queued items fail the same way
-            reason = " ".join(str(error).split())[:500]
-            row = manifest_row(input=item.input, output=item.output, status="failed", model=model,
-                               target=item.label, error=f"worker failed: {reason}")
-        if actor in load:
-            load[actor] -= 1
-        on_row(row)
-        fill()
-    for item in queue:
-        on_row(manifest_row(input=item.input, output=item.output, status="failed", model=model, target=item.label,
-                            error="no worker left: every worker died"))
-
-
 def _skipped_rows(work: _Work, job: AnimateJob, previous: list[dict]) -> list[dict]:
     earlier = {row["output"]: row for row in previous if row.get("status") == "ok"}
     rows = []
@@ -278,7 +234,8 @@ def _prepare(job: AnimateJob) -> _Work:
         check_condition(targets, family.name, family.condition, job.model)
         if job.source_aus and family.condition != "aus":
             raise TargetError(f"source_aus applies to GANimation models; {job.model} is a {family.name} model")
-        work = _plan_work(job, targets)
+        work = dataclasses.replace(_plan_work(job, targets),
+                                   image_size=info.image_size or family.default_image_size)
         if job.source_aus:
             work = dataclasses.replace(work, items=_with_source_aus(work.items, job.source_aus))
         if work.todo:
@@ -292,13 +249,30 @@ def _prepare(job: AnimateJob) -> _Work:
 def _summary(result: AnimateResult, manifest: str) -> str:
     total = result.succeeded + result.failed + result.skipped
     rate = f" ({result.frames / result.seconds:.1f} frames/s)" if result.seconds else ""
+    startup = ""
+    if result.startup is not None:
+        startup = f"; start-up {result.startup:.1f} s (Ray)"
+        if result.first_video is not None:
+            startup += f", first video after {result.first_video:.1f} s"
     lines = [f"animate: {total} videos: {result.succeeded} ok, {result.failed} failed, {result.skipped} skipped; "
-             f"{result.frames} frames in {result.seconds:.1f} s{rate}; manifest {manifest}"]
+             f"{result.frames} frames in {result.seconds:.1f} s{rate}{startup}; manifest {manifest}"]
     failures = [row for row in result.rows if row["status"] == "failed"]
     lines += [f"  failed: {row['input']} [{row['target']}]: {row['error']}" for row in failures[:LISTED_FAILURES]]
     if len(failures) > LISTED_FAILURES:
         lines.append(f"  ... and {len(failures) - LISTED_FAILURES} more (see the manifest)")
+    lines += [f"  note: {problem}" for problem in result.problems]
     return "\n".join(lines)
+
+
+def _clean_destination(out: str) -> None:
+    """Remove what interrupted writes of earlier runs left below the destination (never fatal)."""
+    try:
+        removed = storage.remove_stale_temporaries(out)
+    except storage.StorageError as error:
+        log.warning("could not clean up stale temporary files below %s: %s", out, error)
+        return
+    if removed:
+        log.info("removed %d stale temporary file(s) of an interrupted run below %s", removed, out)
 
 
 def run_animate(job: AnimateJob) -> AnimateResult:
@@ -307,45 +281,75 @@ def run_animate(job: AnimateJob) -> AnimateResult:
     Raises AnimateError, before any work, for problems with the job as a whole.
     """
     work = _prepare(job)
-    manifest_uri = storage.join(worker_uri(job.out), job.manifest)
+    out = worker_uri(job.out)
+    manifest_uri = storage.join(out, job.manifest)
     result = AnimateResult(ok=True, outputs={"out": job.out, "manifest": storage.join(job.out, job.manifest)})
-    previous = read_manifest(manifest_uri)
-    with ManifestWriter(manifest_uri) as manifest:
-        for row in _skipped_rows(work, job, previous):
-            manifest.append(row)
-            result.rows.append(row)
-        if work.todo:
-            _run_on_ray(job, work, manifest, result)
+    with storage.retry_budget(job.execution.storage_retry_seconds):
+        _clean_destination(out)
+        previous = read_manifest(manifest_uri)
+        try:
+            manifest = ManifestWriter(manifest_uri)
+        except storage.StorageError as error:
+            raise AnimateError(f"cannot read the existing manifest: {error}") from None
+        with manifest:
+            for row in _skipped_rows(work, job, previous):
+                manifest.append(row)
+                result.rows.append(row)
+            if work.todo:
+                _run_on_ray(job, work, manifest, result)
+        if manifest.problem:
+            result.problems.append(manifest.problem)
     result.skipped = len(work.done)
     result.ok = result.failed == 0 or job.allow_failures
     if job.output.preview:
-        write_preview(result.rows, worker_uri(job.out))
+        write_preview(result.rows, out)
     print(_summary(result, result.outputs["manifest"]), file=sys.stderr)
     return result
 
 
+def _run_spec(job: AnimateJob, work: _Work) -> RunSpec:
+    execution = job.execution
+    settings = ItemSettings(model=job.model, crop=job.crop, output=job.output, batch_size=execution.batch_size)
+    return RunSpec(settings=settings, targets=work.targets, model=worker_uri(resolve_model_uri(job.model)),
+                   runtime="torch", device=execution.device, precision=execution.precision,
+                   trust_pickle=job.trust_pickle, image_size=work.image_size,
+                   storage_retry_seconds=execution.storage_retry_seconds)
+
+
 def _run_on_ray(job: AnimateJob, work: _Work, manifest: ManifestWriter, result: AnimateResult) -> None:
-    """Stream the items to be made through a pool of actors, recording each row in the manifest and result."""
-    settings = ItemSettings(model=job.model, crop=job.crop, output=job.output,
-                            batch_size=job.execution.batch_size, precision=job.execution.precision)
+    """Stream the items to be made through the stages, recording each row (once per output) in the manifest and
+    result; items the stream did not finish get failed rows."""
+    started = time.monotonic()
     with ray_session(job.execution.address):
-        resources = _resources(job, len(work.todo))
-        worker = ray.remote(AnimateWorker).options(num_cpus=resources.cpus, num_gpus=resources.gpus, max_restarts=0)
-        model = worker_uri(resolve_model_uri(job.model))
-        actors = [worker.remote(model, job.trust_pickle, work.targets, settings, job.execution.device,
-                                resources.threads) for _ in range(resources.workers)]
+        result.startup = time.monotonic() - started
+        plan = _stage_plan(job, work.targets, len(work.todo), cluster_resources())
+        for line in plan.describe():
+            log.info("stage %s", line)
+        dataset = build_dataset(work.todo, _run_spec(job, work), plan)
         progress = _Progress(len(work.todo))
+        recorded: set[str] = set()
 
         def record(row: dict) -> None:
+            if row["output"] in recorded:
+                return
+            if result.first_video is None:
+                result.first_video = time.monotonic() - started
+            recorded.add(row["output"])
             manifest.append(row)
             result.rows.append(row)
             progress.update(row)
 
         try:
-            _stream(actors, work.todo, job.model, record)
+            for streamed in dataset.iter_rows():
+                record(json.loads(streamed["row"]))
+            result.stats = dataset.stats()
+        except Exception as error:  # noqa: BLE001 - whatever stopped the stream, the manifest is finalised
+            log.error("the animate stream stopped: %s", describe_error(error))
+            reason = f"the pipeline stopped before this item was made: {describe_error(error)}"[:500]
+            for item in work.todo:
+                record(manifest_row(input=item.input, output=item.output, status="failed", model=job.model,
+                                    target=item.label, error=reason))
         finally:
             result.seconds = progress.close()
-            for actor in actors:
-                ray.kill(actor)
     result.succeeded, result.failed = progress.counts["ok"], progress.counts["failed"]
     result.frames = progress.frames

@@ -1,0 +1,173 @@
+"""The animate run as a Ray Data stream: work items -> prepare (CPU tasks) -> generate (actor pool) -> encode (CPU
+tasks) -> manifest rows, consumed by the driver as they come.
+
+Rows. A row carries the item's output URI, `status` ("ok" until a stage fails it, then "failed" with `error`), the
+`seconds` spent on it so far, and its stage data as pickled bytes: `item` (the WorkItem), `clip` (the PreparedClip,
+then the generated Clip) and `placement` (what encode needs besides the frames). Pickled columns because the arrays
+are ragged (clips differ in length, photos in size) and absent on failed rows, which Arrow tensor columns do not
+hold; the bytes are ours, made and read by the stages of one run. The generator unpickles only `clip`. A failed row
+flows on untouched through later stages, so nothing one item raises stops the dataset; the encode stage turns every
+row into its manifest row (JSON, column `row`).
+
+Faults. Ray retries the stages' tasks (Ray Data's defaults: `max_retries=-1` for tasks; `max_restarts=-1` and
+`max_task_retries=-1` for the actor pool), so a killed worker process or a lost node costs a retry, not an item.
+Every stage is idempotent: an output is written whole under a temporary name and renamed (or uploaded whole), so a
+retried item overwrites its own output, and the driver keeps one row per output.
+
+Fusion. Ray Data fuses a map into the actor pool that follows it when their remote arguments match; the generator
+asks for its `memory` (and its own CPU share and GPUs), which the CPU stages do not, so decoding never runs in the
+generator's process. The execution plan (logged by Ray Data, and in `Dataset.stats()`) shows `Map(prepare)`,
+`MapBatches(Generate)` and `Map(encode)` as separate operators.
+"""
+import json
+import logging
+import os
+import pickle
+import time
+from dataclasses import dataclass
+
+import ray
+import torch
+from ray.data import ActorPoolStrategy, DataContext, Dataset
+
+from ganbatch import storage
+from ganbatch.animate.item import (
+    ItemSettings,
+    describe_error,
+    encode_item,
+    generate_clips,
+    prepare_item,
+)
+from ganbatch.animate.manifest import manifest_row
+from ganbatch.animate.plan import WorkItem
+from ganbatch.animate.resources import StagePlan
+from ganbatch.animate.targets import Target
+from ganbatch.models.runtime import open_runtime
+
+log = logging.getLogger(__name__)
+
+GENERATOR_MEMORY = 512 * 1024**2  # bytes Ray reserves per generator actor: a full-size model and a batch in flight
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What every stage of one run needs: the items' settings and targets, the model (URI, runtime, device,
+    precision, pickle trust), the model's input size, and the storage retry budget."""
+
+    settings: ItemSettings
+    targets: list[Target]
+    model: str
+    runtime: str
+    device: str
+    precision: str
+    trust_pickle: bool
+    image_size: int
+    storage_retry_seconds: float
+
+
+def _pack(value) -> bytes:
+    return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _unpack(data: bytes):
+    return pickle.loads(data)  # noqa: S301 - bytes made by this run's own stages (see the module doc)
+
+
+def _failed(row: dict, error: Exception, started: float) -> dict:
+    return {**row, "status": "failed", "error": describe_error(error), "clip": b"", "placement": b"",
+            "seconds": row["seconds"] + time.monotonic() - started}
+
+
+def item_row(item: WorkItem) -> dict:
+    """The dataset's input row for a work item."""
+    return {"output": item.output, "item": _pack(item), "status": "ok", "error": "", "seconds": 0.0,
+            "clip": b"", "placement": b""}
+
+
+def prepare(row: dict, spec: RunSpec) -> dict:
+    """Stage 1 (CPU task): read, decode, crop, per-frame targets."""
+    started = time.monotonic()
+    try:
+        with storage.retry_budget(spec.storage_retry_seconds):
+            clip, placement = prepare_item(_unpack(row["item"]), spec.targets, spec.settings.crop, spec.image_size)
+    except Exception as error:  # noqa: BLE001 - an item's failure becomes its row, the stream goes on
+        return _failed(row, error, started)
+    return {**row, "clip": _pack(clip), "placement": _pack(placement),
+            "seconds": row["seconds"] + time.monotonic() - started}
+
+
+class Generate:
+    """Stage 2 (actor): one Runtime per actor, opened once; each call generates the frames of a batch of rows'
+    clips together (see item.generate_clips) and passes failed rows through."""
+
+    def __init__(self, spec: RunSpec, threads: int | None, actors_per_node: int):
+        device = spec.device if spec.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+        if device == "cpu" and threads is None:
+            threads = max(1, len(os.sched_getaffinity(0)) // actors_per_node)
+        with storage.retry_budget(spec.storage_retry_seconds):
+            self.runtime = open_runtime(spec.model, runtime=spec.runtime, device=device, precision=spec.precision,
+                                        threads=threads, trust_pickle=spec.trust_pickle)
+        self.settings = spec.settings
+        log.info("generator actor (pid %d): %s", os.getpid(), self.runtime.describe())
+
+    def __call__(self, batch: dict) -> dict:
+        """The batch (numpy columns) with each ok row's `clip` replaced by its generated frames."""
+        started = time.monotonic()
+        todo = [index for index, status in enumerate(batch["status"]) if status == "ok"]
+        clips = [_unpack(batch["clip"][index]) for index in todo]
+        try:
+            made = generate_clips(self.runtime, clips, batch_size=self.settings.batch_size,
+                                  return_maps=self.settings.needs_attention)
+        except Exception as error:  # noqa: BLE001 - the batch's items fail with the reason, the stream goes on
+            for index in todo:
+                batch["status"][index], batch["error"][index] = "failed", describe_error(error)
+                batch["clip"][index] = batch["placement"][index] = b""
+            return batch
+        elapsed = time.monotonic() - started
+        total = sum(len(clip.targets) for clip in clips) or 1
+        for index, clip, frames in zip(todo, clips, made):
+            batch["clip"][index] = _pack(frames)
+            batch["seconds"][index] += elapsed * len(clip.targets) / total  # the clip's share of the calls
+        return batch
+
+
+def encode(row: dict, spec: RunSpec) -> dict:
+    """Stage 3 (CPU task): layout, ffmpeg, atomic write or upload; the row becomes its manifest row."""
+    started = time.monotonic()
+    item: WorkItem = _unpack(row["item"])
+    fields = {"input": item.input, "output": item.output, "model": spec.settings.model, "target": item.label}
+    if row["status"] == "ok":
+        try:
+            placement = _unpack(row["placement"])
+            with storage.retry_budget(spec.storage_retry_seconds):
+                frames = encode_item(item, _unpack(row["clip"]), placement, spec.settings)
+            result = manifest_row(**fields, status="ok", frames=frames, fps=placement.fps,
+                                  seconds=row["seconds"] + time.monotonic() - started)
+        except Exception as error:  # noqa: BLE001 - an item's failure becomes its row, the stream goes on
+            result = manifest_row(**fields, status="failed", error=describe_error(error),
+                                  seconds=row["seconds"] + time.monotonic() - started)
+    else:
+        result = manifest_row(**fields, status="failed", error=row["error"], seconds=row["seconds"])
+    return {"output": item.output, "row": json.dumps(result)}
+
+
+def configure_data_context() -> None:
+    """Ray Data settings for animate runs: the driver draws its own progress bar, so Ray Data's are off."""
+    context = DataContext.get_current()
+    context.enable_progress_bars = False
+    context.print_on_execution_start = False
+
+
+def build_dataset(items: list[WorkItem], spec: RunSpec, plan: StagePlan) -> Dataset:
+    """The run's stream (see the module doc): one block per item, so items spread over the CPU stages."""
+    configure_data_context()
+    return (
+        ray.data.from_items([item_row(item) for item in items], override_num_blocks=len(items))
+        .map(prepare, fn_kwargs={"spec": spec}, num_cpus=plan.task_cpus)
+        .map_batches(Generate, fn_constructor_kwargs={"spec": spec, "threads": plan.threads,
+                                                      "actors_per_node": plan.actors_per_node},
+                     batch_size=plan.clips_per_call, batch_format="numpy", zero_copy_batch=False,
+                     compute=ActorPoolStrategy(size=plan.workers), num_cpus=plan.generator_cpus,
+                     num_gpus=plan.generator_gpus or None, memory=GENERATOR_MEMORY)
+        .map(encode, fn_kwargs={"spec": spec}, num_cpus=plan.task_cpus)
+    )
