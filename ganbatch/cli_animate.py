@@ -18,6 +18,7 @@ ANIMATE_FLAGS = {
     "size": "output.size", "preview": "output.preview", "address": "execution.address", "workers": "execution.workers",
     "gpus_per_worker": "execution.gpus_per_worker", "cpus_per_worker": "execution.cpus_per_worker",
     "batch_size": "execution.batch_size", "device": "execution.device", "precision": "execution.precision",
+    "runtime": "execution.runtime",
     "overwrite": "overwrite", "allow_failures": "allow_failures", "trust_pickle": "trust_pickle",
 }
 SOURCE_FLAGS = {"aus_csv": "aus_csv", "keyframes": "keyframes", "landmarks": "landmarks",
@@ -98,6 +99,7 @@ def targets_from_flags(ctx: click.Context) -> list[dict]:
 @click.option("--batch-size", type=int, help=field_help(AnimateJob, "execution.batch_size"))
 @click.option("--device", help=field_help(AnimateJob, "execution.device"))
 @click.option("--precision", help=field_help(AnimateJob, "execution.precision"))
+@click.option("--runtime", help=field_help(AnimateJob, "execution.runtime"))
 @click.option("--overwrite", is_flag=True, help=field_help(AnimateJob, "overwrite"))
 @click.option("--allow-failures", is_flag=True, help=field_help(AnimateJob, "allow_failures"))
 @click.option("--trust-pickle", is_flag=True, help=field_help(AnimateJob, "trust_pickle"))

@@ -4,6 +4,7 @@ import click
 from ganbatch.eval import AURegressorError, format_report, run_eval
 from ganbatch.eval.benchmark import DEFAULT_IDENTITIES, DEFAULT_PATH_FRAMES, DEFAULT_RANDOM_PAIRS
 from ganbatch.models.checkpoint import CheckpointError
+from ganbatch.models.runtime import RuntimeUnavailableError
 from ganbatch.storage import StorageError
 
 
@@ -25,13 +26,16 @@ from ganbatch.storage import StorageError
               help="Frames per generator batch.")
 @click.option("--trust-pickle", is_flag=True,
               help="Allow checkpoints whose unpickling runs code (only for files you trust).")
-def eval_command(model_uri, identities, seed, random_pairs, path_frames, out, device, chunk_size, trust_pickle):
+@click.option("--runtime", type=click.Choice(["auto", "torch", "onnxruntime", "openvino", "tensorrt"]),
+              default="torch", show_default=True, help="Inference engine (auto: the fastest here within tolerance of fp32).")
+def eval_command(model_uri, identities, seed, random_pairs, path_frames, out, device, chunk_size, trust_pickle,
+                 runtime):
     """Measure a generator on synthetic faces with known ground truth: PSNR/SSIM, AU accuracy, identity and
     background preservation and smoothness, each next to the copy-the-input baseline."""
     try:
         report = run_eval(model_uri, identities, seed, out, trust_pickle=trust_pickle, random_pairs=random_pairs,
-                          path_frames=path_frames, device=device, chunk_size=chunk_size)
-    except (CheckpointError, AURegressorError, StorageError) as error:
+                          path_frames=path_frames, device=device, chunk_size=chunk_size, runtime=runtime)
+    except (CheckpointError, AURegressorError, StorageError, RuntimeUnavailableError) as error:
         raise click.ClickException(str(error)) from error
     click.echo(format_report(report))
     if out:

@@ -62,15 +62,30 @@ def train(ctx, **_):
 
 
 @click.command()
-@click.argument("run", metavar="RUN")
-@click.option("--out", required=True, metavar="FILE|s3://...", help="Where to write the generator (.pt).")
-def export(run, out):
-    """Write the generator of training run RUN (OUT/NAME, local or s3://) from its latest checkpoint, in ganbatch's
-    checkpoint format (for `ganbatch animate --model`)."""
-    from ganbatch.train.export import ExportError, export_model
+@click.argument("source", metavar="RUN|MODEL")
+@click.option("--out", required=True, metavar="PATH|s3://...",
+              help="Where to write the generator: a .pt checkpoint, a .onnx file or an OpenVINO IR folder.")
+@click.option("--format", "format_", type=click.Choice(["pt", "onnx", "openvino"]),
+              help="Output format; default from --out: .onnx -> onnx, .pt/.pth -> pt, otherwise an OpenVINO folder.")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True,
+              help="Weights of an onnx/openvino export; int8 is post-training quantisation (needs ganbatch[cpu-fast]).")
+@click.option("--calibration", default="synth", show_default=True, metavar="synth|DIR",
+              help="int8 calibration inputs: synthetic faces, or a folder of face crops.")
+@click.option("--trust-pickle", is_flag=True,
+              help="Allow checkpoints whose unpickling runs code (only for files you trust).")
+def export(source, out, format_, precision, calibration, trust_pickle):
+    """Export the generator of a training run (OUT/NAME, local or s3://; its latest checkpoint) or of any model
+    --model takes (demo, a checkpoint of ours or a published layout) as a ganbatch checkpoint, an ONNX file or an
+    OpenVINO IR folder; each carries the model's config, so `--model` takes the result anywhere."""
+    from ganbatch.export import export as export_generator
+    from ganbatch.models.checkpoint import CheckpointError
+    from ganbatch.models.export import ExtraMissingError
+    from ganbatch.storage import StorageError
+    from ganbatch.train.export import ExportError
 
     try:
-        step = export_model(run, out)
-    except ExportError as error:
+        exported = export_generator(source, out, format=format_, precision=precision, calibration=calibration,
+                                    trust_pickle=trust_pickle)
+    except (ExportError, CheckpointError, ExtraMissingError, StorageError, ValueError) as error:
         raise click.ClickException(str(error)) from None
-    click.echo(f"exported the generator of {run} at step {step} to {out}")
+    click.echo(exported.describe())

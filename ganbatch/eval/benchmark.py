@@ -35,7 +35,7 @@ from ganbatch.eval.au_regressor import AURegressor, load_au_regressor, predict_a
 from ganbatch.eval.report import write_report
 from ganbatch.models.checkpoint import GeneratorInfo
 from ganbatch.models.families import get_family
-from ganbatch.models.hub import open_model
+from ganbatch.models.runtime import Runtime, open_runtime
 from ganbatch.models.networks import AttentionGenerator
 from ganbatch.render import render_clip
 from ganbatch.synth import face_landmarks, render_face, sample_expression_aus, sample_identities
@@ -186,7 +186,7 @@ def _evaluate_identity(index, identity, pairs, generator, info, size, regressor,
     return rows, smoothness
 
 
-def evaluate_generator(generator: AttentionGenerator, info: GeneratorInfo, identities: int = DEFAULT_IDENTITIES,
+def evaluate_generator(generator: AttentionGenerator | Runtime, info: GeneratorInfo, identities: int = DEFAULT_IDENTITIES,
                        seed: int = 0, *, random_pairs: int = DEFAULT_RANDOM_PAIRS,
                        path_frames: int = DEFAULT_PATH_FRAMES, chunk_size: int = 16, device="cpu",
                        regressor: AURegressor | None = None, model_name: str = "") -> dict:
@@ -245,11 +245,14 @@ def evaluate_generator(generator: AttentionGenerator, info: GeneratorInfo, ident
 
 
 def run_eval(model_uri: str, identities: int = DEFAULT_IDENTITIES, seed: int = 0, out: str | None = None, *,
-             trust_pickle: bool = False, **options) -> dict:
-    """Open the model `model_uri` names (`demo`, a path or s3://), evaluate it (`evaluate_generator` options) and
-    write the report as JSON to `out` (a path or s3:// URI) when given; returns the report."""
-    generator, info = open_model(model_uri, trust_pickle=trust_pickle)
-    report = evaluate_generator(generator, info, identities, seed, model_name=model_uri, **options)
+             trust_pickle: bool = False, runtime: str = "torch", precision: str = "fp32", **options) -> dict:
+    """Open the model `model_uri` names (`demo`, a checkpoint or exported model, a path or s3://) on `runtime` at
+    `precision` (see `open_runtime`), evaluate it (`evaluate_generator` options) and write the report as JSON to
+    `out` (a path or s3:// URI) when given; returns the report, whose settings name the runtime."""
+    engine = open_runtime(model_uri, runtime=runtime, device=options.get("device", "cpu"), precision=precision,
+                          trust_pickle=trust_pickle)
+    report = evaluate_generator(engine, engine.info, identities, seed, model_name=model_uri, **options)
+    report["settings"]["runtime"] = engine.describe()
     if out:
         write_report(report, out)
     return report

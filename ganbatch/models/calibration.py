@@ -33,7 +33,7 @@ def _targets(family_name: str, identity, aus: np.ndarray, size: int) -> np.ndarr
     return to_gannotation66(face_landmarks(identity, aus, size)[None])
 
 
-def synthetic_batches(info: GeneratorInfo, *, batches: int = 4, batch_size: int = 4, seed: int = CALIBRATION_SEED,
+def synthetic_batches(info: GeneratorInfo, *, batches: int = 8, batch_size: int = 4, seed: int = CALIBRATION_SEED,
                       size: int | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """`batches` (x, cond) pairs of batch_size synthetic faces, each animated towards another sampled expression
     (GANimation: its AUs; GANnotation: the identity's landmarks showing it); deterministic for a seed."""

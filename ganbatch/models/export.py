@@ -15,6 +15,7 @@ name in the same folder, renamed when complete. Needs the `cpu-fast` extra (onnx
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import tempfile
 import warnings
@@ -205,8 +206,9 @@ def _openvino_model(onnx_path: Path, info: GeneratorInfo, precision: str, batche
         from ganbatch.models.calibration import iterate_numpy
 
         feeds = list(iterate_numpy(batches))
+        nncf.set_log_level(logging.ERROR)  # its progress bars and notes would interleave with ganbatch's output
         model = nncf.quantize(model, nncf.Dataset(feeds, lambda feed: (feed["x"], feed["cond"])),
-                              subset_size=sum(len(feed["x"]) for feed in feeds))
+                              subset_size=len(feeds))
     return model
 
 

@@ -1,4 +1,4 @@
-"""Finding a run's checkpoints and exporting its generator (`ganbatch export RUN --out model.pt`).
+"""Finding a run's checkpoints and reading its generator (`ganbatch export RUN --out model.pt|.onnx|IR`).
 
 A run (OUT/NAME, local or s3://) keeps its checkpoints in `checkpoint_<step>/` folders (zero-padded steps). The
 latest is the highest step whose folder holds both `state.pt` and `job.json`; a folder whose state.pt cannot be read
@@ -9,8 +9,9 @@ import tempfile
 from pathlib import Path
 
 from ganbatch import storage
-from ganbatch.models.checkpoint import save_generator
+from ganbatch.models.checkpoint import GeneratorInfo, describe_generator, save_generator
 from ganbatch.models.families import get_family
+from ganbatch.models.networks import AttentionGenerator
 from ganbatch.train.state import JOB_FILE, STATE_FILE, ResumeError, model_config, parse_job, read_state
 
 _CHECKPOINT = re.compile(r"^checkpoint_(\d+)$")
@@ -43,9 +44,9 @@ def latest_checkpoint(run: str) -> tuple[int, str] | None:
     return checkpoints[0] if checkpoints else None
 
 
-def export_model(run: str, out: str) -> int:
-    """Write the generator of the run's latest readable checkpoint to `out` (local or s3://) in ganbatch's format,
-    with the run's provenance in its config; returns the checkpoint's step."""
+def run_generator(run: str) -> tuple[AttentionGenerator, GeneratorInfo, int]:
+    """The generator of the run's latest readable checkpoint: (generator, info with the run's provenance in its
+    config, step). Raises ExportError when the run has no readable checkpoint."""
     checkpoints = list_checkpoints(run)
     if not checkpoints:
         raise ExportError(f"{run}: no checkpoints (checkpoint_<step>/ with {STATE_FILE} and {JOB_FILE}) found")
@@ -63,8 +64,18 @@ def export_model(run: str, out: str) -> int:
             family = get_family(job.family)
             generator = family.generator_cls(conv_dim=job.network.conv_dim, repeat_num=job.network.res_blocks)
             generator.load_state_dict(content["generator"])
-            save_generator(generator, Path(folder) / "model.pt", model_config(job, int(content["step"]), run))
-            storage.upload_file(Path(folder) / "model.pt", out)
-            return int(content["step"])
+            step = int(content["step"])
+            config = model_config(job, step, run)
+            info = describe_generator(generator.eval(), image_size=config["image_size"], source=uri, config=config)
+            return generator, info, step
     raise ExportError(f"{run}: no readable checkpoint: " + "; ".join(problems))
 
+
+def export_model(run: str, out: str) -> int:
+    """Write the generator of the run's latest readable checkpoint to `out` (local or s3://) in ganbatch's format,
+    with the run's provenance in its config; returns the checkpoint's step."""
+    generator, info, step = run_generator(run)
+    with tempfile.TemporaryDirectory(prefix="ganbatch-export-") as folder:
+        save_generator(generator, Path(folder) / "model.pt", info.config)
+        storage.upload_file(Path(folder) / "model.pt", out)
+    return step
