@@ -27,22 +27,50 @@ from pydantic import Field, model_validator
 from ganbatch.jobs.common import Execution, StrictModel, Uri
 
 Family = Literal["ganimation", "gannotation"]
+MAX_BATCH = 4096  # global batch size
+MAX_STEPS = 10_000_000  # generator steps (and the step intervals)
 Adversarial = Literal["wgan-gp", "hinge", "lsgan"]
+CRITIC_MAX_LAYERS = 6  # the published critic's stride-2 convolutions (GANimation/StarGAN at 128 px)
 
 
 class NetworkSpec(StrictModel):
-    """Network sizes (the published GANimation model: 128 px, 64 channels, 6 residual blocks)."""
+    """Network sizes (the published GANimation model: 128 px, 64 channels, 6 residual blocks; its critic 64
+    channels, 6 stride-2 layers). The critic follows the generator's width and the image size unless set, so that a
+    small generator does not train against the full-size critic (44.8 M parameters)."""
 
     size: int = Field(128, ge=64, le=512, description="image size; a multiple of 64")
     conv_dim: int = Field(64, ge=4, le=256, description="generator base channels")
     res_blocks: int = Field(6, ge=1, le=12, description="generator residual blocks")
-    d_conv_dim: int = Field(64, ge=4, le=256, description="discriminator base channels")
+    d_conv_dim: Optional[int] = Field(None, ge=4, le=256, description="critic base channels; default: conv_dim "
+                                                                      "(the published 64 with the published "
+                                                                      "conv_dim)")
+    d_layers: Optional[int] = Field(None, ge=1, le=6, description="critic stride-2 convolutions; default: down to a "
+                                                                  "2x2 map, at most 6 (6 at 128 px as published, "
+                                                                  "5 at 64 px)")
 
     @model_validator(mode="after")
     def _size_multiple_of_64(self):
         if self.size % 64:
             raise ValueError(f"size {self.size} is not a multiple of 64 (the critic downsamples 6 times)")
         return self
+
+    def critic_width(self) -> int:
+        """The critic's base channels: d_conv_dim, else the generator's conv_dim."""
+        return self.d_conv_dim if self.d_conv_dim is not None else self.conv_dim
+
+    def critic_layers(self) -> int:
+        """The critic's stride-2 convolutions: d_layers, else as many as halve the size down to a 2x2 map, at most
+        CRITIC_MAX_LAYERS (the published critic's 6: a 2x2 map at 128 px)."""
+        if self.d_layers is not None:
+            return self.d_layers
+        layers = 0
+        while layers < CRITIC_MAX_LAYERS and self.size % 2 ** (layers + 1) == 0 and self.size >> (layers + 1) >= 2:
+            layers += 1
+        return layers
+
+    def resolved(self) -> "NetworkSpec":
+        """The spec with the critic's width and depth filled in: what fixes the networks' shapes."""
+        return self.model_copy(update={"d_conv_dim": self.critic_width(), "d_layers": self.critic_layers()})
 
 
 class ObjectiveSpec(StrictModel):
@@ -103,6 +131,10 @@ class AugmentSpec(StrictModel):
 class TrainExecution(Execution):
     """Execution settings of a training run."""
 
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = Field(
+        "auto", description="autocast precision; auto: bf16 where the device computes it natively (CPUs with "
+                            "AVX512_BF16 or AMX, CUDA GPUs with bf16), else fp32")
+
     max_failures: int = Field(0, ge=-1, description="worker-group restarts from the last checkpoint (-1: unlimited)")
     threads_per_worker: Optional[int] = Field(None, ge=1, description="torch threads per worker (default: its CPUs)")
     fail_at_step: Optional[int] = Field(None, ge=1, description="fault injection for tests: the last worker raises "
@@ -135,13 +167,13 @@ class TrainJob(StrictModel):
     objective: ObjectiveSpec = Field(default_factory=ObjectiveSpec)
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
     augment: AugmentSpec = Field(default_factory=AugmentSpec)
-    batch_size: int = Field(4, ge=1, description="global batch size (split evenly across workers)")
-    steps: int = Field(1000, ge=1, description="generator steps to train to")
-    checkpoint_every: int = Field(200, ge=1, description="steps between checkpoints")
-    log_every: int = Field(20, ge=1, description="steps between log lines")
-    sample_every: int = Field(200, ge=1, description="steps between sample grids")
-    keep_checkpoints: int = Field(3, ge=1, description="checkpoints kept")
-    seed: int = Field(0, description="seeds the initial weights and every random draw (data order, augmentation, "
+    batch_size: int = Field(4, ge=1, le=MAX_BATCH, description="global batch size (split evenly across workers)")
+    steps: int = Field(1000, ge=1, le=MAX_STEPS, description="generator steps to train to")
+    checkpoint_every: int = Field(200, ge=1, le=MAX_STEPS, description="steps between checkpoints")
+    log_every: int = Field(20, ge=1, le=MAX_STEPS, description="steps between log lines")
+    sample_every: int = Field(200, ge=1, le=MAX_STEPS, description="steps between sample grids")
+    keep_checkpoints: int = Field(3, ge=1, le=1000, description="checkpoints kept")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="seeds the initial weights and every random draw (data order, augmentation, "
                                      "targets)")
     execution: TrainExecution = Field(default_factory=TrainExecution)
 

@@ -3,7 +3,9 @@
 `load_generator` recognises a file by its keys (never its name):
 
 - ganbatch: `{"format": "ganbatch", "version": 1, "config": <JSON>, "state_dict": ...}`, written by
-  `save_generator`;
+  `save_generator`; the config records `tensor_sha256`, the SHA-256 of the tensors (`tensor_digest`), which loading
+  checks (a mismatch is a CheckpointIntegrityError naming the file). Files saved before digests were recorded load
+  as "unverified", with the digest computed;
 - ganimation_official: albertpumarola/GANimation `net_epoch_<E>_id_G.pth`;
 - ganimation_replicate: donydchen/ganimation_replicate `<E>_net_gen.pth`;
 - ganimation_vipermu: vipermu/ganimation `<iter>-<epoch>-G.ckpt`;
@@ -11,13 +13,18 @@
 
 Foreign files may carry `module.` prefixes (DataParallel) and InstanceNorm running statistics (PyTorch 0.3, or
 `track_running_stats=True`); both are dropped, and instance statistics are used as the original code does at test
-time. Files are read with `torch.load(weights_only=True)`; one that needs code execution to unpickle is refused
-unless the caller passes trust_pickle=True.
+time. Foreign files record no digest, so they cannot be verified (`GeneratorInfo.integrity` says so). Files are read
+with `torch.load(weights_only=True)`; one that needs code execution to unpickle is refused (the message names
+`--trust-pickle`) unless the caller passes trust_pickle=True.
 """
+import dataclasses
 import functools
+import hashlib
 import json
 import pickle
+import pickletools
 import re
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +47,10 @@ _ENCODER_LAYERS = 3 * (1 + SAMPLING_STEPS)
 # Positions of a residual block's layers in its nn.Sequential (conv, norm, activation, conv, norm).
 _BLOCK_POSITIONS = {"conv1": 0, "norm1": 1, "conv2": 3, "norm2": 4}
 _LISTED_KEYS = 8
+DIGEST_KEY = "tensor_sha256"  # config entry holding tensor_digest(state_dict) of ganbatch's own files
+VERIFIED = "verified"  # integrity of an own file whose tensors match its recorded digest
+UNVERIFIED = "unverified"  # an own file saved without a digest: loaded, digest computed, nothing to compare with
+NOT_VERIFIABLE = "not verifiable"  # a foreign layout: no digest is recorded in such files
 
 
 class CheckpointError(Exception):
@@ -48,6 +59,10 @@ class CheckpointError(Exception):
 
 class UntrustedCheckpointError(CheckpointError):
     """The file can only be unpickled by running code from it, and the caller did not allow that."""
+
+
+class CheckpointIntegrityError(CheckpointError):
+    """A ganbatch checkpoint whose tensors do not match the digest recorded when it was saved."""
 
 
 class CheckpointFormatError(CheckpointError):
@@ -60,6 +75,10 @@ class CheckpointFormatError(CheckpointError):
         self.missing = missing
         self.unexpected = unexpected
 
+    def __reduce__(self):  # keyword-only fields survive pickling (errors cross Ray's process boundaries)
+        return functools.partial(type(self), closest_layout=self.closest_layout, missing=self.missing,
+                                 unexpected=self.unexpected), (str(self),)
+
 
 @dataclass(frozen=True)
 class GeneratorInfo:
@@ -67,7 +86,9 @@ class GeneratorInfo:
 
     hparams holds conv_dim, repeat_num, cond_channels and image_size (None when the file does not record it, as
     for the published weights; `get_family(family).default_image_size` is what they were trained at). config is
-    the full ganbatch config (training provenance etc.), empty for foreign files.
+    the full ganbatch config (training provenance etc.), empty for foreign files. digest is the SHA-256 of the
+    tensors (`tensor_digest`) for ganbatch's own format, None for foreign layouts; integrity is VERIFIED (it matches
+    the digest recorded in the file), UNVERIFIED (an own file saved without one) or NOT_VERIFIABLE (foreign).
     """
 
     family: str
@@ -75,11 +96,31 @@ class GeneratorInfo:
     hparams: dict
     source: str = ""
     config: dict = field(default_factory=dict)
+    digest: str | None = None
+    integrity: str = NOT_VERIFIABLE
 
     @property
     def image_size(self) -> int | None:
         """Side of the square face crop the generator expects, when known."""
         return self.hparams.get("image_size")
+
+    def describe_integrity(self) -> str:
+        """One line for --dry-run and logs: the digest and whether it was verified."""
+        if self.digest is None:
+            return f"model digest: none ({self.variant} is a foreign layout that records no digest; not verifiable)"
+        if self.integrity == VERIFIED:
+            return f"model digest: sha256:{self.digest} (verified against the digest recorded in the file)"
+        return f"model digest: sha256:{self.digest} (unverified: the file was saved without a digest)"
+
+
+def tensor_digest(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 over a state_dict's tensors: each key (sorted), dtype, shape and raw bytes (CPU, contiguous)."""
+    digest = hashlib.sha256()
+    for key in sorted(state_dict):
+        tensor = state_dict[key].detach().cpu().contiguous()
+        digest.update(f"{key}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
 
 
 def describe_generator(generator: AttentionGenerator, *, image_size: int | None = None, variant: str = OWN_FORMAT,
@@ -184,24 +225,59 @@ def _listing(keys: tuple[str, ...]) -> str:
     return shown + (f" (+{len(keys) - _LISTED_KEYS} more)" if len(keys) > _LISTED_KEYS else "")
 
 
+_GLOBAL_IN_MESSAGE = re.compile(r"GLOBAL (\S+)")
+_CODE_OPCODES = {"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "NEWOBJ", "NEWOBJ_EX", "BUILD"}
+
+
+def _pickle_stream(path: Path) -> bytes | None:
+    """The pickle of a checkpoint: data.pkl of a torch zip file, else the file's leading bytes."""
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            names = [name for name in archive.namelist() if name.endswith("data.pkl")]
+            return archive.read(names[0]) if names else None
+    with open(path, "rb") as handle:
+        return handle.read(1 << 20)
+
+
+def _names_python_objects(path: Path) -> bool:
+    """Whether the file is a well-formed pickle whose loading builds Python objects (opcodes only; runs nothing)."""
+    try:
+        stream = _pickle_stream(path)
+        return stream is not None and any(op.name in _CODE_OPCODES for op, _, _ in pickletools.genops(stream))
+    except Exception:  # noqa: BLE001 - not a pickle at all (text, random bytes, a truncated archive)
+        return False
+
+
+def _untrusted(path: Path, what: str) -> UntrustedCheckpointError:
+    return UntrustedCheckpointError(
+        f"{path}: loading this checkpoint needs the full pickle loader, which can run code from the file ({what}); "
+        "pass --trust-pickle (trust_pickle=True) only if you trust where it came from")
+
+
 def _read(path: Path, trust_pickle: bool, map_location):
-    """torch.load with weights_only=True; refuses files that need code execution unless trust_pickle."""
+    """torch.load with weights_only=True; refuses files that need code execution unless trust_pickle.
+
+    torch's wording for a weights-only refusal changes between versions (2.13: "Unsupported global: GLOBAL x", or
+    "Trying to load unsupported GLOBAL x whose module y is blocked", or just "Unsupported operand"), so the refusal
+    is decided from the file itself: a well-formed pickle that builds Python objects needs code execution; anything
+    else is not a readable checkpoint.
+    """
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except OSError:
         raise
     except pickle.UnpicklingError as exc:  # the weights-only unpickler refused; with trust_pickle, load fully below
         if not trust_pickle:
-            reason = re.search(r"WeightsUnpickler error:\s*(.+)", str(exc))
-            reason = reason.group(1) if reason else str(exc).splitlines()[0]
-            if "Unsupported global" in reason:
-                raise UntrustedCheckpointError(
-                    f"{path}: unpickling this checkpoint needs arbitrary Python objects, which can run code "
-                    f"({reason.split(' was ')[0]}); pass trust_pickle=True only if you trust where it came from") \
-                    from None
-            raise CheckpointFormatError(f"{path}: not a readable PyTorch checkpoint ({reason})") from None
+            named = _GLOBAL_IN_MESSAGE.search(str(exc))
+            if named:
+                raise _untrusted(path, f"it names {named.group(1)}") from None
+            if _names_python_objects(path):
+                raise _untrusted(path, "it builds Python objects") from None
+            raise CheckpointFormatError(f"{path}: not a readable PyTorch checkpoint (its data is neither a torch "
+                                        "zip archive nor a pickle torch can read)") from None
     except Exception as exc:
-        raise CheckpointFormatError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})") \
+        message = " ".join(str(exc).split())[:300]
+        raise CheckpointFormatError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {message})") \
             from exc
     try:
         return torch.load(path, map_location=map_location, weights_only=False)
@@ -250,17 +326,24 @@ def _load_own(content: Mapping, path: Path) -> tuple[AttentionGenerator, Generat
                                     f"supported (expected {OWN_VERSION})")
     try:
         config = json.loads(content["config"])
+        digest = tensor_digest(content["state_dict"])
+        recorded = config.get(DIGEST_KEY)
+        if recorded is not None and recorded != digest:
+            raise CheckpointIntegrityError(
+                f"{path}: the tensors do not match the SHA-256 recorded when the file was saved (recorded "
+                f"{str(recorded)[:16]}..., found {digest[:16]}...): the file is corrupt or was modified; "
+                "download or export it again")
         family = get_family(config["family"])
         options = TrunkOptions(**config["options"])
         generator = family.generator_cls(**config["hparams"], options=options)
         generator.load_state_dict(content["state_dict"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
         raise CheckpointFormatError(f"{path}: invalid ganbatch checkpoint ({type(exc).__name__}: {exc})") from exc
     image_size = config.get("image_size")
     if image_size is not None and (not isinstance(image_size, int) or image_size <= 0):
         raise CheckpointFormatError(f"{path}: config field image_size must be a positive integer, got {image_size!r}")
     info = describe_generator(generator, image_size=image_size, source=str(path), config=config)
-    return generator, info
+    return generator, dataclasses.replace(info, digest=digest, integrity=VERIFIED if recorded else UNVERIFIED)
 
 
 def load_generator(path, *, trust_pickle: bool = False, map_location="cpu") -> tuple[AttentionGenerator,
@@ -282,23 +365,26 @@ def load_generator(path, *, trust_pickle: bool = False, map_location="cpu") -> t
 def save_generator(generator: AttentionGenerator, path, config: dict | None = None) -> None:
     """Write generator to path in ganbatch's format, atomically (temporary file in the same folder, then rename).
 
-    config adds anything useful (image_size, training provenance...); family, hparams, trunk options and the
-    condition layout are taken from the generator and its family and override same-named entries.
+    config adds anything useful (image_size, training provenance...); family, hparams, trunk options, the
+    condition layout and the tensors' digest (DIGEST_KEY, checked by load_generator) are taken from the generator
+    and its family and override same-named entries.
     """
     path = Path(path)
     family = get_family(generator.family)
+    state_dict = {key: tensor.detach().cpu() for key, tensor in generator.state_dict().items()}
     full_config = {
         **(config or {}),
         "family": generator.family,
         "hparams": generator.hparams(),
         "options": generator.options.to_dict(),
         "condition": {"kind": family.condition, **family.condition_layout},
+        DIGEST_KEY: tensor_digest(state_dict),
     }
     content = {
         "format": OWN_FORMAT,
         "version": OWN_VERSION,
         "config": json.dumps(full_config),
-        "state_dict": {key: tensor.detach().cpu() for key, tensor in generator.state_dict().items()},
+        "state_dict": state_dict,
     }
     with atomic_local_path(path) as tmp:
         torch.save(content, tmp)
