@@ -41,6 +41,9 @@ class ImageDecodeError(ValueError):
         self.name = name
         self.reason = reason
 
+    def __reduce__(self):  # rebuilt from its fields when it crosses a process boundary (Ray workers)
+        return type(self), (self.name, self.reason)
+
 
 class VideoEncodeError(RuntimeError):
     """Encoding the video at ``path`` failed for ``reason`` (which ends with ffmpeg's stderr tail when it ran)."""
@@ -49,6 +52,9 @@ class VideoEncodeError(RuntimeError):
         super().__init__(f"{path}: {reason}")
         self.path = str(path)
         self.reason = reason
+
+    def __reduce__(self):
+        return type(self), (self.path, self.reason)
 
 
 # --------------------------------------------------------------------------------------------------- images
@@ -59,10 +65,25 @@ def decode_image(data: bytes, name: str, *, min_size: int = 16) -> np.ndarray:
 
     The EXIF orientation is applied; grayscale, palette, CMYK and 16-bit images are converted to 8-bit RGB and
     transparent images are composited over white. Raises :class:`ImageDecodeError` naming ``name`` for data that is
-    not an image, corrupt or truncated data, images whose shorter side is below ``min_size`` px, and decompression
-    bombs (more than ``PIL.Image.MAX_IMAGE_PIXELS`` pixels). Truncated files are errors as long as
-    ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES`` keeps its default, False.
+    not an image (described, never quoted), corrupt or truncated data, images whose shorter side is below
+    ``min_size`` px, and decompression bombs (more than ``PIL.Image.MAX_IMAGE_PIXELS`` pixels). Truncated files are
+    errors as long as ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES`` keeps its default, False.
     """
+    with _opened(data, name, min_size) as image:
+        image.load()
+        return _to_rgb(ImageOps.exif_transpose(image))
+
+
+def probe_image(data: bytes, name: str, *, min_size: int = 16) -> tuple[int, int]:
+    """(width, height) from an image's header, with decode_image's checks except those that need the pixels
+    (truncated data): cheap enough to check a whole data set before any work starts."""
+    with _opened(data, name, min_size) as image:
+        return image.size
+
+
+@contextlib.contextmanager
+def _opened(data: bytes, name: str, min_size: int):
+    """The PIL image of `data`, its size checked; every failure, in the body too, as an ImageDecodeError."""
     if not data:
         raise ImageDecodeError(name, "empty file")
     try:
@@ -74,18 +95,31 @@ def decode_image(data: bytes, name: str, *, min_size: int = 16) -> np.ndarray:
                 )
             if min(width, height) < min_size:
                 raise ImageDecodeError(name, f"image is {width}x{height}, smaller than {min_size} px")
-            image.load()
-            return _to_rgb(ImageOps.exif_transpose(image))
+            yield image
     except ImageDecodeError:
         raise
     except UnidentifiedImageError as error:
-        raise ImageDecodeError(
-            name, f"not an image in a supported format ({', '.join(IMAGE_FORMATS)}); data starts with {data[:16]!r}"
-        ) from error
+        raise ImageDecodeError(name, f"{_what_it_is(data)}, not an image in a supported format "
+                                     f"({', '.join(IMAGE_FORMATS)})") from error
     except Image.DecompressionBombError as error:
         raise ImageDecodeError(name, f"decompression bomb: {error}") from error
     except (OSError, SyntaxError, ValueError) as error:
         raise ImageDecodeError(name, f"corrupt or truncated image data: {error}") from error
+
+
+def _what_it_is(data: bytes) -> str:
+    """A short description of data that is not a supported image (never the data itself, which may be private)."""
+    try:
+        with Image.open(io.BytesIO(data)) as other:
+            return f"a {other.format} image"
+    except Exception:  # noqa: BLE001 - any failure just means PIL does not know it either
+        pass
+    try:
+        data[:4096].decode("utf-8")
+    except UnicodeDecodeError as error:
+        if error.start < 4092:  # not merely a character cut at the end of the sample
+            return f"binary data ({len(data)} bytes)"
+    return f"text ({len(data)} bytes)"
 
 
 def _to_rgb(image: Image.Image) -> np.ndarray:

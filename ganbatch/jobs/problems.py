@@ -41,3 +41,6 @@ class ManifestError(ValueError):
             unique, key=lambda p: (p.origin.line is None, p.origin.source if p.origin.line else "", p.origin.line or 0)
         )
         super().__init__("\n".join(str(problem) for problem in self.problems))
+
+    def __reduce__(self):
+        return type(self), (self.problems,)

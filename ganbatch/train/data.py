@@ -30,6 +30,7 @@ from urllib.parse import unquote, urlparse
 import numpy as np
 
 from ganbatch import storage
+from ganbatch.media import ImageDecodeError, probe_image
 from ganbatch.targets.aus import NUM_AUS, AUError, read_aus_pkl, read_openface_csv
 from ganbatch.targets.landmarks import LandmarkError, read_landmarks, to_gannotation66
 
@@ -52,6 +53,9 @@ class DataError(ValueError):
         super().__init__(f"{where}: {reason}")
         self.where = where
         self.reason = reason
+
+    def __reduce__(self):  # rebuilt from its fields when it crosses a process boundary (Ray Train workers)
+        return type(self), (self.where, self.reason)
 
 
 @dataclass(frozen=True)
@@ -257,11 +261,32 @@ def find_training_data(uri: str, family: str) -> TrainingData:
                                                        f"{_examples(bad)}")
     if family == "ganimation" and stacked.shape[1:] != (NUM_AUS,):
         raise DataError(storage.join(uri, label_file), f"expected {NUM_AUS} AU intensities per image")
-    return TrainingData(
+    data = TrainingData(
         root=uri, layout=layout, label_file=label_file, names=tuple(wanted),
         images=tuple(images[name] for name in wanted), identities=tuple(identity_of(n) for n in wanted),
         aus=stacked if family == "ganimation" else None, landmarks=stacked if family == "gannotation" else None,
     )
+    if not storage.is_s3(uri):
+        check_image_headers(data)
+    return data
+
+
+def check_image_headers(data: TrainingData) -> None:
+    """DataError listing the images whose headers do not decode as a usable image (not an image, an unsupported
+    format, too small, a decompression bomb), so a data set fails before Ray starts rather than inside workers.
+    Reads every file (headers only are decoded); meant for local data sets."""
+    bad = []
+    for relative in data.images:
+        uri = storage.join(data.root, relative)
+        try:
+            probe_image(storage.read_bytes(uri), relative)
+        except ImageDecodeError as error:
+            bad.append(f"{relative} ({error.reason})")
+        except storage.StorageError as error:
+            bad.append(f"{relative} ({error.reason})")
+    if bad:
+        shown = "; ".join(bad[:_EXAMPLES]) + (f" (+{len(bad) - _EXAMPLES} more)" if len(bad) > _EXAMPLES else "")
+        raise DataError(data.root, f"{len(bad)} of {len(data.images)} images cannot be used: {shown}")
 
 
 def cache_root() -> Path:
