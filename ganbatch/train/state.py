@@ -1,31 +1,44 @@
 """Everything a training run resumes from, and the files it is kept in.
 
 A checkpoint folder (`OUT/NAME/checkpoint_<step>/`, managed by Ray Train) holds `state.pt` (both networks, both
-Adam optimisers and learning-rate schedules, the GradScaler and the step) and `job.json`, the job that wrote it: a
+Adam optimisers and learning-rate schedules, the GradScaler and the step), `job.json`, the job that wrote it (a
 resumed run must have the same family and `network` settings, and `ganbatch export` rebuilds the generator's
-provenance from it. Random draws need no saved state: every draw is a
+provenance from it), and `complete.json`, written last: the SHA-256 of the other two. A folder whose files do not
+match it (an upload or a write cut short, a file changed since) is never taken for complete; one without it (written
+before markers existed) is loaded as it is. On resume, `resume_state` loads Ray Train's latest checkpoint and, when
+that one cannot be read, reports why and falls back to the run's previous complete checkpoint. Random draws need no saved state: every draw is a
 function of the seed and the sample position (see `batches`), and initial weights of the seed.
 """
+import hashlib
 import json
+import pickle
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from ganbatch import __version__
+from ganbatch import __version__, storage
 from ganbatch.jobs.train import TrainJob
 from ganbatch.models.checkpoint import save_generator
 from ganbatch.models.families import get_family
+from ganbatch.train.precision import resolve_precision
 from ganbatch.train.steps import Networks, Trainer, linear_decay, make_optimizer
 
 STATE_FILE = "state.pt"
 JOB_FILE = "job.json"
+COMPLETE_FILE = "complete.json"  # {file name: SHA-256} of STATE_FILE and JOB_FILE, written after them
 STATE_FORMAT = "ganbatch-train"
 STATE_VERSION = 1
 
 
 class ResumeError(ValueError):
     """A run's checkpoint does not fit the job (different family or network sizes)."""
+
+
+class IncompleteCheckpointError(ResumeError):
+    """A checkpoint folder whose files are missing, cut short, unreadable or do not match its completion marker."""
 
 
 @dataclass
@@ -55,7 +68,7 @@ class TrainState:
 
 def shape_settings(job: TrainJob) -> dict:
     """What fixes the networks' shapes: a checkpoint can only be resumed by a job with the same settings."""
-    return {"family": job.family, "network": job.network.model_dump()}
+    return {"family": job.family, "network": job.network.resolved().model_dump()}
 
 
 def build_state(job: TrainJob, device) -> TrainState:
@@ -64,21 +77,57 @@ def build_state(job: TrainJob, device) -> TrainState:
     net = job.network
     torch.manual_seed(job.seed)
     generator = family.generator_cls(conv_dim=net.conv_dim, repeat_num=net.res_blocks).to(device)
-    critic = family.discriminator_cls(image_size=net.size, conv_dim=net.d_conv_dim).to(device)
+    critic = family.discriminator_cls(image_size=net.size, conv_dim=net.critic_width(),
+                                      repeat_num=net.critic_layers()).to(device)
     settings = job.resolved_optimizer()
     generator_optimizer = make_optimizer(generator, settings.lr_g, settings)
     critic_optimizer = make_optimizer(critic, settings.lr_d, settings)
     factor = linear_decay(job.steps, settings.decay_start)
     trainer = Trainer(Networks(family, generator, critic), job.resolved_objective(), settings,
                       critic_optimizer=critic_optimizer, generator_optimizer=generator_optimizer,
-                      precision=job.execution.precision, device=device)
+                      precision=resolve_precision(job.execution.precision, device), device=device)
     return TrainState(trainer=trainer,
                       generator_schedule=torch.optim.lr_scheduler.LambdaLR(generator_optimizer, factor),
                       critic_schedule=torch.optim.lr_scheduler.LambdaLR(critic_optimizer, factor))
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def save_state(state: TrainState, folder: Path, job: TrainJob) -> None:
-    """Write folder/state.pt and folder/job.json."""
+    """Write folder/state.pt and folder/job.json, then folder/complete.json (their digests) last."""
+    _write_state(state, folder, job)
+    folder = Path(folder)
+    marker = {name: _sha256(folder / name) for name in (STATE_FILE, JOB_FILE)}
+    (folder / COMPLETE_FILE).write_text(json.dumps({"sha256": marker, "step": state.step}))
+
+
+def verify_checkpoint(folder: Path) -> bool:
+    """Whether folder holds a checkpoint its completion marker vouches for (False: written before markers
+    existed, so nothing to check); IncompleteCheckpointError when a file is missing or does not match."""
+    folder = Path(folder)
+    for name in (STATE_FILE, JOB_FILE):
+        if not (folder / name).is_file():
+            raise IncompleteCheckpointError(f"{folder}: {name} is missing")
+    if not (folder / COMPLETE_FILE).is_file():
+        return False
+    try:
+        recorded = json.loads((folder / COMPLETE_FILE).read_text())["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise IncompleteCheckpointError(f"{folder}: {COMPLETE_FILE} is unreadable") from None
+    for name in (STATE_FILE, JOB_FILE):
+        if recorded.get(name) != _sha256(folder / name):
+            raise IncompleteCheckpointError(f"{folder}: {name} does not match {COMPLETE_FILE} (written or "
+                                            "copied only in part, or changed since)")
+    return True
+
+
+def _write_state(state: TrainState, folder: Path, job: TrainJob) -> None:
     trainer = state.trainer
     (Path(folder) / JOB_FILE).write_text(json.dumps(job.model_dump(mode="json"), indent=1))
     torch.save({
@@ -93,8 +142,13 @@ def save_state(state: TrainState, folder: Path, job: TrainJob) -> None:
 
 
 def read_state(path: Path, map_location="cpu") -> dict:
-    """The content of a state.pt (tensors only, loaded with weights_only=True); ResumeError if it is not one."""
-    content = torch.load(path, map_location=map_location, weights_only=True)
+    """The content of a state.pt (tensors only, loaded with weights_only=True); ResumeError if it is not one,
+    IncompleteCheckpointError if it cannot be read (cut short, corrupt)."""
+    try:
+        content = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, ValueError, OSError, pickle.UnpicklingError) as error:
+        reason = " ".join(str(error).split())[:200] or type(error).__name__
+        raise IncompleteCheckpointError(f"{path}: cannot be read ({reason})") from None
     if not isinstance(content, dict) or content.get("format") != STATE_FORMAT:
         raise ResumeError(f"{path}: not a ganbatch training checkpoint")
     if content.get("version") != STATE_VERSION:
@@ -118,8 +172,10 @@ def check_resumable(saved: TrainJob, job: TrainJob, where: str) -> None:
 
 
 def load_state(state: TrainState, folder: Path, job: TrainJob) -> None:
-    """Restore state from a checkpoint folder written by save_state; ResumeError when the networks differ."""
+    """Restore state from a checkpoint folder written by save_state; ResumeError when the networks differ,
+    IncompleteCheckpointError when the folder is not a complete, readable checkpoint."""
     folder = Path(folder)
+    verify_checkpoint(folder)
     check_resumable(parse_job((folder / JOB_FILE).read_text(), str(folder / JOB_FILE)), job, str(folder))
     content = read_state(folder / STATE_FILE, map_location=state.trainer.device)
     trainer = state.trainer
@@ -140,7 +196,7 @@ def model_config(job: TrainJob, step: int, run_uri: str) -> dict:
         "training": {
             "run": run_uri, "step": step, "steps": job.steps, "data": job.data, "seed": job.seed,
             "batch_size": job.batch_size, "workers": job.execution.workers or 1,
-            "network": job.network.model_dump(), "objective": job.resolved_objective().model_dump(),
+            "network": job.network.resolved().model_dump(), "objective": job.resolved_objective().model_dump(),
             "optimizer": job.resolved_optimizer().model_dump(), "ganbatch_version": __version__,
         },
     }
@@ -149,3 +205,38 @@ def model_config(job: TrainJob, step: int, run_uri: str) -> dict:
 def export_generator(state: TrainState, path: Path, job: TrainJob, run_uri: str) -> None:
     """Write the current generator to path in ganbatch's checkpoint format (`save_generator`)."""
     save_generator(state.nets.generator, path, model_config(job, state.step, run_uri))
+
+
+def resume_state(state: TrainState, job: TrainJob, latest: Path, run_uri: str,
+                 report: Callable[[str], None] = print, latest_name: str | None = None) -> int:
+    """Load the newest usable checkpoint into state and return its step: `latest` (the folder Ray Train hands the
+    workers), else, when that one is incomplete or unreadable, the run's earlier checkpoints under run_uri, newest
+    first (those named below `latest_name`, the latest's folder name in the run, by default latest's own). Each
+    one skipped is reported in one line. ResumeError when the networks differ (no fallback: the job
+    is wrong, not the file) or no checkpoint can be read."""
+    from ganbatch.train.export import list_checkpoints  # export builds on this module
+
+    try:
+        load_state(state, latest, job)
+        return state.step
+    except IncompleteCheckpointError as error:
+        problems = [str(error)]
+        report(f"resume: skipping the latest checkpoint: {error}")
+    latest_name = latest_name or Path(latest).name
+    for step, uri in list_checkpoints(run_uri):
+        if uri.rstrip("/").rsplit("/", 1)[-1] >= latest_name:
+            continue  # the one that failed, or newer ones Ray Train did not report as complete (names sort by step)
+        try:
+            with tempfile.TemporaryDirectory(prefix="ganbatch-resume-") as folder:
+                for name in (STATE_FILE, JOB_FILE, COMPLETE_FILE):
+                    source = storage.join(uri, name)
+                    if name != COMPLETE_FILE or storage.exists(source):
+                        storage.download_file(source, Path(folder) / name)
+                load_state(state, Path(folder), job)
+        except (IncompleteCheckpointError, storage.StorageError) as error:
+            problems.append(f"{uri}: {error}")
+            report(f"resume: skipping checkpoint {uri}: {error}")
+            continue
+        report(f"resume: continuing from the earlier complete checkpoint {uri} (step {step})")
+        return state.step
+    raise ResumeError("no readable checkpoint to resume from: " + "; ".join(problems))
