@@ -1,20 +1,49 @@
-"""The `ganbatch` command line: a thin click front over the job schema and the run_* functions."""
+"""The `ganbatch` command line: a thin click front over the job schema and the run_* functions.
+
+Importing this module (and `--help` of any command) loads click, pydantic, yaml and the job schema only: torch, Ray,
+scipy, scikit-image, boto3 and pyarrow load when a command runs (tests/test_cli_fast.py holds this).
+"""
+
 import click
 
 from ganbatch import __version__
 from ganbatch.cli_animate import animate
 from ganbatch.cli_eval import eval_command
+from ganbatch.cli_help import GroupedCommand, choice
 from ganbatch.cli_train import export, train
-from ganbatch.cli_jobs import execute, field_help, job_options, load_or_exit, override_options, run_command
+from ganbatch.cli_jobs import JOB_PARAMS, execute, field_help, job_options, load_or_exit, override_options, run_command
 from ganbatch.jobs import SynthJob
 from ganbatch.jobs.load import load_job
 from ganbatch.jobs.problems import ManifestError
+from ganbatch.jobs.references import unset_env_variable
+from ganbatch.logs import FORMATS, setup_logging
+
+INTERRUPTED = "interrupted: re-run the same command to resume"
+INTERRUPTED_EXIT = 130  # 128 + SIGINT, what shells report for a command ended by Ctrl-C
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class InterruptibleGroup(click.Group):
+    """A group whose commands end on Ctrl-C with one line and exit status 130 (click's own handling says
+    "Aborted!" and exits 1)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo(f"\n{INTERRUPTED}", err=True)
+            ctx.exit(INTERRUPTED_EXIT)
+
+
+@click.group(cls=InterruptibleGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="ganbatch")
-def main():
+@click.option("-v", "--verbose", count=True,
+              help="more output: -v adds debug lines and Ray's own logs (worker output, warnings); repeatable")
+@click.option("-q", "--quiet", count=True, help="only warnings and errors")
+@click.option("--log-format", type=click.Choice(FORMATS), default="text",
+              help="text: plain lines; json: one JSON object per line (for log collectors); default: text")
+def main(verbose, quiet, log_format):
     """Turn folders of face photos into expression videos with GAN face-animation models, and train those models."""
+    setup_logging(verbose - quiet, log_format)
 
 
 @main.command()
@@ -25,19 +54,38 @@ def run(manifest, overrides, dry_run):
     execute(load_or_exit(manifest, overrides=overrides), dry_run)
 
 
+def _split_notes(error: ManifestError) -> tuple[list, list[str]]:
+    """(problems, names of unset environment variables) of an invalid manifest."""
+    problems, unset = [], []
+    for problem in error.problems:
+        name = unset_env_variable(problem.message)
+        if name is None:
+            problems.append(problem)
+        elif name not in unset:
+            unset.append(name)
+    return problems, unset
+
+
 @main.command()
 @click.argument("manifests", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-def validate(manifests):
-    """Check job MANIFESTS without running them; lists every problem of every file, exits 2 if any is invalid."""
+@click.option("--strict", is_flag=True, help="treat an unset ${env:NAME} (without a :-default) as an error")
+def validate(manifests, strict):
+    """Check job MANIFESTS without running them; lists every problem of every file, exits 2 if any is invalid.
+    An unset ${env:NAME} is a note (the job can run where it is set), an error with --strict."""
     invalid = 0
     for manifest in manifests:
         try:
             job = load_job(manifest).job
         except ManifestError as error:
-            invalid += 1
-            click.echo(f"{manifest}: invalid", err=True)
-            for problem in error.problems:
-                click.echo(f"  {problem}", err=True)
+            problems, unset = _split_notes(error)
+            if problems or strict:
+                invalid += 1
+                click.echo(f"{manifest}: invalid", err=True)
+                for problem in error.problems if strict else problems:
+                    click.echo(f"  {problem}", err=True)
+            else:
+                click.echo(f"{manifest}: ok, once {', '.join(unset)} {'is' if len(unset) == 1 else 'are'} set "
+                           "(note: the values that use them were not checked)")
             continue
         steps = f": {', '.join(job.steps)}" if job.kind == "pipeline" else ""
         click.echo(f"{manifest}: ok ({job.kind}{steps})")
@@ -49,18 +97,24 @@ SYNTH_FLAGS = {
     "out": "out", "identities": "identities", "per_identity": "per_identity", "size": "size", "seed": "seed",
     "layouts": "layouts", "test_fraction": "test_fraction", "contact_sheet": "contact_sheet",
 }
+SYNTH_SECTIONS = {
+    "output": ["out", "layouts", "contact_sheet"],
+    "data set": ["identities", "per_identity", "size", "seed", "test_fraction"],
+    "job": JOB_PARAMS,
+}
 
 
-@main.command()
+@main.command(cls=GroupedCommand, sections=SYNTH_SECTIONS)
 @click.option("--out", metavar="DIR|s3://...", help=field_help(SynthJob, "out"))
 @click.option("--identities", type=int, help=field_help(SynthJob, "identities"))
 @click.option("--per-identity", type=int, help=field_help(SynthJob, "per_identity"))
 @click.option("--size", type=int, help=field_help(SynthJob, "size"))
 @click.option("--seed", type=int, help=field_help(SynthJob, "seed"))
-@click.option("--layout", "layouts", multiple=True, help=field_help(SynthJob, "layouts") + " Repeatable.")
+@click.option("--layout", "layouts", multiple=True, type=choice(SynthJob, "layouts"),
+              help=field_help(SynthJob, "layouts", "repeatable"))
 @click.option("--test-fraction", type=float, help=field_help(SynthJob, "test_fraction"))
 @click.option("--contact-sheet/--no-contact-sheet", default=None, help=field_help(SynthJob, "contact_sheet"))
-@job_options
+@job_options(kind="synth")
 @click.pass_context
 def synth(ctx, **_):
     """Write a synthetic face data set with exact AU and landmark ground truth (for training and tests)."""

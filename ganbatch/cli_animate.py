@@ -8,14 +8,15 @@ command runs, so `ganbatch --help` stays fast.
 """
 import click
 
-from ganbatch.cli_jobs import execute, field_help, flag_values, job_options, load_or_exit
+from ganbatch.cli_help import GroupedCommand, choice, preset_names
+from ganbatch.cli_jobs import JOB_PARAMS, execute, field_help, flag_values, job_options, load_or_exit
 from ganbatch.jobs.animate import AnimateJob, CropSpec, OutputSpec, TargetSpec
 
 ANIMATE_FLAGS = {
     "inputs": "inputs", "model": "model", "out": "out", "recursive": "recursive", "source_aus": "source_aus",
     "crop": "crop.mode", "detector": "crop.backend", "margin": "crop.margin", "pasteback": "crop.pasteback",
     "feather": "crop.feather", "format": "output.format", "crf": "output.crf", "layout": "output.layout",
-    "size": "output.size", "preview": "output.preview", "address": "execution.address", "workers": "execution.workers",
+    "size": "output.size", "preview": "output.preview", "report": "output.report", "address": "execution.address", "workers": "execution.workers",
     "gpus_per_worker": "execution.gpus_per_worker", "cpus_per_worker": "execution.cpus_per_worker",
     "batch_size": "execution.batch_size", "device": "execution.device", "precision": "execution.precision",
     "runtime": "execution.runtime",
@@ -27,6 +28,16 @@ SHARED_TARGET_FLAGS = {"fps": "fps", "duration": "duration", "frames": "frames",
                        "pingpong": "pingpong", "input_first": "input_first", "aus_csv_mode": "aus_csv_mode",
                        "name": "name"}
 TARGET_LABEL = "target flags"
+# --help sections (parameters in no section are listed under "other options").
+ANIMATE_SECTIONS = {
+    "inputs": ["model", "recursive", "source_aus", "trust_pickle"],
+    "targets": ["expressions", "aus", "aus_csv", "aus_csv_mode", "keyframes", "landmarks", "driving_video", "name"],
+    "timing": ["fps", "duration", "frames", "easing", "pingpong", "input_first"],
+    "faces": ["crop", "detector", "margin", "pasteback", "feather"],
+    "output": ["out", "format", "crf", "layout", "size", "preview", "report", "overwrite", "allow_failures"],
+    "execution": ["address", "workers", "gpus_per_worker", "cpus_per_worker", "batch_size", "device", "precision"],
+    "job": JOB_PARAMS,
+}
 
 
 def _au_values(assignments: list[str]) -> dict[str, str]:
@@ -60,50 +71,52 @@ def targets_from_flags(ctx: click.Context) -> list[dict]:
     return [{**source, **shared} for source in sources]
 
 
-@click.command()
+@click.command(cls=GroupedCommand, sections=ANIMATE_SECTIONS)
 @click.argument("inputs", nargs=-1, metavar="INPUT...")
 @click.option("--model", metavar="CKPT|s3://...|demo", help=field_help(AnimateJob, "model"))
 @click.option("--out", metavar="DIR|s3://...", help=field_help(AnimateJob, "out"))
 @click.option("--recursive", is_flag=True, help=field_help(AnimateJob, "recursive"))
 @click.option("--expression", "expressions", multiple=True, metavar="NAME[:INTENSITY]",
-              help=field_help(TargetSpec, "expression") + " Repeatable: one video per expression.")
+              help=field_help(TargetSpec, "expression", f"presets: {', '.join(preset_names())}; repeatable: one video "
+                                                        "per expression"))
 @click.option("--au", "aus", multiple=True, metavar="AUn=VALUE",
-              help="AU intensity (0-5) over the source AUs, or over each --expression's preset. Repeatable.")
+              help="AU intensity (0-5) over the source AUs, or over each --expression's preset; repeatable")
 @click.option("--aus-csv", metavar="CSV", help=field_help(TargetSpec, "aus_csv"))
-@click.option("--aus-csv-mode", type=click.Choice(["path", "per-row"]), help=field_help(TargetSpec, "aus_csv_mode"))
-@click.option("--keyframes", metavar="FILE.yaml", help="Keyframes YAML (the schedule format).")
+@click.option("--aus-csv-mode", type=choice(TargetSpec, "aus_csv_mode"), help=field_help(TargetSpec, "aus_csv_mode"))
+@click.option("--keyframes", metavar="FILE.yaml", help="keyframes YAML (the schedule format)")
 @click.option("--landmarks", metavar="FILE", help=field_help(TargetSpec, "landmarks"))
 @click.option("--driving-video", metavar="VIDEO", help=field_help(TargetSpec, "driving_video"))
-@click.option("--name", help="Output label of the single target given by flags.")
+@click.option("--name", help="output label of the single target given by flags")
 @click.option("--source-aus", metavar="CSV|PKL", help=field_help(AnimateJob, "source_aus"))
 @click.option("--fps", type=float, help=field_help(TargetSpec, "fps"))
 @click.option("--duration", type=float, help=field_help(TargetSpec, "duration"))
 @click.option("--frames", type=int, help=field_help(TargetSpec, "frames"))
-@click.option("--easing", help=field_help(TargetSpec, "easing"))
+@click.option("--easing", type=choice(TargetSpec, "easing"), help=field_help(TargetSpec, "easing"))
 @click.option("--pingpong/--no-pingpong", default=None, help=field_help(TargetSpec, "pingpong"))
 @click.option("--input-first/--no-input-first", default=None, help=field_help(TargetSpec, "input_first"))
-@click.option("--crop", help=field_help(CropSpec, "mode"))
-@click.option("--detector", help=field_help(CropSpec, "backend"))
+@click.option("--crop", type=choice(CropSpec, "mode"), help=field_help(CropSpec, "mode"))
+@click.option("--detector", type=choice(CropSpec, "backend"), help=field_help(CropSpec, "backend"))
 @click.option("--margin", type=float, help=field_help(CropSpec, "margin"))
 @click.option("--pasteback/--no-pasteback", default=None, help=field_help(CropSpec, "pasteback"))
 @click.option("--feather", type=float, help=field_help(CropSpec, "feather"))
-@click.option("--format", help=field_help(OutputSpec, "format"))
+@click.option("--format", type=choice(OutputSpec, "format"), help=field_help(OutputSpec, "format"))
 @click.option("--crf", type=int, help=field_help(OutputSpec, "crf"))
-@click.option("--layout", help=field_help(OutputSpec, "layout"))
+@click.option("--layout", type=choice(OutputSpec, "layout"), help=field_help(OutputSpec, "layout"))
 @click.option("--size", type=int, help=field_help(OutputSpec, "size"))
 @click.option("--preview/--no-preview", default=None, help=field_help(OutputSpec, "preview"))
+@click.option("--report/--no-report", default=None, help=field_help(OutputSpec, "report"))
 @click.option("--address", help=field_help(AnimateJob, "execution.address"))
 @click.option("--workers", type=int, help=field_help(AnimateJob, "execution.workers"))
 @click.option("--gpus-per-worker", type=float, help=field_help(AnimateJob, "execution.gpus_per_worker"))
 @click.option("--cpus-per-worker", type=float, help=field_help(AnimateJob, "execution.cpus_per_worker"))
 @click.option("--batch-size", type=int, help=field_help(AnimateJob, "execution.batch_size"))
-@click.option("--device", help=field_help(AnimateJob, "execution.device"))
-@click.option("--precision", help=field_help(AnimateJob, "execution.precision"))
+@click.option("--device", type=choice(AnimateJob, "execution.device"), help=field_help(AnimateJob, "execution.device"))
+@click.option("--precision", type=choice(AnimateJob, "execution.precision"), help=field_help(AnimateJob, "execution.precision"))
 @click.option("--runtime", help=field_help(AnimateJob, "execution.runtime"))
 @click.option("--overwrite", is_flag=True, help=field_help(AnimateJob, "overwrite"))
 @click.option("--allow-failures", is_flag=True, help=field_help(AnimateJob, "allow_failures"))
 @click.option("--trust-pickle", is_flag=True, help=field_help(AnimateJob, "trust_pickle"))
-@job_options
+@job_options(kind="animate")
 @click.pass_context
 def animate(ctx, **_):
     """Animate face photos (INPUT: files, folders, globs, s3:// prefixes, .txt/.jsonl lists) along targets into

@@ -9,7 +9,7 @@ the job, options with no defaults, and `run_command`:
     @click.option("--out", help=field_help(SynthJob, "out"))
     @click.option("--per-identity", type=int, help=field_help(SynthJob, "per_identity"))
     @click.option("--layout", "layouts", multiple=True, help=field_help(SynthJob, "layouts"))
-    @job_options                      # --job FILE, --set KEY=VALUE (repeatable), --dry-run
+    @job_options(kind="synth")        # --job FILE, --set KEY=VALUE (repeatable), --dry-run
     @click.pass_context
     def synth(ctx, **_):
         run_command(ctx, "synth", SYNTH_FLAGS)
@@ -20,7 +20,7 @@ value may also be `(dotted path, convert)` when a flag's value needs reshaping, 
 `"expression": ("targets", lambda names: [{"expression": n} for n in names])`. Multiple-value flags replace the
 whole list. Precedence: the `--job` manifest, then flags, then `--set`.
 """
-import typing
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Optional, Union
 
@@ -28,10 +28,14 @@ import click
 from click.core import ParameterSource
 from pydantic import BaseModel
 
+from ganbatch.cli_help import schema_field
 from ganbatch.jobs.load import LoadedJob, load_job
 from ganbatch.jobs.problems import ManifestError
 from ganbatch.errors import JobError
+from ganbatch.logs import add_redactor
 from ganbatch.runner import plan_job, run_job
+
+log = logging.getLogger(__name__)
 
 FlagMap = Mapping[str, Union[str, tuple[str, Callable[[Any], Any]]]]
 
@@ -45,56 +49,69 @@ class InvalidJob(click.ClickException):
         super().__init__("invalid job:\n" + "\n".join(f"  {problem}" for problem in error.problems))
 
 
-def override_options(command: Callable) -> Callable:
-    """Add `--set KEY=VALUE` (repeatable; parameter `overrides`) and `--dry-run` to a command."""
+# `--set` examples that fit each command (None: `ganbatch run`, whose manifest may be of any kind).
+SET_EXAMPLES = {
+    "animate": "--set execution.workers=4 or --set 'targets[0].expression=happy'",
+    "train": "--set objective.lambda_cycle=5 or --set optimizer.decay_start=2000",
+    "synth": "--set 'layouts=[ganimation]' or --set test_fraction=0.25",
+    None: "--set execution.workers=4, or in a pipeline --set steps.train.steps=200",
+}
+
+
+def override_options(command: Optional[Callable] = None, *, kind: Optional[str] = None) -> Callable:
+    """Add `--set KEY=VALUE` (repeatable; parameter `overrides`) and `--dry-run` to a command; `kind` picks the
+    example shown in --help. Usable as `@override_options` or `@override_options(kind="train")`."""
+    if command is None:
+        return lambda decorated: override_options(decorated, kind=kind)
     command = click.option(
         "--dry-run", is_flag=True,
-        help="Validate, print the resolved job (defaults filled in) and its plan; run nothing.",
+        help="validate, print the resolved job (defaults filled in) and its plan (what it would read, make and "
+             "use, with an estimate of the time where one is known); run nothing",
     )(command)
     return click.option(
         "--set", "overrides", multiple=True, metavar="KEY=VALUE",
-        help="Override a job value, e.g. --set execution.workers=4 or --set 'targets[0].expression=happy' "
-             "(the value is YAML); applied last.",
+        help=f"override a job value, e.g. {SET_EXAMPLES[kind]} (the value is YAML); applied last; repeatable",
     )(command)
 
 
-def job_options(command: Callable) -> Callable:
-    """Add `--job FILE` (parameter `manifest`), `--set KEY=VALUE` and `--dry-run` to a command."""
-    command = override_options(command)
+def job_options(command: Optional[Callable] = None, *, kind: Optional[str] = None) -> Callable:
+    """Add `--job FILE` (parameter `manifest`), `--set KEY=VALUE` and `--dry-run` to a command (see
+    override_options for `kind`)."""
+    if command is None:
+        return lambda decorated: job_options(decorated, kind=kind)
+    command = override_options(command, kind=kind)
     return click.option(
         "--job", "manifest", type=click.Path(exists=True, dir_okay=False),
-        help="YAML job manifest to start from; flags and --set override its values.",
+        help="YAML job manifest to start from; flags and --set override its values",
     )(command)
 
 
-def field_help(model: type[BaseModel], dotted: str) -> str:
-    """Help text for the option filling `dotted` of `model`: the field's description, choices and default."""
-    *parents, name = dotted.split(".")
-    for part in parents:
-        model = model.model_fields[part].annotation
-    field = model.model_fields[name]
-    description = field.description or name.replace("_", " ")
-    parts = [description[0].upper() + description[1:]]
-    choices = _literal_choices(field.annotation)
-    if choices:
-        parts.append(f"one of: {', '.join(choices)}")
+# Parameters of every job command, for GroupedCommand sections.
+JOB_PARAMS = ["manifest", "overrides", "dry_run"]
+
+
+def field_help(model: type[BaseModel], dotted: str, extra: str = "") -> str:
+    """Help text for the option filling `dotted` of `model`: the field's description as written (no
+    capitalisation), `extra`, then `default: ...` or `required` (choices show in the option's metavar)."""
+    field = schema_field(model, dotted)
+    *_, name = dotted.split(".")
+    parts = [field.description or name.replace("_", " ")]
+    if extra:
+        parts.append(extra)
     if field.is_required():
         parts.append("required")
     else:
         default = field.get_default(call_default_factory=True)
         if default is not None and not isinstance(default, BaseModel):
-            shown = ", ".join(map(str, default)) if isinstance(default, list) else str(default).lower()
-            parts.append(f"default: {shown}")
-    return "; ".join(parts) + "."
+            parts.append(default_text(default))
+    return "; ".join(parts)
 
 
-def _literal_choices(annotation: Any) -> list[str]:
-    """The allowed values of a Literal field, or of the items of a list-of-Literal field."""
-    if typing.get_origin(annotation) is list:
-        annotation = typing.get_args(annotation)[0]
-    if typing.get_origin(annotation) is typing.Literal:
-        return [str(choice) for choice in typing.get_args(annotation)]
-    return []
+def default_text(default: Any) -> str:
+    """`default: VALUE`, the one way --help shows a default (lists joined by commas, booleans lower-case)."""
+    shown = ", ".join(map(str, default)) if isinstance(default, list) else str(default).lower() \
+        if isinstance(default, bool) else str(default)
+    return f"default: {shown}"
 
 
 def flag_values(ctx: click.Context, flags: FlagMap) -> list[tuple[str, Any, str]]:
@@ -127,6 +144,7 @@ def execute(loaded: LoadedJob, dry_run: bool) -> None:
     Values taken from `${env:NAME}` are printed as the reference, never as the value. A JobError (a job that cannot
     run as given) is printed as one message, without a traceback.
     """
+    add_redactor(loaded.redact)
     try:
         if dry_run:
             plan = plan_job(loaded.job)
@@ -135,7 +153,7 @@ def execute(loaded: LoadedJob, dry_run: bool) -> None:
             for line in loaded.redact(plan).splitlines():
                 click.echo(f"#   {line}")
             return
-        result = run_job(loaded.job, report=lambda line: click.echo(line, err=True))
+        result = run_job(loaded.job, report=log.info)
     except JobError as error:
         raise click.ClickException(loaded.redact(str(error))) from None
     for key, value in result.outputs.items():

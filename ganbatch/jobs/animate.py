@@ -185,6 +185,9 @@ class CropSpec(StrictModel):
         return self
 
 
+REPORT_MIN_ITEMS = 4  # output.report's default: a gallery for batches larger than this
+
+
 class OutputSpec(StrictModel):
     """Video encoding and frame layout."""
 
@@ -195,6 +198,9 @@ class OutputSpec(StrictModel):
     crf: Optional[int] = Field(None, ge=0, le=63, description="encoder quality (lower is better)")
     size: Optional[int] = Field(None, ge=16, le=4096, description="output height in pixels (upscaling)")
     preview: bool = Field(False, description="also write preview.gif: the first videos tiled")
+    report: Optional[bool] = Field(
+        None, description="write index.html, a gallery of every video with its input, target and status; default: "
+                          f"on for batches of more than {REPORT_MIN_ITEMS} videos")
 
     @model_validator(mode="after")
     def _crf_fits_the_format(self):

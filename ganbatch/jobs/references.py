@@ -1,5 +1,5 @@
-"""`${...}` references inside job data: `${env:NAME}` (an environment variable) and `${steps.STEP.OUTPUT}` (an
-output of an earlier pipeline step).
+"""`${...}` references inside job data: `${env:NAME}` (an environment variable; `${env:NAME:-default}` gives the
+text after `:-` when NAME is unset) and `${steps.STEP.OUTPUT}` (an output of an earlier pipeline step).
 
 Job data here is plain YAML-shaped data (dicts, lists, scalars). References live in string values, never in keys.
 """
@@ -12,10 +12,18 @@ from typing import Any
 from ganbatch.jobs.paths import Path
 
 REFERENCE = re.compile(r"\$\{([^{}]*)\}")
-_ENV_NAME = re.compile(r"env:([A-Za-z_][A-Za-z0-9_]*)")
+_ENV_NAME = re.compile(r"env:([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?")
 STEP_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")  # a pipeline step's key under `steps:`
 _STEP_OUTPUT = re.compile(rf"steps\.({STEP_NAME.pattern})\.([A-Za-z_][A-Za-z0-9_]*)")
-REFERENCE_FORMS = "${env:NAME} or ${steps.STEP.OUTPUT}"
+REFERENCE_FORMS = "${env:NAME}, ${env:NAME:-default} or ${steps.STEP.OUTPUT}"
+UNSET_ENV = "environment variable {} is not set"  # the problem an unset variable without a default gives
+_UNSET_ENV = re.compile(re.escape(UNSET_ENV).replace(r"\{\}", "([A-Za-z_][A-Za-z0-9_]*)"))
+
+
+def unset_env_variable(message: str) -> str | None:
+    """The variable named by an UNSET_ENV problem message, else None (`validate` reports those as notes)."""
+    match = _UNSET_ENV.fullmatch(message)
+    return match.group(1) if match else None
 
 
 @dataclass(frozen=True)
@@ -100,7 +108,9 @@ def resolve_env(data: Any, environ: Mapping[str, str] = os.environ) -> EnvResolu
             if env is None:
                 return match.group(0)
             if env.group(1) not in environ:
-                problems.append((path, f"environment variable {env.group(1)} is not set"))
+                if env.group(2) is not None:
+                    return env.group(2)
+                problems.append((path, UNSET_ENV.format(env.group(1))))
                 return match.group(0)
             values[env.group(1)] = environ[env.group(1)]
             return environ[env.group(1)]

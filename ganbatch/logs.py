@@ -1,0 +1,111 @@
+"""One logging setup for the package, and the options that keep Ray quiet.
+
+`setup_logging(verbosity, fmt)` sends the `ganbatch` logger's records to stderr, as plain lines (`text`) or one
+JSON object per line (`json`); verbosity 0 shows ganbatch's progress and summaries (INFO), 1 (`-v`) adds DEBUG
+lines and Ray's own output, -1 (`-q`) only warnings and errors. Every record passes through the redactors
+registered with `add_redactor` (e.g. a job's `${env:NAME}` values), whatever module logged it.
+
+`quiet_ray_options()` is what `ray.init` gets for the same verbosity: by default Ray's driver logger shows errors
+only (no token-auth warning) and worker output is not forwarded to the terminal (no `(RayTrainWorker pid=...)`
+lines, no PlacementGroupCleaner chatter); with `-v` both come back, de-duplicated as Ray does by default.
+"""
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+
+LOGGER = "ganbatch"
+FORMATS = ("text", "json")
+
+_verbosity = 0
+_redactors: list[Callable[[str], str]] = []
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites each record's message through the registered redactors (values of `${env:NAME}` -> the reference)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _redactors:
+            message = record.getMessage()
+            for redact in _redactors:
+                message = redact(message)
+            record.msg, record.args = message, None
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: time (ISO 8601, UTC), level, logger, message (and the exception, if any)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def level_for(verbosity: int) -> int:
+    """The `ganbatch` logger's level for a verbosity (-v count minus -q count)."""
+    if verbosity >= 1:
+        return logging.DEBUG
+    return logging.INFO if verbosity == 0 else logging.WARNING
+
+
+def setup_logging(verbosity: int = 0, fmt: str = "text") -> logging.Logger:
+    """Configure the `ganbatch` logger (see the module doc); calling it again replaces the previous setup."""
+    global _verbosity
+    if fmt not in FORMATS:
+        raise ValueError(f"log format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    _verbosity = verbosity
+    logger = logging.getLogger(LOGGER)
+    for handler in list(logger.handlers):
+        if getattr(handler, "_ganbatch", False):
+            logger.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler._ganbatch = True  # marks the handler this function owns
+    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter("%(message)s"))
+    handler.addFilter(RedactingFilter())
+    logger.addHandler(handler)
+    logger.setLevel(level_for(verbosity))
+    logger.propagate = False
+    return logger
+
+
+def verbosity() -> int:
+    """The verbosity of the last `setup_logging` call (0 when it was never called)."""
+    return _verbosity
+
+
+def add_redactor(redact: Callable[[str], str]) -> None:
+    """Pass every later log message through `redact` (text -> text with secrets replaced)."""
+    if redact not in _redactors:
+        _redactors.append(redact)
+
+
+def clear_redactors() -> None:
+    """Forget the registered redactors (between jobs, and in tests)."""
+    _redactors.clear()
+
+
+# Environment for Ray processes started from here (workers inherit the driver's environment on a local start).
+# RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS: Ray Train's "this API will change" warnings are for library authors.
+QUIET_RAY_ENV = {"RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS": "0"}
+
+
+def quiet_ray_options(level: int | None = None) -> dict:
+    """Keyword arguments for `ray.init` that match the verbosity (default: the one `setup_logging` was given):
+    Ray's own logger at ERROR (WARNING with -v, DEBUG with -vv) and worker output forwarded only with -v.
+
+    Also sets QUIET_RAY_ENV in os.environ (unless already set), so that a local Ray's processes inherit it.
+    """
+    level = _verbosity if level is None else level
+    for name, value in QUIET_RAY_ENV.items():
+        os.environ.setdefault(name, value)
+    ray_level = logging.ERROR if level <= 0 else logging.WARNING if level == 1 else logging.DEBUG
+    return {"logging_level": ray_level, "log_to_driver": level >= 1}
