@@ -4,7 +4,8 @@ Training modules load only when a command runs, so `ganbatch --help` stays fast.
 """
 import click
 
-from ganbatch.cli_jobs import field_help, job_options, run_command
+from ganbatch.cli_help import GroupedCommand, choice
+from ganbatch.cli_jobs import JOB_PARAMS, field_help, job_options, run_command
 from ganbatch.jobs.train import TrainJob
 
 TRAIN_FLAGS = {
@@ -20,12 +21,24 @@ TRAIN_FLAGS = {
 }
 
 
+TRAIN_SECTIONS = {
+    "inputs": ["family", "data"],
+    "output": ["out", "name", "checkpoint_every", "log_every", "sample_every", "keep_checkpoints"],
+    "networks": ["size", "conv_dim", "res_blocks", "d_conv_dim"],
+    "objective and schedule": ["adversarial", "critic_steps", "lr_g", "lr_d", "flip", "jitter", "batch_size", "steps",
+                               "seed"],
+    "execution": ["address", "workers", "gpus_per_worker", "cpus_per_worker", "threads_per_worker", "precision",
+                  "max_failures"],
+    "job": JOB_PARAMS,
+}
+
+
 def _help(dotted: str) -> str:
     return field_help(TrainJob, dotted)
 
 
-@click.command()
-@click.option("--family", type=click.Choice(["ganimation", "gannotation"]), help=_help("family"))
+@click.command(cls=GroupedCommand, sections=TRAIN_SECTIONS)
+@click.option("--family", type=choice(TrainJob, "family"), help=_help("family"))
 @click.option("--data", metavar="DIR|s3://...", help=_help("data"))
 @click.option("--out", metavar="DIR|s3://...", help=_help("out"))
 @click.option("--name", help=_help("name"))
@@ -33,7 +46,7 @@ def _help(dotted: str) -> str:
 @click.option("--conv-dim", type=int, help=_help("network.conv_dim"))
 @click.option("--res-blocks", type=int, help=_help("network.res_blocks"))
 @click.option("--d-conv-dim", type=int, help=_help("network.d_conv_dim"))
-@click.option("--adversarial", type=click.Choice(["wgan-gp", "hinge", "lsgan"]), help=_help("objective.adversarial"))
+@click.option("--adversarial", type=choice(TrainJob, "objective.adversarial"), help=_help("objective.adversarial"))
 @click.option("--critic-steps", type=int, help=_help("objective.critic_steps"))
 @click.option("--lr-g", type=float, help=_help("optimizer.lr_g"))
 @click.option("--lr-d", type=float, help=_help("optimizer.lr_d"))
@@ -51,9 +64,9 @@ def _help(dotted: str) -> str:
 @click.option("--gpus-per-worker", type=float, help=_help("execution.gpus_per_worker"))
 @click.option("--cpus-per-worker", type=float, help=_help("execution.cpus_per_worker"))
 @click.option("--threads-per-worker", type=int, help=_help("execution.threads_per_worker"))
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), help=_help("execution.precision"))
+@click.option("--precision", type=choice(TrainJob, "execution.precision"), help=_help("execution.precision"))
 @click.option("--max-failures", type=int, help=_help("execution.max_failures"))
-@job_options
+@job_options(kind="train")
 @click.pass_context
 def train(ctx, **_):
     """Train a GANimation or GANnotation model; the run (checkpoints, metrics, samples, model.pt) goes to OUT/NAME/
