@@ -20,7 +20,7 @@ EVAL_SECTIONS = {
     "inputs": ["model_uri", "trust_pickle"],
     "benchmark": ["identities", "seed", "random_pairs", "path_frames"],
     "output": ["out", "report_uri"],
-    "execution": ["device", "chunk_size", "dry_run"],
+    "execution": ["device", "runtime", "chunk_size", "dry_run"],
 }
 
 
@@ -45,14 +45,18 @@ EVAL_SECTIONS = {
 @click.option("--chunk-size", type=click.IntRange(min=1), default=16, help="frames per generator batch; default: 16")
 @click.option("--trust-pickle", is_flag=True,
               help="allow checkpoints whose unpickling runs code (only for files you trust)")
+@click.option("--runtime", type=click.Choice(["auto", "torch", "onnxruntime", "openvino", "tensorrt"]),
+              default="torch", help="inference engine (auto: the fastest here within tolerance of fp32; onnxruntime/"
+                                    "openvino need ganbatch[cpu-fast]); default: torch")
 @click.option("--dry-run", is_flag=True,
               help="read the model's config (not its weights), count pairs and frames, estimate the time; run nothing")
 def eval_command(model_uri, identities, seed, random_pairs, path_frames, out, report_uri, device, chunk_size,
-                 trust_pickle, dry_run):
+                 trust_pickle, dry_run, runtime):
     """Measure a generator on synthetic faces with known ground truth: PSNR/SSIM, AU accuracy, identity and
     background preservation and smoothness, each next to the copy-the-input baseline."""
     from ganbatch.errors import JobError
     from ganbatch.models.checkpoint import CheckpointError
+    from ganbatch.models.runtime import RuntimeUnavailableError
     from ganbatch.storage import StorageError
 
     try:
@@ -67,7 +71,7 @@ def eval_command(model_uri, identities, seed, random_pairs, path_frames, out, re
         try:
             report = run_eval(model_uri, identities, seed, out, trust_pickle=trust_pickle,
                               random_pairs=random_pairs, path_frames=path_frames, device=device,
-                              chunk_size=chunk_size)
+                              chunk_size=chunk_size, runtime=runtime)
         except AURegressorError as error:
             raise click.ClickException(str(error)) from error
         click.echo(format_report(report))
@@ -78,5 +82,5 @@ def eval_command(model_uri, identities, seed, random_pairs, path_frames, out, re
 
             write_html_report(report, report_uri, model_uri=model_uri, trust_pickle=trust_pickle, device=device)
             log.info(f"HTML report written to {report_uri}")
-    except (CheckpointError, StorageError, JobError) as error:
+    except (CheckpointError, StorageError, JobError, RuntimeUnavailableError) as error:
         raise click.ClickException(str(error)) from error

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import tempfile
 import warnings
@@ -33,10 +34,17 @@ CONFIG_KEY = "ganbatch_config"
 IR_MODEL, IR_WEIGHTS, IR_CONFIG = "model.xml", "model.bin", "config.json"
 INPUTS, OUTPUTS = ("x", "cond"), ("image", "color", "attention")
 OPSET = 17
+MISSING_ENV = "GANBATCH_RUNTIMES_MISSING"
 
 
 class ExtraMissingError(ImportError):
     """An optional engine package is not installed; the message names the pip extra that brings it."""
+
+
+def missing_packages() -> frozenset[str]:
+    """Packages to treat as not installed: GANBATCH_RUNTIMES_MISSING, comma-separated (a seam for tests and for
+    ruling an engine out on a machine)."""
+    return frozenset(name.strip() for name in os.environ.get(MISSING_ENV, "").split(",") if name.strip())
 
 
 def require(module: str, extra: str = "cpu-fast"):
@@ -44,6 +52,8 @@ def require(module: str, extra: str = "cpu-fast"):
     import importlib
 
     try:
+        if module.split(".")[0] in missing_packages():
+            raise ImportError(f"{module} ruled out by {MISSING_ENV}")
         return importlib.import_module(module)
     except ImportError as error:
         raise ExtraMissingError(f"{module} is not installed: pip install 'ganbatch[{extra}]' "

@@ -8,25 +8,24 @@ probe: a few forward passes of a batch of synthetic faces per candidate, each co
 probe the first candidate of the preference order that opens is taken. Runtimes that fail to open are skipped, so
 a missing extra falls back to torch.
 
-Testing seam: the environment variable GANBATCH_RUNTIMES_MISSING (comma-separated runtime names), or the `missing`
-argument, makes runtimes count as not installed.
+Testing seam: the environment variable GANBATCH_RUNTIMES_MISSING (comma-separated package names; see
+`ganbatch.models.export.missing_packages`), or the `missing` argument, makes runtimes count as not installed.
 """
 from __future__ import annotations
 
 import importlib.util
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass, field
 
 import torch
 
-from ganbatch.models.runtime import ModelSource, Runtime, RuntimeUnavailableError, build_runtime
+from ganbatch.models.export import missing_packages
+from ganbatch.models.runtime import ModelSource, Runtime, RuntimeUnavailableError, TorchRuntime, build_runtime
 
 log = logging.getLogger(__name__)
 
-MISSING_ENV = "GANBATCH_RUNTIMES_MISSING"
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 INT8_DOT_FLAGS = ("amx_int8", "avx512_vnni", "avx_vnni")
 # Minimum PSNR (dB, image in [-1, 1] as range 2) against fp32 per precision; fp32 engines: max abs difference.
@@ -50,7 +49,7 @@ def cpu_flags(path: str = "/proc/cpuinfo") -> frozenset[str]:
 def installed_runtimes(missing=None) -> tuple[str, ...]:
     """Runtimes whose package is importable here (torch always), minus `missing` / GANBATCH_RUNTIMES_MISSING."""
     if missing is None:
-        missing = [name.strip() for name in os.environ.get(MISSING_ENV, "").split(",") if name.strip()]
+        missing = missing_packages()
     found = ["torch"] + [name for name, package in _PACKAGES.items() if importlib.util.find_spec(package)]
     return tuple(name for name in found if name not in set(missing))
 
@@ -198,7 +197,6 @@ def _probe(source: ModelSource, opened: list[tuple[ProbeResult, Runtime]], batch
     """Time each opened candidate on one batch of synthetic faces and compare it with the fp32 reference: torch
     fp32 for checkpoints, else the first fp32 candidate (an int8 / fp16 export alone has none: used as written)."""
     from ganbatch.models.calibration import synthetic_batches
-    from ganbatch.models.runtime import TorchRuntime
 
     batch = synthetic_batches(source.info, batches=1, batch_size=batch_size)[0]
     reference = None
