@@ -26,6 +26,9 @@ def ray_session(address: Optional[str] = None, *, num_cpus: Optional[int] = None
         return
     address = address or os.environ.get("RAY_ADDRESS") or None
     options = {"include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": True}
+    from ganbatch.logs import quiet_ray_options
+
+    options.update(quiet_ray_options())  # Ray's logs and worker output only with -v (see ganbatch.logs)
     if address is None:
         options["num_cpus"] = num_cpus if num_cpus is not None else local_cpus()
     ray.init(address=address, **options)

@@ -35,6 +35,22 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+class StderrHandler(logging.StreamHandler):
+    """A StreamHandler writing to whatever sys.stderr is at the time of each record (click's runner and pytest swap
+    it)."""
+
+    def __init__(self):
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _):
+        pass
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per record: time (ISO 8601, UTC), level, logger, message (and the exception, if any)."""
 
@@ -67,7 +83,7 @@ def setup_logging(verbosity: int = 0, fmt: str = "text") -> logging.Logger:
     for handler in list(logger.handlers):
         if getattr(handler, "_ganbatch", False):
             logger.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = StderrHandler()
     handler._ganbatch = True  # marks the handler this function owns
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter("%(message)s"))
     handler.addFilter(RedactingFilter())

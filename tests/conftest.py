@@ -58,3 +58,11 @@ def ray_local(s3_server):
     ray.init(num_cpus=4, include_dashboard=False, configure_logging=False)
     yield
     ray.shutdown()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def ganbatch_logging():
+    """The CLI's logging setup (INFO lines of the `ganbatch` logger on stderr), as `ganbatch` commands have it."""
+    from ganbatch.logs import setup_logging
+
+    setup_logging(0)

@@ -1,6 +1,9 @@
 """What a run writes besides its checkpoints (worker 0 only): progress lines, metrics, TensorBoard events,
 sample grids and the current model, under OUT/NAME/.
 
+The driver shows progress from `metrics.jsonl` (`start_line`, `progress_line`; see `train.run`), so workers print
+nothing of their own.
+
 - `metrics.jsonl`: one JSON object per line: `{"event": "start", "step": N, ...}` each time a worker group starts
   (N = the step it resumed from), and `{"step": N, "time": ..., "images_per_s": ..., "d_total": ..., ...}` every
   log_every steps (loss terms averaged over the steps since the last line and over the workers). On a resume, lines
@@ -20,6 +23,7 @@ from pathlib import Path
 from torch.utils.tensorboard import SummaryWriter
 
 from ganbatch import storage
+from ganbatch.progress import format_duration
 
 METRICS_FILE = "metrics.jsonl"
 MODEL_FILE = "model.pt"
@@ -71,10 +75,25 @@ def console(line: str) -> None:
     sys.stdout.flush()
 
 
-def _format_duration(seconds: float) -> str:
-    seconds = int(seconds)
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+def start_line(name: str, record: dict, total_steps: int) -> str:
+    """The line for a metrics.jsonl `start` event: `[NAME] starting at step 0 of 200 on 1 worker(s) (cpu, fp32)`."""
+    setup = ", ".join(str(record[key]) for key in ("device", "precision") if record.get(key))
+    return (f"[{name}] {'resuming from step' if record.get('resumed') else 'starting at step'} {record['step']} of "
+            f"{total_steps} on {record.get('workers', 1)} worker(s)" + (f" ({setup})" if setup else ""))
+
+
+def progress_line(name: str, record: dict, total_steps: int, previous: dict | None = None) -> str:
+    """The progress line for a metrics.jsonl step record: `[NAME] step 50/200 (25%)  d_total 1.2  g_total 3.4
+    26.6 img/s  eta 0m12s`; the ETA is the time per step since `previous` (the record before) times the steps
+    left."""
+    step = record["step"]
+    losses = "  ".join(f"{key} {value:.4g}" for key, value in record.items() if key.endswith("total"))
+    line = (f"[{name}] step {step}/{total_steps} ({100 * step / total_steps:.0f}%)  {losses}  "
+            f"{record.get('images_per_s', 0):.1f} img/s")
+    if previous is not None and step > previous["step"] and step < total_steps:
+        per_step = (record["time"] - previous["time"]) / (step - previous["step"])
+        line += f"  eta {format_duration((total_steps - step) * per_step)}"
+    return line
 
 
 class RunMonitor:
@@ -86,7 +105,7 @@ class RunMonitor:
         self.total_steps = total_steps
         self.start_step = start_step
         self.started = time.monotonic()
-        self._interval_start = (self.started, start_step)
+        self._interval_start = self.started
         metrics = files.fetch(METRICS_FILE)
         kept = []
         if metrics.exists():
@@ -104,8 +123,7 @@ class RunMonitor:
     def log(self, step: int, values: dict[str, float], images: int) -> dict:
         """Record the values at step (`images`: training images consumed since the last call); returns the record."""
         now = time.monotonic()
-        since, since_step = self._interval_start
-        self._interval_start = (now, step)
+        since, self._interval_start = self._interval_start, now
         rate = images / max(now - since, 1e-9)
         record = {"step": step, "time": time.time(), "images_per_s": rate, **values}
         self._append(record)
@@ -115,10 +133,6 @@ class RunMonitor:
         self.writer.flush()
         self.files.publish(METRICS_FILE)
         self.files.publish(TENSORBOARD_FOLDER)
-        remaining = (self.total_steps - step) * (now - since) / max(step - since_step, 1)
-        losses = "  ".join(f"{key} {value:.4g}" for key, value in values.items() if key.endswith("total"))
-        console(f"[{self.name}] step {step}/{self.total_steps} ({100 * step / self.total_steps:.0f}%)  {losses}  "
-                f"{rate:.1f} img/s  eta {_format_duration(remaining)}")
         return record
 
     def close(self) -> None:

@@ -11,8 +11,10 @@ nccl for GPU workers (`execution.gpus_per_worker`). For S3 storage Ray Train wri
 AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL is set (MinIO, moto, ...), an explicit
 `pyarrow.fs.S3FileSystem(endpoint_override=...)` is passed so that every pyarrow version uses it.
 """
+import json
+import logging
 import os
-import sys
+import threading
 from dataclasses import dataclass, field
 
 from ganbatch import storage
@@ -20,8 +22,10 @@ from ganbatch.cluster import cluster_gpus, ray_session
 from ganbatch.jobs.train import TrainJob
 from ganbatch.train.data import DataError, TrainingData, find_training_data
 from ganbatch.train.export import ExportError, export_model, latest_checkpoint
-from ganbatch.train.monitor import MODEL_FILE
-from ganbatch.train.state import JOB_FILE, ResumeError, check_resumable, parse_job
+from ganbatch.train.monitor import METRICS_FILE, MODEL_FILE, progress_line, start_line
+from ganbatch.train.state import JOB_FILE, ResumeError, check_resumable, parse_job, shape_settings
+
+log = logging.getLogger(__name__)
 
 
 class WorkerCountError(ValueError):
@@ -86,7 +90,7 @@ def plan_train(job: TrainJob) -> str:
         f"train {job.family} on {job.data} -> {run_uri(job)} (checkpoints, metrics.jsonl, tensorboard/, samples/, "
         f"{MODEL_FILE})",
         f"networks: {net.size}px, generator conv_dim {net.conv_dim} x {net.res_blocks} residual blocks, critic "
-        f"conv_dim {net.d_conv_dim}",
+        f"conv_dim {net.critic_width()} x {net.critic_layers()} stride-2 layers",
         f"objective: {objective.adversarial}, {objective.critic_steps} critic step(s) per generator step, "
         + ", ".join(f"lambda_{term} {getattr(objective, 'lambda_' + term):g}" for term in _TERMS[job.family]
                     if term != "gp" or objective.adversarial == "wgan-gp")
@@ -103,12 +107,46 @@ def plan_train(job: TrainJob) -> str:
     return "\n".join(lines)
 
 
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+def _flat(data, prefix: str = "") -> dict:
+    """{dotted key: value} of nested dicts."""
+    if not isinstance(data, dict):
+        return {prefix: data}
+    flat = {}
+    for key, value in data.items():
+        flat.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
+def _settings(job: TrainJob) -> dict:
+    """What a resumed run should keep: networks, objective, optimiser, data and batch (steps, intervals, name and
+    execution may change freely)."""
+    return {**shape_settings(job), "objective": job.resolved_objective().model_dump(mode="json"),
+            "optimizer": job.resolved_optimizer().model_dump(mode="json"),
+            "augment": job.augment.model_dump(mode="json"), "batch_size": job.batch_size, "data": job.data,
+            "seed": job.seed}
+
+
+def job_changes(saved: TrainJob, job: TrainJob) -> list[str]:
+    """`key: old -> new` for each setting of `_settings` that differs between a run's saved job and `job`."""
+    before, after = _flat(_settings(saved)), _flat(_settings(job))
+    return [f"{key}: {before.get(key)} -> {after.get(key)}" for key in dict.fromkeys([*before, *after])
+            if before.get(key) != after.get(key)]
+
+
+def _check_resume(saved: TrainJob, job: TrainJob, where: str) -> None:
+    """ResumeError naming what changed when the networks differ; a warning naming what changed otherwise."""
+    changes = job_changes(saved, job)
+    shape = [change for change in changes if change.split(":")[0].split(".")[0] in ("family", "network")]
+    if shape:
+        raise ResumeError(f"{where}: the run's networks differ from this job's ({'; '.join(shape)}); use another "
+                          "--name, or the run's settings")
+    check_resumable(saved, job, where)
+    if changes:
+        log.warning(f"train {job.name}: resuming with changed settings: {'; '.join(changes)}")
 
 
 def _failed(job: TrainJob, outputs: dict, error: Exception, start: int = 0, step: int | None = None) -> TrainResult:
-    _say(f"train {job.name}: failed: {error}")
+    log.error(f"train {job.name}: failed: {error}")
     return TrainResult(ok=False, outputs=outputs, start_step=start, step=start if step is None else step,
                        error=f"{type(error).__name__}: {error}")
 
@@ -119,9 +157,9 @@ def _prepare(job: TrainJob, run: str) -> tuple[TrainingData, int]:
     latest = latest_checkpoint(run)
     if latest:
         job_file = storage.join(latest[1], JOB_FILE)
-        check_resumable(parse_job(storage.read_bytes(job_file).decode(), job_file), job, latest[1])
-    _say(f"train {job.name}: {data.describe()}")
-    _say(f"train {job.name}: resuming from step {latest[0]}" if latest else f"train {job.name}: new run at {run}")
+        _check_resume(parse_job(storage.read_bytes(job_file).decode(), job_file), job, latest[1])
+    log.info(f"train {job.name}: {data.describe()}")
+    log.info(f"train {job.name}: resuming from step {latest[0]}" if latest else f"train {job.name}: new run at {run}")
     return data, latest[0] if latest else 0
 
 
@@ -132,7 +170,7 @@ def run_train(job: TrainJob) -> TrainResult:
     try:
         data, start = _prepare(job, run)
         if start >= job.steps:
-            _say(f"train {job.name}: already at step {start} (steps: {job.steps}); nothing to train")
+            log.info(f"train {job.name}: already at step {start} (steps: {job.steps}); nothing to train")
             if not storage.exists(outputs["model"]):
                 export_model(run, outputs["model"])
             return TrainResult(ok=True, outputs=outputs, start_step=start, step=start)
@@ -179,4 +217,57 @@ def _fit(job: TrainJob, data, run: str):
                 failure_config=ray.train.FailureConfig(max_failures=execution.max_failures),
             ),
         )
-        return trainer.fit()
+        with _MetricsFollower(storage.join(run, METRICS_FILE), job):
+            return trainer.fit()
+
+
+class _MetricsFollower(threading.Thread):
+    """Logs the run's progress on the driver, from the metrics.jsonl that worker 0 writes (so that the lines carry
+    no Ray worker prefix and show even when worker output is not forwarded): one line per log_every steps."""
+
+    def __init__(self, uri: str, job: TrainJob, interval: float = 1.0):
+        super().__init__(name="ganbatch-train-progress", daemon=True)
+        self.uri, self.job, self.interval = uri, job, interval
+        self._stop_event = threading.Event()
+        self._seen = self._skip = None  # lines already shown / at start (an earlier attempt's)
+        self._last = None
+
+    def __enter__(self):
+        self._skip = len(self._lines())
+        self._seen = self._skip
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop_event.set()
+        self.join(timeout=5)
+        self._show()
+
+    def _lines(self) -> list[str]:
+        try:
+            if not storage.exists(self.uri):
+                return []
+            return [line for line in storage.read_bytes(self.uri).decode().splitlines() if line.strip()]
+        except (storage.StorageError, OSError):
+            return []
+
+    def _show(self) -> None:
+        lines = self._lines()
+        if len(lines) < self._seen:  # a resumed attempt rewrote the file without the lines past its checkpoint
+            self._seen = len(lines)
+        for line in lines[self._seen:]:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                break  # a line being written; read again next time
+            self._seen += 1
+            if record.get("event") == "start":
+                log.info(start_line(self.job.name, record, self.job.steps))
+                self._last = record
+            elif "step" in record:
+                log.info(progress_line(self.job.name, record, self.job.steps, self._last))
+                self._last = record
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self.interval):
+            self._show()
