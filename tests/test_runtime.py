@@ -1,10 +1,13 @@
-"""Runtimes: the torch runtime's contract, open_runtime on checkpoints, render_clip with a Runtime."""
+"""Runtimes: the torch runtime's contract, open_runtime on checkpoints, render_clip with a Runtime, and `auto`:
+candidates from the machine's capabilities, the probe's choice, the fallback to torch, the demo's eval metrics."""
 import numpy as np
 import pytest
 import torch
 
 from ganbatch.models import GANimationGenerator, describe_generator, save_generator
-from ganbatch.models.runtime import Runtime, TorchRuntime, open_runtime
+from ganbatch.models.export import MISSING_ENV
+from ganbatch.models.runtime import ModelSource, Runtime, RuntimeUnavailableError, TorchRuntime, open_runtime
+from ganbatch.models.runtime_auto import MIN_PSNR_DB, Machine, candidates, cpu_flags, installed_runtimes
 from ganbatch.render import render_clip
 
 SIZE = 32
@@ -64,3 +67,117 @@ def test_open_runtime_loads_a_checkpoint_and_renders_like_the_generator(ganimati
 def test_open_runtime_rejects_unknown_runtimes():
     with pytest.raises(ValueError, match="runtime must be one of"):
         open_runtime("demo", runtime="tflite")
+
+
+# ---- auto: candidates from the machine, probe, fallback ----
+
+AVX512_BF16 = frozenset({"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_int8", "avx512_vnni"})
+AVX2_ONLY = frozenset({"avx2", "fma"})
+ALL_RUNTIMES = ("torch", "onnxruntime", "openvino", "tensorrt")
+
+
+def machine(flags, runtimes=ALL_RUNTIMES, device="cpu"):
+    return Machine(torch.device(device), "AVX512" if "avx512f" in flags else "AVX2", flags, runtimes)
+
+
+def exported(kind, precision):
+    return ModelSource(kind, describe_generator(GANimationGenerator(conv_dim=8, repeat_num=1), image_size=SIZE,
+                                                config={"export": {"precision": precision}}))
+
+
+def test_bf16_is_a_candidate_only_where_the_cpu_computes_it_natively(ganimation):
+    checkpoint = ModelSource("checkpoint", ganimation[1], generator=ganimation[0])
+    native = candidates(checkpoint, machine(AVX512_BF16))
+    assert native[0] == ("openvino", "bf16") and ("torch", "bf16") in native and native[-1] == ("torch", "fp32")
+    avx2 = candidates(checkpoint, machine(AVX2_ONLY))
+    assert avx2 == [("onnxruntime", "fp32"), ("openvino", "fp32"), ("torch", "fp32")]
+    assert candidates(checkpoint, machine(AVX512_BF16, runtimes=("torch",))) == [("torch", "bf16"), ("torch", "fp32")]
+    cuda = candidates(checkpoint, machine(AVX2_ONLY, device="cuda"))
+    assert cuda[0] == ("tensorrt", "fp16") and ("torch", "fp16") in cuda
+
+
+def test_exported_models_are_candidates_only_for_the_engines_that_read_them():
+    assert candidates(exported("openvino", "int8"), machine(AVX512_BF16)) == [("openvino", "int8")]
+    onnx_fp32 = candidates(exported("onnx", "fp32"), machine(AVX512_BF16))
+    assert onnx_fp32 == [("openvino", "bf16"), ("onnxruntime", "fp32"), ("openvino", "fp32")]
+    assert candidates(exported("onnx", "int8"), machine(AVX2_ONLY)) == [("onnxruntime", "int8"), ("openvino", "int8")]
+    assert candidates(exported("onnx", "fp32"), machine(AVX2_ONLY, runtimes=("torch",))) == []
+
+
+def test_cpu_flags_come_from_proc_cpuinfo(tmp_path):
+    (tmp_path / "cpuinfo").write_text("processor : 0\nflags\t\t: fpu avx2 avx512_bf16\n")
+    assert cpu_flags(str(tmp_path / "cpuinfo")) == {"fpu", "avx2", "avx512_bf16"}
+    assert cpu_flags(str(tmp_path / "missing")) == frozenset()
+
+
+def test_missing_runtimes_seam(monkeypatch):
+    monkeypatch.setenv(MISSING_ENV, "onnxruntime, openvino")
+    assert "onnxruntime" not in installed_runtimes() and "openvino" not in installed_runtimes()
+    assert installed_runtimes(missing=())[0] == "torch"
+
+
+@pytest.fixture
+def checkpoint(ganimation, tmp_path):
+    generator, _ = ganimation
+    save_generator(generator, tmp_path / "g.pt", {"image_size": SIZE})
+    return str(tmp_path / "g.pt")
+
+
+def test_auto_chooses_a_valid_runtime_here_within_tolerance(checkpoint):
+    runtime = open_runtime(checkpoint, runtime="auto", threads=1)
+    choice = runtime.auto
+    assert runtime.name in choice.machine.runtimes and "auto on cpu" in runtime.describe()
+    assert runtime.describe().startswith(f"{runtime.name} {runtime.precision} on cpu, 1 thread (auto")
+    tried = {(result.runtime, result.precision): result for result in choice.results}
+    chosen = tried[(runtime.name, runtime.precision)]
+    assert chosen.within_tolerance and chosen.fps == max(r.fps for r in tried.values() if r.within_tolerance)
+    assert ("torch", "fp32") in tried
+    if runtime.precision in MIN_PSNR_DB:
+        assert chosen.psnr_db >= MIN_PSNR_DB[runtime.precision]
+    if not choice.machine.native_bf16:
+        assert all(precision != "bf16" for _, precision in tried)
+
+
+def test_auto_falls_back_to_torch_when_the_extras_are_missing(checkpoint, monkeypatch):
+    monkeypatch.setenv(MISSING_ENV, "onnxruntime,openvino,tensorrt")
+    runtime = open_runtime(checkpoint, runtime="auto", threads=1)
+    assert runtime.name == "torch" and "runtimes torch:" in runtime.describe()
+    with pytest.raises(RuntimeUnavailableError, match=r"pip install 'ganbatch\[cpu-fast\]'"):
+        open_runtime(checkpoint, runtime="onnxruntime")
+    with pytest.raises(RuntimeUnavailableError, match=r"ganbatch\[cpu-fast\]"):
+        open_runtime(checkpoint, runtime="openvino")
+
+
+def test_auto_without_probe_takes_the_first_candidate_that_opens(checkpoint, monkeypatch):
+    from ganbatch.models.runtime import open_source
+    from ganbatch.models.runtime_auto import choose_runtime
+
+    with open_source(checkpoint) as source:
+        runtime = choose_runtime(source, device=torch.device("cpu"), probe=False, missing=("openvino",))
+        expected = candidates(source, runtime.auto.machine)[0]
+    assert (runtime.name, runtime.precision) == expected
+    assert [result.fps for result in runtime.auto.results] == [0.0]
+
+
+def test_tensorrt_without_a_gpu_says_what_it_needs(checkpoint):
+    with pytest.raises((RuntimeUnavailableError, ValueError), match="tensorrt|CUDA"):
+        open_runtime(checkpoint, runtime="tensorrt", device="cpu")
+
+
+@pytest.mark.slow
+def test_demo_eval_metrics_barely_move_with_the_auto_runtime_and_int8(tmp_path):
+    pytest.importorskip("openvino", reason="needs the cpu-fast extra (pip install 'ganbatch[cpu-fast]')")
+    pytest.importorskip("nncf", reason="needs the cpu-fast extra (pip install 'ganbatch[cpu-fast]')")
+    from ganbatch.eval import run_eval
+
+    reference = run_eval("demo", identities=2, runtime="torch")
+    auto = run_eval("demo", identities=2, runtime="auto")
+    assert "auto on" in auto["settings"]["runtime"]
+    from ganbatch.export import export
+
+    export("demo", str(tmp_path / "int8_ir"), format="openvino", precision="int8")
+    int8 = run_eval(str(tmp_path / "int8_ir"), identities=2, runtime="openvino")
+    assert int8["settings"]["runtime"].startswith("openvino int8")
+    for report in (auto, int8):
+        assert abs(report["au_mae"] - reference["au_mae"]) <= 0.03, report["settings"]["runtime"]
+        assert abs(report["psnr"] - reference["psnr"]) <= 0.3, report["settings"]["runtime"]
