@@ -9,6 +9,7 @@ MAX_NODES nodes, nests deeper than MAX_DEPTH, or holds an alias to a node that c
 safe loader.
 """
 import os
+import re
 import stat
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -73,12 +74,32 @@ def check_expansion(root: yaml.Node, max_nodes: int = MAX_NODES, max_depth: int 
     return sizes[id(root)]
 
 
+_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+def _flow_depth(text: Union[str, bytes]) -> int:
+    """The deepest nesting of `[`/`{` in the text (brackets inside quoted strings count too: an over-estimate).
+
+    Checked before parsing because PyYAML's scanner is quadratic in flow nesting (thousands of `[` take seconds);
+    block nesting needs indentation and stays cheap.
+    """
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    depth = deepest = 0
+    for match in _BRACKETS.finditer(text):
+        depth = depth + 1 if match.group(0) in "[{" else max(0, depth - 1)
+        deepest = max(deepest, depth)
+    return deepest
+
+
 def compose(text: Union[str, bytes], loader: Optional[yaml.SafeLoader] = None) -> Optional[yaml.Node]:
     """The root node of a one-document YAML text (None when empty), checked with check_expansion.
 
     `loader` (a SafeLoader over `text`) lets the caller keep using it to construct values; it is not disposed.
     Raises yaml.YAMLError for syntax errors and YamlLimitError for texts over the limits.
     """
+    if _flow_depth(text) > MAX_DEPTH:
+        raise YamlLimitError(f"lists and mappings nest deeper than {MAX_DEPTH} levels")
     loader = loader or yaml.SafeLoader(text)
     try:
         root = loader.get_single_node()
