@@ -11,6 +11,7 @@ from ganbatch.models import (
     GANnotationGenerator,
     get_family,
 )
+from ganbatch.jobs.train import NetworkSpec
 from ganbatch.targets.landmarks import landmark_heatmaps
 
 SIZE = 32
@@ -178,3 +179,58 @@ def test_registry_lists_networks_and_rejects_unknown_family():
     assert get_family("gannotation").condition == "landmarks"
     with pytest.raises(ValueError, match="ganimation, gannotation"):
         get_family("stargan")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The critic's size options (jobs.train.NetworkSpec) and the critics they build
+
+
+def critic_of(network: dict, family: str = "ganimation"):
+    spec = NetworkSpec(**network)
+    return get_family(family).discriminator_cls(image_size=spec.size, conv_dim=spec.critic_width(),
+                                                repeat_num=spec.critic_layers())
+
+
+def strided_convs(critic):
+    return [(m.in_channels, m.out_channels) for m in critic.features if isinstance(m, nn.Conv2d)]
+
+
+def test_default_critic_is_the_published_ganimation_discriminator():
+    """GANimation's published Discriminator (128 px, conv_dim 64, repeat_num 6): six 4x4/2 convolutions of
+    64..2048 channels, a 3x3 critic head and a 2x2 AU head: 44.86 M parameters."""
+    critic = critic_of({})
+    assert strided_convs(critic) == [(3, 64), (64, 128), (128, 256), (256, 512), (512, 1024), (1024, 2048)]
+    assert all(m.kernel_size == (4, 4) and m.stride == (2, 2) for m in critic.features if isinstance(m, nn.Conv2d))
+    assert critic.critic_head.kernel_size == (3, 3) and critic.aux_head.kernel_size == (2, 2)
+    convs = strided_convs(critic)
+    published = sum(i * o * 16 + o for i, o in convs) + 2048 * 9 + 2048 * 17 * 4
+    assert sum(p.numel() for p in critic.parameters()) == published
+    assert 44.8e6 < published < 44.9e6
+
+
+@pytest.mark.parametrize("network, width, layers", [
+    ({"size": 64, "conv_dim": 32}, 32, 5),  # the README's small example: 2x2 final map, like the published 128 px
+    ({"size": 64, "conv_dim": 8}, 8, 5),
+    ({"size": 128, "conv_dim": 16}, 16, 6),
+    ({"size": 256}, 64, 6),  # at most the published 6 layers
+    ({"size": 192}, 64, 6),
+    ({"size": 64, "conv_dim": 32, "d_conv_dim": 16, "d_layers": 6}, 16, 6),  # set explicitly: as set
+    ({"size": 128, "d_conv_dim": 24}, 24, 6),
+])
+@pytest.mark.parametrize("family", ["ganimation", "gannotation"])
+def test_critic_width_and_depth_follow_the_generator_and_size_unless_set(network, width, layers, family):
+    critic = critic_of(network, family)
+    convs = strided_convs(critic)
+    assert len(convs) == layers
+    assert [o for _, o in convs] == [width * 2 ** k for k in range(layers)]
+    size = NetworkSpec(**network).size
+    scores, _ = critic(torch.zeros(1, 3, size, size), torch.zeros(1, 66, size, size) if family == "gannotation"
+                       else None)
+    assert scores.shape[-1] == size // 2 ** layers
+
+
+def test_resolved_network_spec_fills_in_the_critic():
+    spec = NetworkSpec(size=64, conv_dim=32)
+    assert (spec.d_conv_dim, spec.d_layers) == (None, None)
+    assert spec.resolved().model_dump() == {"size": 64, "conv_dim": 32, "res_blocks": 6, "d_conv_dim": 32,
+                                            "d_layers": 5}

@@ -7,7 +7,9 @@ import torch
 from ganbatch.jobs.train import TrainJob
 from ganbatch.train import losses
 from ganbatch.train.batches import Batch
-from ganbatch.train.state import build_state
+from ganbatch.train import precision
+from ganbatch.train.precision import cpu_has_native_bf16, resolve_precision
+from ganbatch.train.state import STATE_FILE, build_state, save_state
 from ganbatch.train.steps import ganimation_generator_losses, linear_decay
 
 
@@ -166,3 +168,65 @@ def test_bf16_autocast_steps_run_and_fp16_needs_cuda():
     fp16 = TrainJob.model_validate({**job, "execution": {"precision": "fp16"}})
     with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
         build_state(fp16, "cpu")
+
+
+def test_auto_precision_is_bf16_only_where_the_cpu_computes_it_natively(monkeypatch):
+    assert cpu_has_native_bf16("AVX512", frozenset({"avx512f", "avx512_bf16"}))
+    assert cpu_has_native_bf16("AVX512", frozenset({"avx512f", "amx_bf16", "amx_tile"}))
+    assert not cpu_has_native_bf16("AVX2", frozenset({"avx2", "avx512_bf16"}))  # kernels built for AVX2 only
+    assert not cpu_has_native_bf16("AVX512", frozenset({"avx512f", "avx2"}))  # AVX-512 without bf16: emulated
+    assert not cpu_has_native_bf16("DEFAULT", frozenset())
+    for native, expected in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda native=native: native)
+        assert resolve_precision("auto", "cpu") == expected
+        assert [resolve_precision(p, "cpu") for p in ("fp32", "bf16")] == ["fp32", "bf16"]  # as asked
+    job = TrainJob(family="ganimation", data="d", out="o", name="n")
+    assert job.execution.precision == "auto"
+    assert build_state(_tiny_job("ganimation", "wgan-gp"), "cpu").trainer.precision == "fp32"  # patched: no bf16
+
+
+def test_bf16_gradient_penalty_double_backward_matches_fp32():
+    """The critic step's penalty differentiates the critic's gradient (double backward) under bf16 autocast too; it
+    stays close to the fp32 value and its gradients reach the critic's weights."""
+    torch.manual_seed(0)
+    job = _tiny_job("ganimation", "wgan-gp")
+    critic = build_state(job, "cpu").nets.critic
+    points = losses.interpolate(torch.rand(4, 3, 64, 64), torch.rand(4, 3, 64, 64), torch.rand(4))
+    penalties = []
+    for dtype in (None, torch.bfloat16):
+        critic.zero_grad()
+        with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
+            penalty = losses.gradient_penalty(lambda x: critic(x)[0], points)
+        penalty.backward()
+        assert penalty.dtype == torch.float32 and torch.isfinite(penalty)
+        assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in critic.features.parameters())
+        penalties.append(float(penalty.detach()))
+    assert penalties[1] == pytest.approx(penalties[0], rel=0.05)
+
+
+def test_small_models_have_small_training_checkpoints(tmp_path):
+    """A conv_dim 8 model at 64 px: the critic follows it (8..128 channels), so state.pt (both networks and both
+    Adam states) is small; the full-size 44.8 M-parameter critic it used to get made it 513 MB."""
+    job = TrainJob(family="ganimation", data="d", out="o", name="n",
+                   network={"size": 64, "conv_dim": 8, "res_blocks": 2})
+    state = build_state(job, "cpu")
+    save_state(state, tmp_path, job)
+    critic_parameters = sum(p.numel() for p in state.nets.critic.parameters())
+    assert critic_parameters < 200_000
+    assert (tmp_path / STATE_FILE).stat().st_size < 4_000_000
+
+
+def test_gannotation_terms_with_weight_zero_are_not_computed():
+    job = _tiny_job("gannotation", "hinge", lambda_triple=0, lambda_cycle=0)
+    state = build_state(job, "cpu")
+    calls = []
+    state.nets.generator.register_forward_hook(lambda *args: calls.append(1))
+    heat = torch.rand(2, 66, 64, 64)
+    batch = Batch(real=torch.rand(2, 3, 64, 64) * 2 - 1, alpha=torch.rand(2), heat_real=heat, heat_target=heat,
+                  heat_third=heat, target=torch.rand(2, 3, 64, 64) * 2 - 1, has_pair=torch.ones(2))
+    terms = state.trainer.generator_step(batch)
+    assert len(calls) == 1 and "triple" not in terms and "cycle" not in terms
+    calls.clear()
+    full = build_state(_tiny_job("gannotation", "hinge"), "cpu")
+    full.nets.generator.register_forward_hook(lambda *args: calls.append(1))
+    assert {"cycle", "triple"} <= set(full.trainer.generator_step(batch)) and len(calls) == 4

@@ -20,7 +20,7 @@ from ganbatch.train.data import TrainingData, local_images_root
 from ganbatch.train.distributed import broadcast_module, mean_over_workers
 from ganbatch.train.monitor import MODEL_FILE, SAMPLES_FOLDER, RunFiles, RunMonitor, console
 from ganbatch.train.preview import PREVIEW_COLUMNS, PREVIEW_FACES, preview_aus, sample_grid
-from ganbatch.train.state import TrainState, build_state, export_generator, load_state, save_state
+from ganbatch.train.state import TrainState, build_state, export_generator, resume_state, save_state
 
 
 
@@ -61,13 +61,14 @@ class _Accumulator:
         return means
 
 
-def _restore(state: TrainState, job: TrainJob) -> bool:
-    """Load Ray Train's latest checkpoint into state, if there is one; returns whether there was."""
+def _restore(state: TrainState, job: TrainJob, run_uri: str) -> bool:
+    """Load Ray Train's latest checkpoint into state (an earlier one when it is unreadable: `resume_state`), if
+    there is one; returns whether there was."""
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is None:
         return False
     with checkpoint.as_directory() as folder:
-        load_state(state, Path(folder), job)
+        resume_state(state, job, Path(folder), run_uri, report=console, latest_name=Path(checkpoint.path).name)
     return True
 
 
@@ -96,7 +97,7 @@ def train_worker(config: dict) -> None:
     objective = job.resolved_objective()
 
     state = build_state(job, device)
-    resumed = _restore(state, job)
+    resumed = _restore(state, job, run_uri)
     broadcast_module(state.nets.generator)
     broadcast_module(state.nets.critic)
     start_step = state.step
@@ -108,9 +109,10 @@ def train_worker(config: dict) -> None:
     monitor = None
     if files is not None:
         console(f"[{job.name}] {'resuming from step' if resumed else 'starting at step'} {start_step} of "
-                f"{job.steps} on {world} worker(s) ({device}); {data.describe()}")
+                f"{job.steps} on {world} worker(s) ({device}, {state.trainer.precision}); {data.describe()}")
         monitor = RunMonitor(files, job.name, start_step, job.steps,
-                             {"workers": world, "resumed": resumed, "device": str(device)})
+                             {"workers": world, "resumed": resumed, "device": str(device),
+                              "precision": state.trainer.precision})
         faces = batches.preview_faces(PREVIEW_FACES)
         targets = _preview_targets(job, batches)
     sums = _Accumulator()

@@ -3,6 +3,8 @@
 Every term is a mean over the batch, so that the gradient of a batch split evenly over workers, averaged across
 them, equals the gradient of the whole batch on one worker. Weights are applied by the caller (`steps`).
 Adversarial losses take critic scores of any shape (a patch critic's (B, 1, h, w) map) and average them.
+Every term is computed in float32 from inputs of any precision (bf16 under autocast), so sums and means over
+thousands of values keep their accuracy.
 """
 from collections.abc import Callable
 
@@ -25,6 +27,7 @@ def critic_loss(kind: str, real_scores: torch.Tensor, fake_scores: torch.Tensor)
     lsgan: (E[(D(real) - 1)^2] + E[D(fake)^2]) / 2 (Mao et al., labels 0 and 1).
     """
     _check_kind(kind)
+    real_scores, fake_scores = real_scores.float(), fake_scores.float()
     if kind == "wgan-gp":
         return fake_scores.mean() - real_scores.mean()
     if kind == "hinge":
@@ -35,6 +38,7 @@ def critic_loss(kind: str, real_scores: torch.Tensor, fake_scores: torch.Tensor)
 def generator_adversarial_loss(kind: str, fake_scores: torch.Tensor) -> torch.Tensor:
     """The generator's adversarial loss: -E[D(fake)] for wgan-gp and hinge, E[(D(fake) - 1)^2] / 2 for lsgan."""
     _check_kind(kind)
+    fake_scores = fake_scores.float()
     if kind == "lsgan":
         return 0.5 * (fake_scores - 1).pow(2).mean()
     return -fake_scores.mean()
@@ -64,6 +68,7 @@ def gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor], points: tor
 def total_variation(mask: torch.Tensor) -> torch.Tensor:
     """Per-image sum of |differences| between vertically and horizontally adjacent values of mask (B, C, H, W),
     averaged over the batch (GANimation's attention smoothness, per image)."""
+    mask = mask.float()
     vertical = (mask[:, :, 1:, :] - mask[:, :, :-1, :]).abs().flatten(1).sum(1)
     horizontal = (mask[:, :, :, 1:] - mask[:, :, :, :-1]).abs().flatten(1).sum(1)
     return (vertical + horizontal).mean()
@@ -72,5 +77,5 @@ def total_variation(mask: torch.Tensor) -> torch.Tensor:
 def weighted_l1(prediction: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Mean over the batch of weights[b] * mean |prediction[b] - target[b]|: an L1 that counts only some samples
     (weights 0/1) while keeping the batch mean's normalisation."""
-    per_sample = (prediction - target).abs().flatten(1).mean(1)
+    per_sample = (prediction.float() - target.float()).abs().flatten(1).mean(1)
     return (weights.to(per_sample.dtype) * per_sample).mean()

@@ -83,8 +83,8 @@ def ganimation_generator_losses(nets: Networks, batch: Batch, objective: Objecti
     terms = {
         "adv": losses.generator_adversarial_loss(objective.adversarial, fake_scores),
         "au": F.mse_loss(fake_aus.float(), batch.cond_target),
-        "cycle": F.l1_loss(cycled, batch.real),
-        "mask": attention.mean() + cycle_attention.mean(),
+        "cycle": F.l1_loss(cycled.float(), batch.real),
+        "mask": attention.float().mean() + cycle_attention.float().mean(),
         "tv": losses.total_variation(attention) + losses.total_variation(cycle_attention),
     }
     weights = {"adv": objective.lambda_adv, "au": objective.lambda_au, "cycle": objective.lambda_cycle,
@@ -112,7 +112,10 @@ def gannotation_critic_losses(nets: Networks, batch: Batch, objective: Objective
 
 def gannotation_generator_losses(nets: Networks, batch: Batch, objective: ObjectiveSpec) -> tuple[torch.Tensor,
                                                                                                    LossTerms]:
-    """(total, terms) of GANnotation's generator step (terms unweighted: adv, pixel, cycle, triple, mask, tv)."""
+    """(total, terms) of GANnotation's generator step (terms unweighted: adv, pixel, cycle, triple, mask, tv).
+
+    The cycle and triple terms take one and two extra generator passes; with a weight of 0 they are not computed
+    (and not reported)."""
     source = nets.as_input(batch.real)
     fake, _, attention = nets.generator(source, batch.heat_target)
     fake_scores, _ = nets.critic(fake, batch.heat_target)
@@ -121,18 +124,20 @@ def gannotation_generator_losses(nets: Networks, batch: Batch, objective: Object
     if bool(unpaired.any()):
         reconstruction = nets.generator(source, batch.heat_real)[0]
         pixel = pixel + losses.weighted_l1(reconstruction, batch.real, unpaired)
-    fake_as_input = nets.as_input(fake)
-    cycled = nets.generator(fake_as_input, batch.heat_real)[0]
-    third_direct = nets.generator(source, batch.heat_third)[0]
-    third_via_target = nets.generator(fake_as_input, batch.heat_third)[0]
     terms = {
         "adv": losses.generator_adversarial_loss(objective.adversarial, fake_scores),
         "pixel": pixel,
-        "cycle": F.l1_loss(cycled, batch.real),
-        "triple": F.l1_loss(third_via_target, third_direct),
-        "mask": attention.mean(),
+        "mask": attention.float().mean(),
         "tv": losses.total_variation(attention),
     }
+    fake_as_input = nets.as_input(fake)
+    if objective.lambda_cycle:
+        cycled = nets.generator(fake_as_input, batch.heat_real)[0]
+        terms["cycle"] = F.l1_loss(cycled.float(), batch.real)
+    if objective.lambda_triple:
+        third_direct = nets.generator(source, batch.heat_third)[0]
+        third_via_target = nets.generator(fake_as_input, batch.heat_third)[0]
+        terms["triple"] = F.l1_loss(third_via_target.float(), third_direct.float())
     weights = {"adv": objective.lambda_adv, "pixel": objective.lambda_pixel, "cycle": objective.lambda_cycle,
                "triple": objective.lambda_triple, "mask": objective.lambda_mask, "tv": objective.lambda_tv}
     return _weighted_total(terms, weights), terms
@@ -175,6 +180,7 @@ class Trainer:
         self.device = torch.device(device)
         if precision == "fp16" and self.device.type != "cuda":
             raise ValueError("precision fp16 needs a CUDA device; use fp32 or bf16 on CPU")
+        self.precision = precision
         self.autocast_dtype = _AUTOCAST.get(precision)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=precision == "fp16")
         self.critic_losses, self.generator_losses = FAMILY_LOSSES[nets.family.name]
