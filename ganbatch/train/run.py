@@ -218,7 +218,31 @@ def _fit(job: TrainJob, data, run: str):
             ),
         )
         with _MetricsFollower(storage.join(run, METRICS_FILE), job):
-            return trainer.fit()
+            return _fit_interruptibly(trainer)
+
+
+def _fit_interruptibly(trainer):
+    """trainer.fit() in a helper thread, so that Ctrl-C reaches this (main) thread as a KeyboardInterrupt at once.
+
+    In the main thread, Ray Train installs its own SIGINT handler, whose graceful abort ends the process with exit
+    status 1 and no word; here the interrupt propagates instead, and the Ray session's shutdown stops the run (its
+    checkpoints are complete or absent, so re-running the same command resumes).
+    """
+    outcome = {}
+
+    def fit():
+        try:
+            outcome["result"] = trainer.fit()
+        except BaseException as error:  # noqa: BLE001 - re-raised in the calling thread
+            outcome["error"] = error
+
+    thread = threading.Thread(target=fit, name="ganbatch-train-fit", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.2)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
 
 
 class _MetricsFollower(threading.Thread):
