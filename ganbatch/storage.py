@@ -86,6 +86,9 @@ class StorageError(Exception):
         self.uri = uri
         self.reason = reason
 
+    def __reduce__(self):  # picklable with its fields (raised inside Ray workers)
+        return type(self), (self.uri, self.reason)
+
 
 def is_s3(uri: str | os.PathLike) -> bool:
     """True for ``s3://bucket/key`` URIs."""

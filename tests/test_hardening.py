@@ -45,6 +45,7 @@ from ganbatch.animate.plan import (
     safe_relative,
 )
 from ganbatch.cli import main
+from ganbatch.errors import one_line, root_cause
 from ganbatch.jobs.load import load_job
 from ganbatch.jobs.problems import ManifestError, Origin, Problem
 from ganbatch.media import ImageDecodeError, VideoEncodeError, decode_image, probe_image
@@ -686,8 +687,19 @@ def test_a_data_error_raised_in_a_ray_worker_reaches_the_driver_as_itself(ray_lo
     def decode():
         decode_image(b"not an image", "imgs/x.jpg")
 
-    with pytest.raises(ImageDecodeError, match=r"^imgs/x\.jpg: text \(12 bytes\), not an image"):
+    with pytest.raises(ImageDecodeError) as caught:
         ray.get(decode.remote())
+    assert one_line(caught.value) == ("imgs/x.jpg: text (12 bytes), not an image in a supported format "
+                                      "(JPEG, PNG, WEBP, BMP, TIFF)")
+    assert vars(root_cause(caught.value)) == {"name": "imgs/x.jpg", "reason": one_line(caught.value)[12:]}
+
+
+def test_one_line_unwraps_ray_train_worker_failures():
+    from ray.train import WorkerGroupError
+
+    error = WorkerGroupError("rank 0 failed with a long traceback...", {1: DataError("data/", "x"),
+                                                                         0: DataError("data/", "1 of 3 images")})
+    assert one_line(error) == "data/: 1 of 3 images" and one_line(ValueError("bad\n value")) == "ValueError: bad value"
 
 
 # ------------------------------------------------------------------------------------------- destination lock
