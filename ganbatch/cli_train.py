@@ -11,6 +11,7 @@ from ganbatch.jobs.train import TrainJob
 TRAIN_FLAGS = {
     "family": "family", "data": "data", "out": "out", "name": "name", "size": "network.size",
     "conv_dim": "network.conv_dim", "res_blocks": "network.res_blocks", "d_conv_dim": "network.d_conv_dim",
+    "d_layers": "network.d_layers",
     "adversarial": "objective.adversarial", "critic_steps": "objective.critic_steps", "lr_g": "optimizer.lr_g",
     "lr_d": "optimizer.lr_d", "flip": "augment.flip", "jitter": "augment.jitter", "batch_size": "batch_size",
     "steps": "steps", "checkpoint_every": "checkpoint_every", "log_every": "log_every",
@@ -24,7 +25,7 @@ TRAIN_FLAGS = {
 TRAIN_SECTIONS = {
     "inputs": ["family", "data"],
     "output": ["out", "name", "checkpoint_every", "log_every", "sample_every", "keep_checkpoints"],
-    "networks": ["size", "conv_dim", "res_blocks", "d_conv_dim"],
+    "networks": ["size", "conv_dim", "res_blocks", "d_conv_dim", "d_layers"],
     "objective and schedule": ["adversarial", "critic_steps", "lr_g", "lr_d", "flip", "jitter", "batch_size", "steps",
                                "seed"],
     "execution": ["address", "workers", "gpus_per_worker", "cpus_per_worker", "threads_per_worker", "precision",
@@ -46,6 +47,7 @@ def _help(dotted: str) -> str:
 @click.option("--conv-dim", type=int, help=_help("network.conv_dim"))
 @click.option("--res-blocks", type=int, help=_help("network.res_blocks"))
 @click.option("--d-conv-dim", type=int, help=_help("network.d_conv_dim"))
+@click.option("--d-layers", type=int, help=_help("network.d_layers"))
 @click.option("--adversarial", type=choice(TrainJob, "objective.adversarial"), help=_help("objective.adversarial"))
 @click.option("--critic-steps", type=int, help=_help("objective.critic_steps"))
 @click.option("--lr-g", type=float, help=_help("optimizer.lr_g"))

@@ -127,3 +127,27 @@ def test_bundled_demo_model_beats_the_copy_baseline():
     assert report["psnr"] > report["psnr_copy"] + 1
     assert report["ssim"] > report["ssim_copy"]
     assert report["au_mae"] < 0.75 * report["au_mae_copy"]
+
+
+class BlurringGenerator(GANimationGenerator):
+    """Returns its input blurred by a 3x3 box filter, whatever the target: a copy, but blurred."""
+
+    def forward(self, x, cond):
+        blurred = torch.nn.functional.avg_pool2d(torch.nn.functional.pad(x, (1, 1, 1, 1), mode="replicate"), 3, 1)
+        return blurred, blurred, torch.zeros_like(x[:, :1])
+
+
+class CopyingGenerator(GANimationGenerator):
+    def forward(self, x, cond):
+        return x, x, torch.ones_like(x[:, :1])
+
+
+def test_sharpness_and_landmark_error_tell_a_blurred_copy_from_a_copy():
+    copy = evaluate_generator(CopyingGenerator(conv_dim=4, repeat_num=1), describe_generator(
+        CopyingGenerator(conv_dim=4, repeat_num=1), image_size=64), **SETTINGS)
+    blurred = evaluate_generator(BlurringGenerator(conv_dim=4, repeat_num=1), describe_generator(
+        BlurringGenerator(conv_dim=4, repeat_num=1), image_size=64), **SETTINGS)
+    assert copy["sharpness"] == pytest.approx(copy["sharpness_copy"]) and 0.8 < copy["sharpness"] < 1.25
+    assert blurred["sharpness"] < 0.6 * blurred["sharpness_copy"]
+    assert copy["landmark_error"] == pytest.approx(copy["landmark_error_copy"])
+    assert 0 < blurred["au_regressor"]["landmark_error_on_eval_ground_truth"] < copy["landmark_error_copy"]

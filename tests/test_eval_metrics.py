@@ -3,6 +3,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from ganbatch.eval import metrics
 from ganbatch.synth import render_face, sample_identity
@@ -103,3 +104,34 @@ def test_max_over_mean_change():
     jumpy = np.broadcast_to(np.array([0, 1, 2, 3, 7], np.uint8)[:, None, None, None], (5, 2, 2, 3))
     assert metrics.max_over_mean_change(jumpy) == pytest.approx(4 / (7 / 4))  # steps 1, 1, 1, 4
     assert metrics.max_over_mean_change(np.zeros((3, 2, 2, 3), np.uint8)) == 1.0
+
+
+def test_sharpness_ratio_of_a_blurred_face_is_below_one_and_of_itself_one():
+    face, _ = render_face(sample_identity(np.random.default_rng(3)), np.zeros(17), 64)
+    blurred = np.clip(ndimage.gaussian_filter(face.astype(np.float64), (1.0, 1.0, 0)), 0, 255).round().astype(np.uint8)
+    assert metrics.sharpness_ratio(face, face) == 1.0
+    assert metrics.sharpness_ratio(face, blurred) < 0.5
+    more_blurred = ndimage.gaussian_filter(face.astype(np.float64), (2.0, 2.0, 0)).round().astype(np.uint8)
+    assert metrics.sharpness_ratio(face, more_blurred) < metrics.sharpness_ratio(face, blurred)
+    noisy = np.clip(face + np.random.default_rng(0).normal(0, 8, face.shape), 0, 255).astype(np.uint8)
+    assert metrics.sharpness_ratio(face, noisy) > 1
+
+
+def test_laplacian_energy_by_hand_and_in_a_region():
+    image = np.zeros((5, 5, 3), np.uint8)
+    image[2, 2] = 100  # grey 100: Laplacian -400 at the centre, +100 at its 4 neighbours
+    assert metrics.laplacian_energy(image) == pytest.approx((400**2 + 4 * 100**2) / 25)
+    where = np.zeros((5, 5), bool)
+    where[2, 2] = True
+    assert metrics.laplacian_energy(image, where) == pytest.approx(400**2)
+    flat = np.full((5, 5, 3), 7, np.uint8)
+    assert metrics.sharpness_ratio(flat, flat) == 1.0
+
+
+def test_landmark_error_is_the_mean_distance_over_the_eye_distance():
+    _, points = render_face(sample_identity(np.random.default_rng(4)), np.zeros(17), 64)
+    assert metrics.landmark_error(points, points) == 0
+    shifted = points + np.array([3.0, 4.0])  # every point 5 px away
+    assert metrics.landmark_error(shifted, points) == pytest.approx(5 / metrics.interocular_distance(points))
+    with pytest.raises(ValueError, match="68"):
+        metrics.landmark_error(points[:66], points)

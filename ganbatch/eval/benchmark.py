@@ -19,7 +19,14 @@ the "copy the input" baseline that returns the source face unchanged:
 - au_mae: mean absolute error (0-5) between the AU regressor's reading of the frame and the target AUs, over all 17
   AUs; au_mae_moving: the same over the AUs that differ between source and target by at least MOVING_AU_MIN;
 - outside_mae: mean absolute pixel error (0-255) outside `metrics.expression_mask` of the source and target
-  landmarks, i.e. how well hair, background, ears and clothes are kept.
+  landmarks, i.e. how well hair, background, ears and clothes are kept;
+- sharpness: `metrics.sharpness_ratio` of the frame to the true target inside that expression mask (where the
+  model draws): 1 as sharp as the truth, below 1 blurred;
+- landmark_error: the geometry of the face the frame shows, read back through the synthetic world: the AU
+  regressor's reading of the frame drives `face_landmarks` of the (known) identity, and the 68 points are
+  compared with the target face's (`metrics.landmark_error`, over the inter-ocular distance). It is the landmark
+  error a GANnotation model is judged by, and it needs no landmark detector; `landmark_error_truth` is the floor
+  the regressor's own error leaves (the same read-back on the true target).
 Smoothness of the interpolated clip, over the AUs that move by at least MOVING_AU_MIN: the fraction of monotone
 steps and the Spearman correlation with time of the regressor's per-frame readings, and the largest frame-to-frame
 change over the mean one; the same numbers for the ground-truth renders of the path are the reference.
@@ -39,7 +46,7 @@ from ganbatch.models.runtime import Runtime, open_runtime
 from ganbatch.models.networks import AttentionGenerator
 from ganbatch.render import render_clip
 from ganbatch.synth import face_landmarks, render_face, sample_expression_aus, sample_identities
-from ganbatch.targets.aus import AU_NAMES, EXPRESSIONS, NUM_AUS, expression_aus
+from ganbatch.targets.aus import AU_NAMES, AU_SCALE, EXPRESSIONS, NUM_AUS, expression_aus
 from ganbatch.targets.landmarks import to_gannotation66
 
 EVAL_SEED_OFFSET = 10_000
@@ -50,7 +57,8 @@ DEFAULT_IDENTITIES = 8
 DEFAULT_RANDOM_PAIRS = 4
 DEFAULT_PATH_FRAMES = 16
 PAIR_METRICS = ("psnr", "psnr_copy", "ssim", "ssim_copy", "au_mae", "au_mae_copy", "au_mae_moving",
-                "au_mae_moving_copy", "outside_mae", "outside_mae_copy")
+                "au_mae_moving_copy", "outside_mae", "outside_mae_copy", "sharpness", "sharpness_copy",
+                "landmark_error", "landmark_error_copy")
 SMOOTHNESS_METRICS = ("monotone_fraction", "time_correlation", "max_over_mean_change")
 
 
@@ -138,7 +146,12 @@ def _generate(identity, pairs, path, generator, info, size, chunk_size, device):
     return np.stack(generated), path_clip
 
 
-def _pair_metrics(pair, frame, source, truth, readings, size) -> dict:
+def _read_back_landmarks(identity, aus: np.ndarray, size: int) -> np.ndarray:
+    """The 68 landmarks of `identity` showing the AUs a regressor read off a face (clipped to the 0-5 scale)."""
+    return face_landmarks(identity, np.clip(aus, 0, AU_SCALE), size)
+
+
+def _pair_metrics(pair, frame, source, truth, readings, size, identity) -> dict:
     """One pair's metrics. `source` and `truth` are (image, landmarks) renders of its two expressions; `readings`
     the regressor's AUs for (frame, source image, truth image). `au_mae*_truth` is the regressor's own error;
     `au_error*` are the per-AU errors (17,) of model and copy baseline."""
@@ -162,6 +175,10 @@ def _pair_metrics(pair, frame, source, truth, readings, size) -> dict:
         "au_mae_moving_truth": float(truth_error[moving].mean()),
         "au_error": error,
         "au_error_copy": copy_error,
+        "sharpness": metrics.sharpness_ratio(truth_image, frame, ~outside),
+        "sharpness_copy": metrics.sharpness_ratio(truth_image, source_image, ~outside),
+        **{key: metrics.landmark_error(_read_back_landmarks(identity, reading, size), truth_points)
+           for key, reading in zip(("landmark_error", "landmark_error_copy", "landmark_error_truth"), readings)},
     }
 
 
@@ -180,7 +197,8 @@ def _evaluate_identity(index, identity, pairs, generator, info, size, regressor,
     read_generated, read_sources, read_truths, read_path, read_path_truth = readings
 
     rows = [_pair_metrics(pair, generated[i], sources[i], truths[i],
-                          (read_generated[i], read_sources[i], read_truths[i]), size) for i, pair in enumerate(pairs)]
+                          (read_generated[i], read_sources[i], read_truths[i]), size, identity)
+            for i, pair in enumerate(pairs)]
     smoothness = {"model": _path_smoothness(read_path, path_clip, path[0], path[-1]),
                   "ground_truth": _path_smoothness(read_path_truth, path_truth, path[0], path[-1])}
     return rows, smoothness
@@ -230,6 +248,7 @@ def evaluate_generator(generator: AttentionGenerator | Runtime, info: GeneratorI
         "au_regressor": {
             "mae_on_eval_ground_truth": _mean([row["au_mae_truth"] for row in rows]),
             "mae_moving_on_eval_ground_truth": _mean([row["au_mae_moving_truth"] for row in rows]),
+            "landmark_error_on_eval_ground_truth": _mean([row["landmark_error_truth"] for row in rows]),
             "validation": regressor.info.get("accuracy", {}),
         },
         "model": {"name": model_name or info.source or "in-memory generator", "family": info.family,

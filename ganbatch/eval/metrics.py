@@ -5,6 +5,9 @@
   `masked_abs_error` over the rest measures how well identity and background are kept.
 - Smoothness of a clip: `monotone_fraction` and `time_correlation` of per-frame AU readouts, and
   `max_over_mean_change` of the frames themselves.
+- Sharpness: `sharpness_ratio`, the high-frequency energy (mean squared Laplacian of the grey image) of an image
+  over that of the true target, so that a blurred output scores below 1 even where its PSNR is good.
+- Geometry: `landmark_error`, the mean landmark distance over the inter-ocular distance.
 """
 import warnings
 
@@ -95,6 +98,41 @@ def masked_abs_error(reference: np.ndarray, image: np.ndarray, where: np.ndarray
     if not where.any():
         raise ValueError("mask selects no pixels")
     return float(np.abs(reference[where].astype(np.int16) - image[where]).mean())
+
+
+def laplacian_energy(image: np.ndarray, where: np.ndarray | None = None) -> float:
+    """Mean squared Laplacian (4-neighbour, of the grey image in 0-255 units) of a uint8 RGB image, over the
+    pixels where `where` (H, W) is True (all pixels by default): its high-frequency energy."""
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
+        raise ValueError(f"image must be uint8 (H, W, 3), got {image.dtype} {image.shape}")
+    grey = image.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    energy = ndimage.laplace(grey, mode="nearest") ** 2
+    if where is None:
+        return float(energy.mean())
+    where = np.asarray(where, bool)
+    if where.shape != grey.shape or not where.any():
+        raise ValueError(f"mask must be a non-empty (H, W) = {grey.shape} boolean array, got {where.shape}")
+    return float(energy[where].mean())
+
+
+def sharpness_ratio(reference: np.ndarray, image: np.ndarray, where: np.ndarray | None = None) -> float:
+    """`laplacian_energy` of image over that of reference (same region): 1 as sharp as the reference, below 1
+    blurrier, above 1 noisier or with sharper edges. A flat reference (no energy) counts 1 if image is flat too."""
+    reference, image = _check_pair(reference, image)
+    ref_energy, energy = laplacian_energy(reference, where), laplacian_energy(image, where)
+    if ref_energy == 0:
+        return 1.0 if energy == 0 else float("inf")
+    return energy / ref_energy
+
+
+def landmark_error(points: np.ndarray, reference: np.ndarray) -> float:
+    """Mean Euclidean distance between two sets of 68 iBUG landmarks (pixels), over the reference's inter-ocular
+    distance (the usual normalised mean error)."""
+    points, reference = np.asarray(points, np.float64), np.asarray(reference, np.float64)
+    if points.shape != (NUM_IBUG, 2) or reference.shape != (NUM_IBUG, 2):
+        raise ValueError(f"landmarks: expected two ({NUM_IBUG}, 2) arrays, got {points.shape} and {reference.shape}")
+    return float(np.linalg.norm(points - reference, axis=1).mean() / interocular_distance(reference))
 
 
 def _oriented(readouts, directions):

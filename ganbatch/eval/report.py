@@ -10,6 +10,8 @@ SUMMARY_ROWS = (
     ("AU MAE, 17 AUs (0-5)", "au_mae", "au_mae_copy", "{:.3f}"),
     ("AU MAE, moving AUs (0-5)", "au_mae_moving", "au_mae_moving_copy", "{:.3f}"),
     ("MAE outside expression (0-255)", "outside_mae", "outside_mae_copy", "{:.2f}"),
+    ("sharpness vs true target", "sharpness", "sharpness_copy", "{:.3f}"),
+    ("landmark error (x eye dist.)", "landmark_error", "landmark_error_copy", "{:.4f}"),
 )
 SMOOTHNESS_ROWS = (
     ("monotone AU steps", "monotone_fraction", "{:.3f}"),

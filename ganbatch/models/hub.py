@@ -12,6 +12,13 @@ from ganbatch.models.networks import AttentionGenerator
 
 DEMO_NAME = "demo"
 DEMO_MODEL = Path(__file__).resolve().parents[1] / "assets" / "demo_ganimation.pt"
+DEMO_GANNOTATION_NAME = "demo-gannotation"
+DEMO_GANNOTATION_MODEL = DEMO_MODEL.with_name("demo_gannotation.pt")
+
+
+def _bundled(uri: str) -> Path | None:
+    """The bundled file a demo name stands for (read at call time, so tests can point it elsewhere), else None."""
+    return {DEMO_NAME: DEMO_MODEL, DEMO_GANNOTATION_NAME: DEMO_GANNOTATION_MODEL}.get(uri)
 
 
 class ModelNotFoundError(CheckpointError):
@@ -19,17 +26,19 @@ class ModelNotFoundError(CheckpointError):
 
 
 def resolve_model_uri(uri: str) -> str:
-    """The checkpoint location `uri` stands for: the bundled file for `demo`, else `uri` itself.
+    """The checkpoint location `uri` stands for: the bundled file for `demo` (GANimation) and `demo-gannotation`,
+    else `uri` itself.
 
-    Raises ModelNotFoundError when `demo` is asked for but this installation has no bundled model.
+    Raises ModelNotFoundError when a demo name is asked for but this installation has no such bundled model.
     """
-    if uri != DEMO_NAME:
+    bundled = _bundled(uri)
+    if bundled is None:
         return uri
-    if not DEMO_MODEL.is_file():
+    if not bundled.is_file():
         raise ModelNotFoundError(
-            f"--model demo: the bundled demo model is missing from this installation (expected {DEMO_MODEL}); "
+            f"--model {uri}: the bundled demo model is missing from this installation (expected {bundled}); "
             "pass a checkpoint path or s3:// URI")
-    return str(DEMO_MODEL)
+    return str(bundled)
 
 
 def open_model(uri: str, trust_pickle: bool = False) -> tuple[AttentionGenerator, GeneratorInfo]:
