@@ -1,7 +1,8 @@
-"""Measure animation speed: the generator alone, `ganbatch animate` end to end, and the original tools' approach.
+"""Measure animation speed: each pipeline stage on its own, the generator alone, `ganbatch animate` end to end, and
+the original tools' approach.
 
-    .venv/bin/python scripts/bench_animate.py [--clips 4] [--frames 64] [--size 128] [--threads 2]
-        [--batch-size 16] [--precision fp32|bf16|fp16] [--device cpu|cuda]
+    .venv/bin/python scripts/bench_animate.py [--clips 4] [--frames 64] [--size 128] [--threads N]
+        [--batch-size 16] [--precision fp32|bf16|fp16] [--gpu] [--skip-reference]
 
 Every measurement animates the same clips: --clips synthetic faces, each along one target (the "happy" expression
 over --frames frames), with a randomly initialised full-size GANimation generator (conv_dim 64, 6 residual blocks;
@@ -10,22 +11,31 @@ speed does not depend on the weights). Rows, all in frames/s over clips x frames
 - reference: the approach of the original tools, reproduced here as a plain loop (not their code): one frame per
   generator forward (batch 1), fp32, each generated frame saved as its own PNG file with PIL.
 - generator only: `render_clip` per clip at --batch-size, after one untimed warm-up clip; no decoding or encoding.
-- animate items: `ganbatch animate` on the same faces (one worker, --threads CPUs), from the manifest: frames over
-  the sum of the items' own seconds (decode, render, encode to mp4, write).
-- animate wall: the same frames over the command's wall time, which adds starting Python, a local Ray and the
-  worker, and loading the model; that start-up time is printed on its own.
+- stage prepare / generate / encode: the animate pipeline's three stages on their own, in this process, each over
+  every clip (ganbatch.animate.item): prepare reads a face's PNG, decodes it, fits it and computes its per-frame
+  targets; generate makes the frames with clips batched together up to --batch-size frames per forward pass;
+  encode lays the frames out and writes an mp4 (ffmpeg) atomically. Also paste-back alone: each clip's frames
+  blended into a 512x512 photo. The CPU stages' cost per frame is printed, with the CPUs a GPU making 5,000 frames/s
+  would need to keep up.
+- animate items: `ganbatch animate` with its default stage sizes, from the manifest: frames over the sum of the
+  items' own seconds (each item's prepare, its share of the generator calls, and its encode).
+- animate wall: the same frames over the command's wall time, which adds starting Python and Ray, the generator
+  actor and its model; the command's own start-up figures (from its summary) are printed on their own line.
 
 fp32 is always measured; a lower --precision (bf16 on CPU, fp16/bf16 on CUDA) is measured as well, so that both
-fp32 and the chosen precision are compared with the fp32 reference. With --device cuda, the GPU variants are
-measured too: fp16 and bf16 autocast, and at --precision channels_last (weights and input), torch.compile, and
-both. Ratios printed: "x reference" (frames/s over the reference's) and "x generator" (over the plain generator's
-at the same precision: for animate rows the end-to-end / generator-only ratio, for GPU variants their gain).
+fp32 and the chosen precision are compared with the fp32 reference. --gpu runs the generator on CUDA (the generate
+stage and `animate --device cuda`), also measures fp16 and bf16 autocast and, at --precision, channels_last (weights
+and input), torch.compile, and both, and samples the GPU's utilisation with nvidia-smi while `animate` runs. Ratios:
+"x reference" (frames/s over the reference's) and "x generator" (over the plain generator's at the same precision:
+for stage and animate rows stage or end-to-end / generator-only, for GPU variants their gain).
 """
 import argparse
 import copy
+import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -33,15 +43,22 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ganbatch.animate.item import ItemSettings, encode_item, generate_clips, prepare_item
 from ganbatch.animate.manifest import read_manifest
+from ganbatch.animate.plan import WorkItem
+from ganbatch.animate.targets import load_targets
+from ganbatch.cluster import local_cpus
+from ganbatch.faces import CropTransform, paste_back
+from ganbatch.jobs.animate import CropSpec, OutputSpec, TargetSpec
 from ganbatch.models import GANimationGenerator, describe_generator, get_family, save_generator
+from ganbatch.models.runtime import TorchRuntime
 from ganbatch.render import PRECISIONS, render_clip
-from ganbatch.synth import render_face, sample_identity
-from ganbatch.targets import expression_aus, expression_schedule
 
 EXPRESSION = "happy"
 GPU_PRECISIONS = ("fp16", "bf16")
 GPU_LAYOUTS = ("channels_last", "torch.compile", "channels_last + torch.compile")
+TARGET_FPS_PER_GPU = 5000
+PHOTO_SIDE = 512
 
 
 class ChannelsLastGenerator(torch.nn.Module):
@@ -66,12 +83,11 @@ def gpu_variant(generator: torch.nn.Module, layout: str) -> torch.nn.Module:
     return variant
 
 
-def make_clips(count: int, size: int, frames: int) -> tuple[list[np.ndarray], np.ndarray]:
-    """`count` synthetic neutral faces (uint8 size x size) and the targets (frames, 17) of the benchmark's one
-    target, the same expression schedule `ganbatch animate --expression happy --frames N` makes."""
-    faces = [render_face(sample_identity(seed), np.zeros(17), size=size)[0] for seed in range(count)]
-    targets = expression_schedule(np.zeros(17), expression_aus(EXPRESSION), frames=frames).targets()
-    return faces, targets
+def make_faces(count: int, size: int) -> list[np.ndarray]:
+    """`count` synthetic neutral faces (uint8 size x size)."""
+    from ganbatch.synth import render_face, sample_identity
+
+    return [render_face(sample_identity(seed), np.zeros(17), size=size)[0] for seed in range(count)]
 
 
 def generator_fps(generator, info, faces, targets, *, batch_size: int, device: str, precision: str) -> float:
@@ -104,23 +120,82 @@ def reference_fps(generator, info, faces, targets, *, device: str, folder: Path)
         return len(faces) * len(targets) / (time.perf_counter() - start)
 
 
-def animate_fps(model: Path, face_folder: Path, out: Path, frames: int, args,
-                precision: str) -> tuple[float, float, float]:
-    """Run `ganbatch animate` on every face in face_folder; returns (frames/s over the items' own seconds,
-    frames/s over the command's wall time, seconds of the wall time spent outside the items)."""
-    command = [sys.executable, "-m", "ganbatch.cli", "animate", str(face_folder), "--model", str(model),
-               "--out", str(out), "--expression", EXPRESSION, "--frames", str(frames), "--workers", "1",
-               "--cpus-per-worker", str(args.threads), "--batch-size", str(args.batch_size),
-               "--device", args.device, "--precision", precision]
+def stage_seconds(runtime, face_files: list[Path], frames: int, folder: Path, batch_size: int) -> dict[str, float]:
+    """Seconds of each stage over every clip, in this process: prepare, generate, encode, paste-back."""
+    targets = load_targets([TargetSpec(expression=EXPRESSION, frames=frames)])
+    settings = ItemSettings(model="bench", crop=CropSpec(), output=OutputSpec(), batch_size=batch_size)
+    items = [WorkItem(str(path), str(folder / f"{path.stem}.mp4"), f"{path.stem}.mp4", 0, EXPRESSION)
+             for path in face_files]
+    seconds = {}
     start = time.perf_counter()
-    finished = subprocess.run(command, capture_output=True, text=True)
+    prepared = [prepare_item(item, targets, settings.crop, runtime.info.image_size) for item in items]
+    seconds["prepare"] = time.perf_counter() - start
+    clips = [clip for clip, _ in prepared]
+    generate_clips(runtime, clips[:1], batch_size=batch_size)  # warm-up
+    start = time.perf_counter()
+    made = generate_clips(runtime, clips, batch_size=batch_size, return_maps=True)
+    seconds["generate"] = time.perf_counter() - start
+    start = time.perf_counter()
+    for item, clip, (_, placement) in zip(items, made, prepared):
+        encode_item(item, clip, placement, settings)
+    seconds["encode"] = time.perf_counter() - start
+    side = runtime.info.image_size
+    photo = np.random.default_rng(0).integers(0, 256, (PHOTO_SIDE, PHOTO_SIDE, 3), dtype=np.uint8)
+    transform = CropTransform(x0=PHOTO_SIDE / 4, y0=PHOTO_SIDE / 4, side=PHOTO_SIDE / 2, size=side)
+    start = time.perf_counter()
+    for clip in made:
+        for begin in range(0, len(clip.frames), batch_size):
+            paste_back(photo, clip.frames[begin:begin + batch_size], clip.attention[begin:begin + batch_size],
+                       transform)
+    seconds["paste-back"] = time.perf_counter() - start
+    return seconds
+
+
+class GpuSampler:
+    """Samples the GPU's utilisation (%) with nvidia-smi every half second while running (empty without it)."""
+
+    def __init__(self):
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "GpuSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            try:
+                out = subprocess.run(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"],
+                                     capture_output=True, text=True, timeout=5).stdout
+                self.samples.append(float(out.split()[0]))
+            except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+                return
+
+
+def animate_fps(model: Path, face_folder: Path, out: Path, frames: int, args,
+                precision: str) -> tuple[float, float, str, list[float]]:
+    """Run `ganbatch animate` (default stage sizes) on every face in face_folder; returns (frames/s over the
+    items' own seconds, frames/s over the command's wall time, its start-up figures, GPU utilisation samples)."""
+    command = [sys.executable, "-m", "ganbatch.cli", "animate", str(face_folder), "--model", str(model),
+               "--out", str(out), "--expression", EXPRESSION, "--frames", str(frames),
+               "--batch-size", str(args.batch_size), "--device", args.device, "--precision", precision]
+    start = time.perf_counter()
+    with GpuSampler() as gpu:
+        finished = subprocess.run(command, capture_output=True, text=True)
     wall = time.perf_counter() - start
     if finished.returncode != 0:
         raise SystemExit(f"ganbatch animate failed (exit {finished.returncode}):\n{finished.stderr[-3000:]}")
     rows = read_manifest(str(out / "manifest.jsonl"))
     total_frames = sum(row["frames"] for row in rows)
     item_seconds = sum(row["seconds"] for row in rows)
-    return total_frames / item_seconds, total_frames / wall, wall - item_seconds
+    startup = re.search(r"start-up [^;]*", finished.stderr)
+    return (total_frames / item_seconds, total_frames / wall, startup.group(0) if startup else "start-up: ?",
+            gpu.samples if args.device == "cuda" else [])
 
 
 def report(label: str, fps: float, reference: float | None = None, generator: float | None = None) -> None:
@@ -133,22 +208,36 @@ def report(label: str, fps: float, reference: float | None = None, generator: fl
     print(f"{label:44s} {fps:8.2f} frames/s{ratios}", flush=True)
 
 
+def report_cpu_stages(seconds: dict[str, float], frames: int) -> None:
+    """The CPU stages' milliseconds per frame, and the CPUs per GPU they imply at TARGET_FPS_PER_GPU."""
+    per_frame = {stage: 1000 * seconds[stage] / frames for stage in ("prepare", "encode", "paste-back")}
+    print("CPU cost per frame (one core): " + ", ".join(f"{stage} {ms:.2f} ms" for stage, ms in per_frame.items()),
+          flush=True)
+    plain = per_frame["prepare"] + per_frame["encode"]
+    print(f"CPUs per GPU for {TARGET_FPS_PER_GPU} frames/s: {TARGET_FPS_PER_GPU * plain / 1000:.1f} "
+          f"(prepare + encode), {TARGET_FPS_PER_GPU * (plain + per_frame['paste-back']) / 1000:.1f} with paste-back",
+          flush=True)
+
+
 def parse_args() -> argparse.Namespace:
-    """The command line; fp16 is refused on CPU and --device cuda without CUDA, before any work."""
+    """The command line; --gpu needs CUDA and fp16 needs --gpu, checked before any work."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=4, help="faces, one clip each (default 4)")
     parser.add_argument("--frames", type=int, default=64, help="frames per clip (default 64)")
     parser.add_argument("--size", type=int, default=128, help="face crop side in pixels (default 128)")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads, and the animate worker's CPUs")
+    parser.add_argument("--threads", type=int, default=local_cpus(),
+                        help="torch threads of the in-process rows (default: the cores this process may use)")
     parser.add_argument("--batch-size", type=int, default=16, help="frames per generator call (default 16)")
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
                         help="ours, besides fp32: bf16 (CPU or CUDA) or fp16 (CUDA)")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--gpu", action="store_true", help="run the generator on CUDA (see the module doc)")
+    parser.add_argument("--skip-reference", action="store_true", help="leave out the (slow) batch-1 reference")
     args = parser.parse_args()
-    if args.device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda: CUDA is not available on this machine")
-    if args.device == "cpu" and args.precision == "fp16":
-        parser.error("--precision fp16 needs --device cuda; use bf16 on CPU")
+    args.device = "cuda" if args.gpu else "cpu"
+    if args.gpu and not torch.cuda.is_available():
+        parser.error("--gpu: CUDA is not available on this machine")
+    if not args.gpu and args.precision == "fp16":
+        parser.error("--precision fp16 needs --gpu; use bf16 on CPU")
     if min(args.clips, args.frames, args.threads, args.batch_size) < 1:
         parser.error("--clips, --frames, --threads and --batch-size must be at least 1")
     return args
@@ -160,17 +249,23 @@ def main() -> None:
     torch.manual_seed(0)
     generator = GANimationGenerator(conv_dim=64, repeat_num=6).eval()
     info = describe_generator(generator, image_size=args.size)
-    faces, targets = make_clips(args.clips, args.size, args.frames)
+    faces = make_faces(args.clips, args.size)
+    targets = load_targets([TargetSpec(expression=EXPRESSION, frames=args.frames)])[0].schedule(
+        np.zeros(17, np.float32)).targets()
+    frames = args.clips * args.frames
     precisions = ["fp32"] + ([args.precision] if args.precision != "fp32" else [])
-    device_name = torch.cuda.get_device_name() if args.device == "cuda" else f"cpu, {args.threads} threads"
+    device_name = torch.cuda.get_device_name() if args.gpu else f"cpu, {args.threads} threads"
     print(f"{device_name}; GANimation generator conv_dim 64, 6 residual blocks; {args.clips} clips x "
           f"{args.frames} frames at {args.size}x{args.size}; batch {args.batch_size}", flush=True)
 
     with tempfile.TemporaryDirectory(prefix="ganbatch-bench-") as folder:
         folder = Path(folder)
-        (folder / "reference").mkdir()
-        reference = reference_fps(generator, info, faces, targets, device=args.device, folder=folder / "reference")
-        report("reference (batch 1, fp32, a PNG per frame)", reference, reference)
+        reference = None
+        if not args.skip_reference:
+            (folder / "reference").mkdir()
+            reference = reference_fps(generator, info, faces, targets, device=args.device,
+                                      folder=folder / "reference")
+            report("reference (batch 1, fp32, a PNG per frame)", reference, reference)
 
         plain = {}
         for precision in precisions:
@@ -178,7 +273,7 @@ def main() -> None:
                                              device=args.device, precision=precision)
             report(f"generator only, {precision}", plain[precision], reference)
 
-        if args.device == "cuda":
+        if args.gpu:
             for precision in GPU_PRECISIONS:
                 if precision not in plain:
                     fps = generator_fps(generator, info, faces, targets, batch_size=args.batch_size,
@@ -189,22 +284,33 @@ def main() -> None:
                                     batch_size=args.batch_size, device=args.device, precision=args.precision)
                 report(f"generator only, {args.precision} + {layout}", fps, reference, plain[args.precision])
         else:
-            reason = "run with --device cuda" if torch.cuda.is_available() else "CUDA is not available here"
-            print(f"GPU variants (fp16, bf16, channels_last, torch.compile): skipped, {reason}", flush=True)
+            print("GPU variants (fp16, bf16, channels_last, torch.compile): skipped (use --gpu)", flush=True)
+
+        face_folder = folder / "faces"
+        face_folder.mkdir()
+        face_files = []
+        for index, face in enumerate(faces):
+            face_files.append(face_folder / f"face{index}.png")
+            Image.fromarray(face).save(face_files[-1])
+        for precision in precisions:
+            runtime = TorchRuntime(generator, info, device=args.device, precision=precision)
+            seconds = stage_seconds(runtime, face_files, args.frames, folder / f"stages-{precision}",
+                                    args.batch_size)
+            for stage in ("prepare", "generate", "encode", "paste-back"):
+                report(f"stage {stage}, {precision}", frames / seconds[stage], reference, plain[precision])
+            if precision == "fp32":
+                report_cpu_stages(seconds, frames)
 
         model = folder / "ganimation.pt"
         save_generator(generator, model, {"image_size": args.size})
-        face_folder = folder / "faces"
-        face_folder.mkdir()
-        for index, face in enumerate(faces):
-            Image.fromarray(face).save(face_folder / f"face{index}.png")
         for precision in precisions:
-            items, wall, start_up = animate_fps(model, face_folder, folder / f"out-{precision}", args.frames, args,
-                                                precision)
+            items, wall, startup, utilisation = animate_fps(model, face_folder, folder / f"out-{precision}",
+                                                            args.frames, args, precision)
             report(f"animate items, {precision}", items, reference, plain[precision])
             report(f"animate wall, {precision}", wall, reference, plain[precision])
-            print(f"{'':44s} ({start_up:.1f} s of the wall time outside the items: Ray, worker, model start)",
-                  flush=True)
+            gpu = (f"; GPU utilisation mean {np.mean(utilisation):.0f}%, max {max(utilisation):.0f}% "
+                   f"({len(utilisation)} samples)" if utilisation else "")
+            print(f"{'':44s} ({startup}{gpu})", flush=True)
 
 
 if __name__ == "__main__":

@@ -10,8 +10,8 @@ when its manifest listed the video as ok.
 For an `s3://` destination the manifest is kept in a local file and uploaded whole as it grows (at most every
 `upload_every` seconds) and once more when the run ends, so a reader of the S3 copy may be a few rows behind. An
 upload that fails never stops the run: uploads on the way are tried once (with botocore's retries) and again with a
-later row; the last one is retried for the storage layer's whole budget, and when it fails too, the local copy is
-kept and `ManifestWriter.problem` says where.
+later row; the last one is retried for the storage layer's budget, at least its default (`storage.RETRY_SECONDS`),
+and when it fails too, the local copy is kept and `ManifestWriter.problem` says where.
 """
 import json
 import logging
@@ -99,7 +99,10 @@ class ManifestWriter:
             return
         self._file.close()
         if self._remote:
-            if self._upload():
+            # the record of the run is worth waiting for: at least the default budget, even when items fail faster
+            with storage.retry_budget(max(storage.retry_seconds(), storage.RETRY_SECONDS)):
+                uploaded = self._upload()
+            if uploaded:
                 shutil.rmtree(self._staging, ignore_errors=True)
             else:
                 self.problem = f"the manifest could not be uploaded to {self.uri}; it is kept at {self._path}"
