@@ -35,7 +35,8 @@ ANIMATE_SECTIONS = {
     "timing": ["fps", "duration", "frames", "easing", "pingpong", "input_first"],
     "faces": ["crop", "detector", "margin", "pasteback", "feather"],
     "output": ["out", "format", "crf", "layout", "size", "preview", "report", "overwrite", "allow_failures"],
-    "execution": ["address", "workers", "gpus_per_worker", "cpus_per_worker", "batch_size", "device", "precision"],
+    "execution": ["address", "workers", "gpus_per_worker", "cpus_per_worker", "batch_size", "device", "precision",
+                  "runtime"],
     "job": JOB_PARAMS,
 }
 
@@ -112,7 +113,8 @@ def targets_from_flags(ctx: click.Context) -> list[dict]:
 @click.option("--batch-size", type=int, help=field_help(AnimateJob, "execution.batch_size"))
 @click.option("--device", type=choice(AnimateJob, "execution.device"), help=field_help(AnimateJob, "execution.device"))
 @click.option("--precision", type=choice(AnimateJob, "execution.precision"), help=field_help(AnimateJob, "execution.precision"))
-@click.option("--runtime", help=field_help(AnimateJob, "execution.runtime"))
+@click.option("--runtime", type=choice(AnimateJob, "execution.runtime"),
+              help=field_help(AnimateJob, "execution.runtime"))
 @click.option("--overwrite", is_flag=True, help=field_help(AnimateJob, "overwrite"))
 @click.option("--allow-failures", is_flag=True, help=field_help(AnimateJob, "allow_failures"))
 @click.option("--trust-pickle", is_flag=True, help=field_help(AnimateJob, "trust_pickle"))

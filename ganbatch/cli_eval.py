@@ -8,8 +8,9 @@ import logging
 
 import click
 
-from ganbatch.cli_help import GroupedCommand
+from ganbatch.cli_help import GroupedCommand, choice
 from ganbatch.cli_jobs import default_text
+from ganbatch.jobs import AnimateJob
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ EVAL_SECTIONS = {
 @click.option("--chunk-size", type=click.IntRange(min=1), default=16, help="frames per generator batch; default: 16")
 @click.option("--trust-pickle", is_flag=True,
               help="allow checkpoints whose unpickling runs code (only for files you trust)")
-@click.option("--runtime", type=click.Choice(["auto", "torch", "onnxruntime", "openvino", "tensorrt"]),
+@click.option("--runtime", type=choice(AnimateJob, "execution.runtime"),
               default="torch", help="inference engine (auto: the fastest here within tolerance of fp32; onnxruntime/"
                                     "openvino need ganbatch[cpu-fast]); default: torch")
 @click.option("--dry-run", is_flag=True,
