@@ -168,6 +168,9 @@ def test_ray_frames_equal_the_one_clip_renderer(ray_local, models, tmp_path):
     )
     result = run_animate(job)
     assert result.ok and result.succeeded == 1
+    # three operators, decoding and encoding outside the generator's process (not fused into its actor)
+    assert all(f" {name}: " in result.stats for name in ("Map(prepare)", "MapBatches(Generate)", "Map(encode)"))
+    assert "Map(prepare)->" not in result.stats and "->Map(encode)" not in result.stats
 
     end = expression_aus("sad").copy()
     end[16] = 2.5  # AU45, the last of the 17

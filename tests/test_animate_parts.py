@@ -325,6 +325,8 @@ def test_flags_build_targets_and_dry_run_prints_the_plan(tmp_path):
     assert job["execution"]["workers"] == 3
     plan = "\n".join(line for line in result.stdout.splitlines() if line.startswith("#"))
     assert "2 images x 2 targets (happy, sad-0.5) = 4 videos: 3 to make, 1 already exist" in plan
+    assert "prepare: CPU tasks of" in plan and "encode: CPU tasks of" in plan
+    assert "generate: 3 actor(s), one model each" in plan  # the stages and their sizes on this machine
 
 
 def test_timing_flags_need_target_flags(tmp_path):

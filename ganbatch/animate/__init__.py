@@ -1,9 +1,11 @@
-"""`ganbatch animate`: face photos x targets -> one video each, on a pool of Ray model actors.
+"""`ganbatch animate`: face photos x targets -> one video each, as a streaming Ray Data pipeline.
 
 Modules, one job each: `plan` (inputs x targets -> work items, output names, skipping finished ones), `targets`
-(target specs + a face's source AUs/landmarks -> per-frame targets), `item` (one video, no Ray), `manifest` (the JSONL
-manifest), `preview` (preview.gif) and `pipeline` (Ray actors, streaming, progress, summary; `run_animate` and
-`plan_animate`, the runner protocol of ganbatch.runner).
+(target specs + a face's source AUs/landmarks -> per-frame targets), `item` (the three steps of one video, no Ray:
+prepare, generate, encode), `stages` (those steps as Ray Data stages: CPU tasks, a generator actor pool, CPU tasks),
+`resources` (each stage's size from the cluster), `manifest` (the JSONL manifest), `preview` (preview.gif) and
+`pipeline` (the driver: plan, stream, manifest, progress, summary; `run_animate` and `plan_animate`, the runner
+protocol of ganbatch.runner).
 """
 from ganbatch.animate.pipeline import AnimateError, AnimateResult, plan_animate, run_animate
 
