@@ -129,6 +129,9 @@ def _settings(job: TrainJob) -> dict:
 def job_changes(saved: TrainJob, job: TrainJob) -> list[str]:
     """`key: old -> new` for each setting of `_settings` that differs between a run's saved job and `job`."""
     before, after = _flat(_settings(saved)), _flat(_settings(job))
+    if saved.optimizer.decay_start is None and job.optimizer.decay_start is None:
+        del before["optimizer.decay_start"]  # it follows `steps`, which a resume may change
+        del after["optimizer.decay_start"]
     return [f"{key}: {before.get(key)} -> {after.get(key)}" for key in dict.fromkeys([*before, *after])
             if before.get(key) != after.get(key)]
 

@@ -1,0 +1,226 @@
+"""The CLI's behaviour around the jobs: logging levels and formats, redaction in logs, quiet Ray options, progress
+lines, validate's notes for unset variables, Ctrl-C handling and resume checks."""
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from ganbatch.cli import INTERRUPTED, main
+from ganbatch.logs import add_redactor, clear_redactors, quiet_ray_options, setup_logging
+from ganbatch.progress import Progress, describe_cluster, describe_setup, format_duration
+
+JOBS = Path(__file__).resolve().parents[1] / "jobs"
+GANBATCH = [sys.executable, "-m", "ganbatch.cli"]
+
+
+@pytest.fixture
+def restore_logging():
+    yield
+    clear_redactors()
+    setup_logging(0)
+
+
+def _lines(capsys) -> list[str]:
+    return capsys.readouterr().err.splitlines()
+
+
+def test_verbosity_sets_what_the_ganbatch_logger_shows(capsys, restore_logging):
+    log = logging.getLogger("ganbatch.some.module")
+    for verbosity, shown in [(-1, ["warning"]), (0, ["info", "warning"]), (1, ["debug", "info", "warning"])]:
+        setup_logging(verbosity, "text")
+        log.debug("debug")
+        log.info("info")
+        log.warning("warning")
+        assert _lines(capsys) == shown
+
+
+def test_json_log_lines_and_redaction_of_env_values(capsys, restore_logging):
+    setup_logging(0, "json")
+    add_redactor(lambda text: text.replace("secret-bucket", "${env:BUCKET}"))
+    logging.getLogger("ganbatch.anything").info("writing to s3://%s/x", "secret-bucket")
+    (line,) = _lines(capsys)
+    record = json.loads(line)
+    assert record["level"] == "info" and record["logger"] == "ganbatch.anything"
+    assert record["message"] == "writing to s3://${env:BUCKET}/x" and record["time"].endswith("Z")
+
+
+def test_dry_run_log_lines_are_redacted_too(tmp_path, monkeypatch, capsys, restore_logging):
+    monkeypatch.setenv("GANBATCH_TEST_BUCKET", "very-secret-bucket")
+    path = tmp_path / "job.yaml"
+    path.write_text("kind: synth\nout: s3://${env:GANBATCH_TEST_BUCKET}/data\n")
+    result = CliRunner().invoke(main, ["run", str(path), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    logging.getLogger("ganbatch.x").warning("failed at s3://very-secret-bucket/data/imgs")
+    assert _lines(capsys) == ["failed at s3://${env:GANBATCH_TEST_BUCKET}/data/imgs"]
+
+
+def test_quiet_ray_options_follow_the_verbosity(restore_logging):
+    setup_logging(0)
+    assert quiet_ray_options() == {"logging_level": logging.ERROR, "log_to_driver": False}
+    assert os.environ["RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS"] == "0"
+    setup_logging(1)
+    assert quiet_ray_options() == {"logging_level": logging.WARNING, "log_to_driver": True}
+
+
+def test_cli_verbosity_flags_reach_the_logging_setup(restore_logging):
+    from ganbatch import logs
+
+    for flags, expected in [([], 0), (["-v"], 1), (["-vv"], 2), (["-q"], -1)]:
+        assert CliRunner().invoke(main, [*flags, "validate", str(JOBS / "quickstart.yaml")]).exit_code == 0
+        assert logs.verbosity() == expected
+
+
+class _Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_progress_on_a_non_terminal_prints_a_line_every_interval(capsys):
+    clock = _Clock()
+    progress = Progress(total=10, unit="videos", label="animate", interval=10, bar=False, clock=clock)
+    for _ in range(4):
+        clock.now += 3
+        progress.update(frames=50)
+    assert _lines(capsys) == ["animate: 4/10 videos (40%), 16.7 frames/s, eta 18s"]  # at 12 s, not before
+    clock.now += 3
+    progress.update(frames=50, failed=True)
+    progress.close()
+    assert _lines(capsys) == ["animate: 5/10 videos (50%), 1 failed, 16.7 frames/s, eta 15s"]
+
+
+def test_progress_bar_on_a_terminal(capsys):
+    import io
+
+    stream = io.StringIO()
+    with Progress(total=3, unit="videos", label="animate", bar=True, stream=stream) as progress:
+        progress.update(frames=10)
+    assert "animate:" in stream.getvalue() and "1/3" in stream.getvalue()
+
+
+def test_start_up_line_names_what_the_run_uses():
+    cluster = describe_cluster({"CPU": 2.0}, None)
+    assert cluster == "local Ray (2 CPUs)"
+    line = describe_setup(cluster=cluster, workers=1, device="cpu", precision="fp32", runtime="torch", threads=2,
+                          detector="lbp")
+    assert line == ("using: local Ray (2 CPUs), no GPU found, 1 worker, cpu, fp32, torch runtime, 2 threads per "
+                    "worker, face detector lbp")
+    remote = describe_cluster({"CPU": 64.0, "GPU": 8.0}, "ray://head:10001")
+    assert describe_setup(cluster=remote, workers=8, device="cuda", precision="bf16", gpus=8) == \
+        "using: Ray cluster at ray://head:10001 (64 CPUs, 8 GPUs), 8 workers, cuda, bf16"
+    assert [format_duration(s) for s in (5, 250, 3900)] == ["5s", "4m10s", "1h05m"]
+
+
+def test_validate_notes_unset_variables_unless_strict(monkeypatch):
+    monkeypatch.delenv("GANBATCH_BUCKET", raising=False)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    manifests = sorted(str(path) for path in JOBS.glob("*.yaml"))
+    result = CliRunner().invoke(main, ["validate", *manifests])
+    assert result.exit_code == 0, result.output
+    assert "animate_s3.yaml: ok, once GANBATCH_BUCKET is set" in result.stdout
+    assert "train_cluster_s3.yaml: ok, once GANBATCH_BUCKET, RAY_ADDRESS are set" in result.stdout
+    strict = CliRunner().invoke(main, ["validate", "--strict", str(JOBS / "animate_s3.yaml")])
+    assert strict.exit_code == 2 and "environment variable GANBATCH_BUCKET is not set" in strict.stderr
+
+
+def test_validate_still_fails_on_real_problems_beside_unset_variables(tmp_path, monkeypatch):
+    monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
+    path = tmp_path / "job.yaml"
+    path.write_text("kind: synth\nout: s3://${env:NOT_SET_ANYWHERE}/data\nidentities: many\n")
+    result = CliRunner().invoke(main, ["validate", str(path)])
+    assert result.exit_code == 2 and "identities: Input should be a valid integer" in result.stderr
+    assert "NOT_SET_ANYWHERE" not in result.stderr
+
+
+def test_env_default_form(tmp_path, monkeypatch):
+    monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
+    path = tmp_path / "job.yaml"
+    path.write_text("kind: synth\nout: s3://${env:NOT_SET_ANYWHERE:-fallback-bucket}/data\n")
+    result = CliRunner().invoke(main, ["run", str(path), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "fallback-bucket" in result.stdout
+    monkeypatch.setenv("NOT_SET_ANYWHERE", "given-bucket")
+    assert "given-bucket" not in CliRunner().invoke(main, ["run", str(path), "--dry-run"]).stdout  # redacted
+    assert CliRunner().invoke(main, ["validate", "--strict", str(path)]).exit_code == 0
+
+
+def _interrupt(command: list[str], ready: str, timeout: float = 300) -> tuple[int, str, float]:
+    """Start `command`, wait for a line containing `ready`, send SIGINT; (exit status, output, seconds to exit)."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               cwd=Path(__file__).resolve().parents[1])
+    seen = []
+    deadline = time.monotonic() + timeout
+    for line in process.stdout:
+        seen.append(line)
+        if ready in line or time.monotonic() > deadline:
+            break
+    process.send_signal(signal.SIGINT)
+    sent = time.monotonic()
+    rest, _ = process.communicate(timeout=60)
+    return process.returncode, "".join(seen) + rest, time.monotonic() - sent
+
+
+def test_ctrl_c_ends_a_command_with_the_resume_hint_and_status_130(tmp_path):
+    command = GANBATCH + ["synth", "--out", str(tmp_path / "data"), "--identities", "500", "--per-identity", "4",
+                          "--size", "64", "--layout", "ganimation", "--no-contact-sheet"]
+    # synth prints nothing until it ends: interrupt it once its first images are written.
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "data").rglob("*.jpg")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    sent = time.monotonic()
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert err.strip().splitlines()[-1] == INTERRUPTED and "Traceback" not in err
+    assert time.monotonic() - sent < 10
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_train_stops_within_seconds(tmp_path):
+    from ganbatch.synth import write_dataset
+
+    write_dataset(tmp_path / "data", 3, 4, size=64, seed=1, contact_sheet=False)
+    command = GANBATCH + ["train", "--family", "ganimation", "--data", str(tmp_path / "data"), "--out",
+                          str(tmp_path / "runs"), "--name", "r", "--size", "64", "--conv-dim", "8", "--res-blocks", "1",
+                          "--d-conv-dim", "8", "--critic-steps", "1", "--batch-size", "4", "--steps", "100000",
+                          "--log-every", "2", "--precision", "fp32"]
+    status, output, seconds = _interrupt(command, "[r] step 2/")
+    assert status == 130, output
+    assert output.strip().splitlines()[-1] == INTERRUPTED and "Traceback" not in output
+    assert seconds < 15, seconds
+    # Quiet by default: no Ray worker prefixes or Ray warnings, the progress line without a prefix.
+    assert "pid=" not in output and "WARNING" not in output
+    assert any(line.startswith("[r] step 2/100000") for line in output.splitlines())
+
+
+def test_resuming_with_changed_settings_names_them(tmp_path, caplog):
+    from ganbatch.jobs.train import TrainJob
+    from ganbatch.train.run import _check_resume, job_changes
+    from ganbatch.train.state import ResumeError
+
+    base = TrainJob(family="ganimation", data="d", out=str(tmp_path), name="r", steps=10,
+                    network={"size": 64, "conv_dim": 8, "res_blocks": 1})
+    changed = base.model_copy(update={"objective": base.objective.model_copy(update={"lambda_cycle": 5.0}),
+                                      "steps": 20})
+    assert job_changes(base, changed) == ["objective.lambda_cycle: 10.0 -> 5.0"]
+    with caplog.at_level(logging.WARNING, logger="ganbatch"):
+        logging.getLogger("ganbatch").addHandler(caplog.handler)
+        try:
+            _check_resume(base, changed, "runs/r/checkpoint_00000010")
+        finally:
+            logging.getLogger("ganbatch").removeHandler(caplog.handler)
+    assert "resuming with changed settings: objective.lambda_cycle: 10.0 -> 5.0" in caplog.text
+    bigger = base.model_copy(update={"network": base.network.model_copy(update={"size": 128})})
+    with pytest.raises(ResumeError, match=r"network.size: 64 -> 128"):
+        _check_resume(base, bigger, "runs/r/checkpoint_00000010")
+
