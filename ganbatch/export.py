@@ -1,7 +1,7 @@
 """`ganbatch export SOURCE --out PATH`: a training run's or any model's generator as a checkpoint, ONNX or OpenVINO.
 
 SOURCE is a training run (OUT/NAME with checkpoint_<step>/ folders; its latest readable checkpoint is used) or any
-model `--model` takes (`demo`, our checkpoints and the published layouts; local or s3://). The output is written
+model `--model` takes (`demo` and the other bundled names, our checkpoints and the published layouts; local or s3://). The output is written
 to a local temporary name and then renamed, or uploaded to S3 whole (an IR folder's model.xml last, so a folder
 is only recognised as a model once complete).
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 from ganbatch import storage
 from ganbatch.models.checkpoint import GeneratorInfo, save_generator
 from ganbatch.models.export import EXPORT_PRECISIONS, IR_CONFIG, IR_MODEL, IR_WEIGHTS, export_generator
-from ganbatch.models.hub import DEMO_NAME
+from ganbatch.models.hub import resolve_model_uri
 from ganbatch.models.networks import AttentionGenerator
 
 FORMATS = ("pt", "onnx", "openvino")
@@ -46,7 +46,7 @@ def guess_format(out: str) -> str:
 
 def _is_model(source: str) -> bool:
     """Whether SOURCE names a model rather than a training run (a folder of checkpoints)."""
-    if source == DEMO_NAME or source.lower().endswith((".onnx", ".xml")):
+    if resolve_model_uri(source) != source or source.lower().endswith((".onnx", ".xml")):  # a bundled name
         return True
     if storage.is_s3(source):
         return storage.exists(source) or storage.exists(storage.join(source, IR_MODEL))
