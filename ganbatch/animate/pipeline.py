@@ -311,7 +311,7 @@ def _run_spec(job: AnimateJob, work: _Work) -> RunSpec:
     execution = job.execution
     settings = ItemSettings(model=job.model, crop=job.crop, output=job.output, batch_size=execution.batch_size)
     return RunSpec(settings=settings, targets=work.targets, model=worker_uri(resolve_model_uri(job.model)),
-                   runtime="torch", device=execution.device, precision=execution.precision,
+                   runtime=execution.runtime, device=execution.device, precision=execution.precision,
                    trust_pickle=job.trust_pickle, image_size=work.image_size,
                    storage_retry_seconds=execution.storage_retry_seconds)
 
