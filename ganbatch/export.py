@@ -1,9 +1,9 @@
 """`ganbatch export SOURCE --out PATH`: a training run's or any model's generator as a checkpoint, ONNX or OpenVINO.
 
 SOURCE is a training run (OUT/NAME with checkpoint_<step>/ folders; its latest readable checkpoint is used) or any
-model `--model` takes (`demo` and the other bundled names, our checkpoints and the published layouts; local or s3://). The output is written
-to a local temporary name and then renamed, or uploaded to S3 whole (an IR folder's model.xml last, so a folder
-is only recognised as a model once complete).
+model `--model` takes (`demo` and the other bundled names, our checkpoints and the published layouts; local or
+s3://). The output is written to a local temporary name and then renamed, or uploaded to S3 whole (an IR folder's
+model.xml last, so a folder is only recognised as a model once complete).
 """
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ import torch
 from click.testing import CliRunner
 
 from ganbatch.cli import main
-from ganbatch.models import GANimationGenerator, GANnotationGenerator, describe_generator, save_generator
+from ganbatch.models import GANimationGenerator, GANnotationGenerator, save_generator
 from ganbatch.models.calibration import synthetic_batches
 from ganbatch.models.checkpoint import CheckpointFormatError, load_generator
 from ganbatch.models.export import CONFIG_KEY, export_generator, read_exported_info
