@@ -122,3 +122,13 @@ def safe_load(text: Union[str, bytes]) -> Any:
         return None if root is None else loader.construct_document(root)
     finally:
         loader.dispose()
+
+
+def describe_error(error: yaml.YAMLError) -> str:
+    """A YAML error as one line, `line L, column C: problem (context)`, without the snippet of text PyYAML quotes
+    (which may hold anything)."""
+    mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+    problem = getattr(error, "problem", None) or getattr(error, "reason", None) or "unreadable YAML"
+    context = f" ({error.context})" if getattr(error, "context", None) else ""
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+    return " ".join(f"{where}{problem}{context}".split())

@@ -190,6 +190,37 @@ def test_animate_out_below_a_file_is_one_line(tmp_path, face_image):
     assert_one_clear_error(result, 1, "is a file, so no folder can be made below it")
 
 
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_animate_out_on_a_read_only_place_is_one_line(tmp_path, face_image, dry_run):
+    result = cli("animate", face_image, "--model", "demo", "--out", "/proc/ganbatch-out", "--expression", "happy",
+                 *(["--dry-run"] if dry_run else []))
+    assert_one_clear_error(result, 1, "--out /proc/ganbatch-out: cannot write to /proc")
+
+
+@pytest.mark.parametrize("flag", ["--aus-csv", "--source-aus", "--keyframes", "--landmarks"])
+def test_a_binary_file_given_as_a_target_or_table_is_one_line(tmp_path, face_image, flag):
+    extra = ["--expression", "happy"] if flag == "--source-aus" else []
+    result = cli("animate", face_image, "--model", "demo", "--out", tmp_path / "out", flag, face_image, *extra)
+    assert_one_clear_error(result, 1, "face.png")
+
+
+def test_invalid_keyframes_yaml_is_one_line_without_its_text(tmp_path, face_image):
+    (tmp_path / "k.yaml").write_text("secret-value: [")
+    result = cli("animate", face_image, "--model", "demo", "--out", tmp_path / "out", "--keyframes",
+                 tmp_path / "k.yaml")
+    assert_one_clear_error(result, 1, "not valid YAML (line 1")
+    assert "secret-value" not in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_a_training_set_with_a_bad_image_fails_in_one_line_before_ray(tmp_path):
+    data = _data_set(tmp_path / "data", "id0002_000", b"just text")
+    job = {"kind": "train", "family": "ganimation", "data": str(data), "out": str(tmp_path / "runs"), "name": "n",
+           "network": TINY, "steps": 1}
+    (tmp_path / "train.yaml").write_text(json.dumps(job))
+    result = cli("run", tmp_path / "train.yaml")
+    assert_one_clear_error(result, 1, "1 of 3 images cannot be used: imgs/id0002_000.jpg (text (9 bytes)")
+
+
 # ------------------------------------------------------------------------------------------- skipped files
 
 def test_files_not_taken_from_a_folder_are_counted_with_reasons(tmp_path):
@@ -611,6 +642,15 @@ def test_a_truncated_newest_checkpoint_is_reported_and_the_previous_one_used(run
     assert "skipping the latest checkpoint" in lines[0] and "checkpoint_00000001" in lines[-1]
 
 
+def test_a_newest_checkpoint_with_changed_bytes_that_torch_still_reads_is_not_taken(run_with_checkpoints):
+    job, run = run_with_checkpoints
+    newest = run / "checkpoint_00000002" / STATE_FILE
+    _flip_tensor_bytes(newest, newest, count=64)
+    lines = []
+    assert resume_state(build_state(job, "cpu"), job, newest.parent, str(run), report=lines.append) == 1
+    assert f"{STATE_FILE} does not match {COMPLETE_FILE}" in lines[0]
+
+
 def test_a_checkpoint_without_a_marker_still_loads(run_with_checkpoints):
     job, run = run_with_checkpoints
     (run / "checkpoint_00000002" / COMPLETE_FILE).unlink()
@@ -645,7 +685,7 @@ def test_a_different_network_is_not_papered_over_by_a_fallback(run_with_checkpoi
 def _data_set(tmp_path, bad_name, bad_bytes):
     import pickle as pkl
 
-    (tmp_path / "imgs").mkdir()
+    (tmp_path / "imgs").mkdir(parents=True)
     names = ["id0001_000", "id0001_001", bad_name]
     for name in names[:2]:
         (tmp_path / "imgs" / f"{name}.jpg").write_bytes(png_bytes((64, 64), format="JPEG"))

@@ -20,6 +20,7 @@ import json
 import os
 import posixpath
 import re
+import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -284,7 +285,8 @@ def worker_uri(uri: str) -> str:
 
 def check_destination(out: str) -> None:
     """PlanError when a local destination cannot be a folder ganbatch writes to: an existing file, a path through
-    a file, or a folder (or its nearest existing parent) this process may not write to. Creates nothing."""
+    a file, or a folder (or its nearest existing parent) this process cannot write to (tried with an empty
+    folder, removed at once)."""
     if storage.is_s3(out):
         return
     path = Path(_local(out))
@@ -295,6 +297,11 @@ def check_destination(out: str) -> None:
         raise PlanError(f"--out {out}: {existing} is a file, so no folder can be made below it")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise PlanError(f"--out {out}: cannot write to {existing} (permission denied)")
+    try:  # access() says yes to root and knows nothing of read-only mounts: try it (an empty folder, removed)
+        os.rmdir(tempfile.mkdtemp(prefix=".ganbatch-probe-", dir=existing))
+    except OSError as error:
+        raise PlanError(f"--out {out}: cannot write to {existing} ({error.strerror or type(error).__name__})") \
+            from None
 
 
 def inside_destination(out: str, relative: str) -> bool:

@@ -186,7 +186,7 @@ def _schedule_spec(spec: TargetSpec) -> dict:
         except safe_yaml.YamlLimitError as error:
             raise TargetError(f"{uri}: refused: {error}") from None
         except yaml.YAMLError as error:
-            raise TargetError(f"{uri}: not valid YAML ({error})") from None
+            raise TargetError(f"{uri}: not valid YAML ({safe_yaml.describe_error(error)})") from None
         loaded = {"keyframes": loaded} if isinstance(loaded, list) else loaded
         if not isinstance(loaded, dict) or not isinstance(loaded.get("keyframes"), list):
             raise TargetError(f"{uri}: expected a list of keyframes, or a mapping with a 'keyframes' list")

@@ -184,7 +184,10 @@ def read_openface_csv(source: Source) -> OpenFaceTable:
     `AU1_r` are accepted. Occurrence (`_c`) and all other columns are ignored.
     """
     data = read_source(source)
-    text = data.decode("utf-8-sig") if isinstance(data, bytes) else data
+    try:
+        text = data.decode("utf-8-sig") if isinstance(data, bytes) else data
+    except UnicodeDecodeError:
+        raise AUError(f"{source_name(source)}: not a CSV text file (not UTF-8 text)") from None
     return _read_openface_rows(list(csv.reader(io.StringIO(text), skipinitialspace=True)), source_name(source))
 
 

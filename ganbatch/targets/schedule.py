@@ -353,7 +353,9 @@ def read_keyframes(path: Union[str, os.PathLike], *, base_aus=None) -> Schedule:
     """Load a keyframes YAML file (the dict form, or a bare list of keyframes) as a Schedule."""
     try:
         spec = safe_yaml.safe_load(safe_yaml.read_text(path))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, safe_yaml.YamlLimitError) as error:
+    except yaml.YAMLError as error:
+        raise ScheduleError(f"{os.fspath(path)}: not valid YAML ({safe_yaml.describe_error(error)})") from None
+    except (OSError, UnicodeDecodeError, safe_yaml.YamlLimitError) as error:
         raise ScheduleError(f"{os.fspath(path)}: cannot read keyframes ({error})") from None
     if isinstance(spec, list):
         spec = {"keyframes": spec}
