@@ -62,10 +62,11 @@ def eval_command(model_uri, identities, seed, random_pairs, path_frames, out, re
 
     try:
         if dry_run:
-            from ganbatch.eval_plan import plan_eval
+            from ganbatch.eval.plan import plan_eval
 
             click.echo(plan_eval(model_uri, identities=identities, random_pairs=random_pairs,
-                                 path_frames=path_frames, trust_pickle=trust_pickle))
+                                 path_frames=path_frames, chunk_size=chunk_size, runtime=runtime, device=device,
+                                 trust_pickle=trust_pickle))
             return
         from ganbatch.eval import AURegressorError, format_report, run_eval
 

@@ -163,8 +163,8 @@ def test_export_of_a_run_without_checkpoints_says_so(tmp_path):
     assert result.exit_code == 1 and "no checkpoints (checkpoint_<step>/ with state.pt and job.json)" in result.output
 
 
-def test_train_command_dry_run_and_flags(tmp_path):
-    result = CliRunner().invoke(main, ["train", "--family", "gannotation", "--data", "d", "--out", str(tmp_path),
+def test_train_command_dry_run_and_flags(tmp_path, data):
+    result = CliRunner().invoke(main, ["train", "--family", "gannotation", "--data", data, "--out", str(tmp_path),
                                        "--name", "r", "--size", "64", "--workers", "2", "--batch-size", "6",
                                        "--adversarial", "wgan-gp", "--dry-run"])
     assert result.exit_code == 0, result.output

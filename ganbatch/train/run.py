@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from ganbatch import storage
 from ganbatch.cluster import cluster_gpus, ray_session
+from ganbatch.errors import JobError
 from ganbatch.jobs.train import TrainJob
 from ganbatch.train.data import DataError, TrainingData, find_training_data
 from ganbatch.train.export import ExportError, export_model, latest_checkpoint
@@ -104,7 +105,50 @@ def plan_train(job: TrainJob) -> str:
         f"{job.checkpoint_every} (keep {job.keep_checkpoints}), log every {job.log_every}, samples every "
         f"{job.sample_every}; re-running the same name resumes",
     ]
-    return "\n".join(lines)
+    return "\n".join(lines + _checks(job))
+
+
+class TrainPlanError(JobError):
+    """A train job that a dry run finds cannot start: its data or its resume."""
+
+
+def _checks(job: TrainJob) -> list[str]:
+    """The deep part of the plan: the data read, workers and precision resolved, the resume checked and the time
+    estimated from a measured step (see `probe`). Raises TrainPlanError where the run would fail."""
+    try:
+        data = find_training_data(job.data, job.family)
+        latest = latest_checkpoint(run_uri(job))
+        changes = []
+        if latest:
+            job_file = storage.join(latest[1], JOB_FILE)
+            saved = parse_job(storage.read_bytes(job_file).decode(), job_file)
+            _check_resume(saved, job, latest[1], warn=False)
+            changes = job_changes(saved, job)
+    except (DataError, ResumeError, ExportError, storage.StorageError) as error:
+        raise TrainPlanError(f"train {job.name}: {error}") from None
+    lines = [f"data: {data.describe()}"]
+    start = latest[0] if latest else 0
+    if latest:
+        lines.append(f"resumes from step {start}" + (f" with changed settings: {'; '.join(changes)}" if changes else
+                                                     " with the same settings"))
+    gpu_workers = job.execution.gpus_per_worker > 0 and not job.execution.workers  # known once connected
+    workers = 1 if gpu_workers else _workers(job)
+    where = job.execution.address or os.environ.get("RAY_ADDRESS") or "a local Ray started for the run"
+    lines.append(f"workers: {'one per GPU of the cluster' if gpu_workers else workers} on {where}, "
+                 f"{job.execution.cpus_per_worker:g} CPU(s) and {job.execution.gpus_per_worker:g} GPU(s) each")
+    left = max(job.steps - start, 0)
+    if left and not storage.is_s3(data.root) and not job.execution.gpus_per_worker:
+        from ganbatch.progress import format_duration
+        from ganbatch.train.probe import step_seconds
+
+        seconds, precision = step_seconds(job, data, workers)
+        lines.append(f"precision: {precision} (on this machine's CPU)")
+        lines.append(f"estimate: {format_duration(seconds * left)} for {left} steps ({seconds:.2f} s per step "
+                     f"measured here for one worker's {job.batch_size // workers} images; workers on other machines "
+                     "run at their own speed)")
+    elif left:
+        lines.append("estimate: not measured (data on S3 or GPU workers; the probe runs on local CPU data only)")
+    return lines
 
 
 def _flat(data, prefix: str = "") -> dict:
@@ -136,15 +180,15 @@ def job_changes(saved: TrainJob, job: TrainJob) -> list[str]:
             if before.get(key) != after.get(key)]
 
 
-def _check_resume(saved: TrainJob, job: TrainJob, where: str) -> None:
-    """ResumeError naming what changed when the networks differ; a warning naming what changed otherwise."""
+def _check_resume(saved: TrainJob, job: TrainJob, where: str, *, warn: bool = True) -> None:
+    """ResumeError naming what changed when the networks differ; a warning naming what changed otherwise (`warn`)."""
     changes = job_changes(saved, job)
     shape = [change for change in changes if change.split(":")[0].split(".")[0] in ("family", "network")]
     if shape:
         raise ResumeError(f"{where}: the run's networks differ from this job's ({'; '.join(shape)}); use another "
                           "--name, or the run's settings")
     check_resumable(saved, job, where)
-    if changes:
+    if changes and warn:
         log.warning(f"train {job.name}: resuming with changed settings: {'; '.join(changes)}")
 
 
