@@ -11,14 +11,12 @@ import ray.train
 import ray.train.torch
 import torch
 
-from ganbatch import storage
 from ganbatch.jobs.train import TrainJob
-from ganbatch.media import write_image
 from ganbatch.models.families import get_family
 from ganbatch.train.batches import BatchMaker
 from ganbatch.train.data import TrainingData, local_images_root
 from ganbatch.train.distributed import broadcast_module, mean_over_workers
-from ganbatch.train.monitor import MODEL_FILE, SAMPLES_FOLDER, RunFiles, RunMonitor, console
+from ganbatch.train.monitor import MODEL_FILE, RunFiles, RunMonitor, console
 from ganbatch.train.preview import PREVIEW_COLUMNS, PREVIEW_FACES, preview_aus, sample_grid
 from ganbatch.train.state import TrainState, build_state, export_generator, resume_state, save_state
 
@@ -136,8 +134,7 @@ def train_worker(config: dict) -> None:
                     record = monitor.log(step, values, images_per_step * (step - logged_step))
                 logged_step = step
             if monitor is not None and (step % job.sample_every == 0 or final):
-                grid = sample_grid(state.nets.generator, faces, targets, device=device)
-                write_image(storage.join(run_uri, SAMPLES_FOLDER, f"step_{step:08d}.png"), grid)
+                monitor.samples(step, sample_grid(state.nets.generator, faces, targets, device=device))
             if step % job.checkpoint_every == 0 or final:
                 _checkpoint(state, job, files, {"step": step, **record})
     finally:

@@ -135,6 +135,18 @@ class RunMonitor:
         self.files.publish(TENSORBOARD_FOLDER)
         return record
 
+    def samples(self, step: int, grid) -> None:
+        """Write a sample grid (uint8 H x W x 3, `preview.sample_grid`) as samples/step_<N>.png and as a TensorBoard
+        image (`samples`, in the images tab)."""
+        from ganbatch.media import write_image
+
+        relative = f"{SAMPLES_FOLDER}/step_{step:08d}.png"
+        write_image(self.files.path(relative), grid)
+        self.files.publish(relative)
+        self.writer.add_image("samples", grid, step, dataformats="HWC")
+        self.writer.flush()
+        self.files.publish(TENSORBOARD_FOLDER)
+
     def close(self) -> None:
         """Flush and close the TensorBoard writer and upload what is left."""
         self.writer.close()

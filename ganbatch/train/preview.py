@@ -1,7 +1,9 @@
 """Sample grids: a few input faces, each rendered for a row of target expressions, with their attention masks.
 
-Layout (uint8 RGB): for every input face two rows, the face then its generated frames, and below them a black cell
-then the attention masks in grayscale (white keeps the input pixel). Rendering goes through `render.render_clip`.
+Layout (uint8 RGB): a header row naming the columns (input, then each target: the expression for GANimation,
+`target N` for GANnotation's landmark sets), then for every input face two rows: the face then its generated
+frames, and below them a cell labelled `mask` then the attention masks in grayscale (white keeps the input pixel).
+Rendering goes through `render.render_clip`.
 """
 import numpy as np
 
@@ -21,14 +23,35 @@ def preview_aus() -> np.ndarray:
     return np.stack([expression_aus(name) for name in PREVIEW_EXPRESSIONS])
 
 
+HEADER_HEIGHT = 16
+
+
+def _label(cell: np.ndarray, text: str) -> np.ndarray:
+    """`cell` (uint8 H x W x 3) with `text` written in white near its top-left corner (PIL's built-in font)."""
+    from PIL import Image, ImageDraw
+
+    image = Image.fromarray(cell)
+    ImageDraw.Draw(image).text((3, 2), text, fill=(255, 255, 255))
+    return np.asarray(image)
+
+
+def column_labels(family: str, columns: int) -> list[str]:
+    """The header of a grid: `input`, then the preview expressions (GANimation) or `target N` (GANnotation)."""
+    if family == "ganimation" and columns == len(PREVIEW_EXPRESSIONS):
+        return ["input", *PREVIEW_EXPRESSIONS]
+    return ["input", *(f"target {index + 1}" for index in range(columns))]
+
+
 def sample_grid(generator: AttentionGenerator, faces: np.ndarray, targets: np.ndarray, device="cpu") -> np.ndarray:
     """The grid (see the module doc) for uint8 faces (K, S, S, 3) and per-column targets in the family's convention
     (GANimation (T, 17) AUs 0-5, GANnotation (T, 66, 2) points at size S)."""
     size = faces.shape[1]
     info = describe_generator(generator, image_size=size)
     columns = len(targets)
-    blank = np.zeros((size, size, 3), np.uint8)
-    rows = []
+    blank = _label(np.zeros((size, size, 3), np.uint8), "mask")
+    header = np.concatenate([_label(np.full((HEADER_HEIGHT, size, 3), 40, np.uint8), text)
+                             for text in column_labels(info.family, columns)], axis=1)
+    rows = [header]
     for face in faces:
         clip = render_clip(generator, info, face, targets, device=device, return_maps=True)
         masks = np.repeat(np.round(clip.attention * 255).astype(np.uint8)[..., None], 3, axis=3)
