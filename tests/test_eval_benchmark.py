@@ -151,3 +151,4 @@ def test_sharpness_and_landmark_error_tell_a_blurred_copy_from_a_copy():
     assert blurred["sharpness"] < 0.6 * blurred["sharpness_copy"]
     assert copy["landmark_error"] == pytest.approx(copy["landmark_error_copy"])
     assert 0 < blurred["au_regressor"]["landmark_error_on_eval_ground_truth"] < copy["landmark_error_copy"]
+

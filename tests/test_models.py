@@ -234,3 +234,23 @@ def test_resolved_network_spec_fills_in_the_critic():
     assert (spec.d_conv_dim, spec.d_layers) == (None, None)
     assert spec.resolved().model_dump() == {"size": 64, "conv_dim": 32, "res_blocks": 6, "d_conv_dim": 32,
                                             "d_layers": 5}
+
+
+def test_gannotation_generators_ganbatch_trains_copy_the_input_where_attention_is_one(tmp_path):
+    """GANnotation's input is [0, 1] and its output [-1, 1]: the published blend of the raw input brightens what it
+    keeps; the generators ganbatch trains blend the rescaled input, so attention 1 returns the face itself."""
+    from ganbatch.models import load_generator, save_generator
+
+    family = get_family("gannotation")
+    face = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    heat = torch.zeros(1, 66, 16, 16)
+    trained = GANnotationGenerator(conv_dim=4, repeat_num=1, options=family.training_options)
+    published = GANnotationGenerator(conv_dim=4, repeat_num=1)
+    for generator in (trained, published):
+        generator.attention_head = Ones()
+    np.testing.assert_array_equal(family.to_pixels(trained(family.face_to_input(face), heat)[0])[0], face)
+    assert (family.to_pixels(published(family.face_to_input(face), heat)[0])[0] >= 127).all()
+    save_generator(GANnotationGenerator(conv_dim=4, repeat_num=1, options=family.training_options), tmp_path / "g.pt",
+                   {"image_size": 16})
+    assert load_generator(tmp_path / "g.pt")[0].options.blend_rescaled_input
+    assert get_family("ganimation").training_options is None

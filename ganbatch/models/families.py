@@ -9,6 +9,7 @@ The renderer, the trainer and the evaluator go through `get_family(name)` so tha
 - Both: generator image (and colour map) -> pixels by 0.5 * (y + 1), clamped and rounded to uint8. For GANimation
   this inverts its input normalisation; for GANnotation it is the demo's output mapping.
 """
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable
 
@@ -17,7 +18,7 @@ import torch
 
 from ganbatch.models.ganimation import GANimationDiscriminator, GANimationGenerator
 from ganbatch.models.gannotation import GANnotationDiscriminator, GANnotationGenerator
-from ganbatch.models.networks import AttentionGenerator, PatchCritic
+from ganbatch.models.networks import AttentionGenerator, PatchCritic, TrunkOptions
 from ganbatch.targets.aus import AU_NAMES, AU_SCALE, NUM_AUS
 from ganbatch.targets.landmarks import GANNOTATION_66_INDICES, NUM_GANNOTATION, landmark_heatmaps
 
@@ -37,7 +38,8 @@ class ModelFamily:
     condition: "aus" or "landmarks"; condition_layout: what the condition channels are (AU names or landmark
     layout), recorded in saved checkpoints; target_shape: the shape of one frame's target; input_low: the value a black
     pixel maps to in the generator input (-1 or 0; white is always 1); default_image_size: the crop size the
-    published models use, for checkpoints that do not record one.
+    published models use, for checkpoints that do not record one; training_options: the generator options of the
+    models ganbatch trains (None: the family's published defaults).
     """
 
     name: str
@@ -49,6 +51,7 @@ class ModelFamily:
     encode_targets: Callable[[np.ndarray, int], torch.Tensor]
     condition_layout: dict
     default_image_size: int = 128
+    training_options: TrunkOptions | None = None
 
     def face_to_input(self, faces: np.ndarray) -> torch.Tensor:
         """uint8 faces (H,W,3) or (N,H,W,3) -> float32 generator input (N,3,H,W) in [input_low, 1]."""
@@ -94,6 +97,8 @@ FAMILIES = {
         input_low=0.0,
         encode_targets=_points_to_cond,
         condition_layout={"landmarks": "gannotation66", "ibug_indices": GANNOTATION_66_INDICES.tolist()},
+        # the published blend of the raw [0, 1] input cannot copy a pixel into the [-1, 1] output (see TrunkOptions)
+        training_options=dataclasses.replace(GANnotationGenerator.default_options, blend_rescaled_input=True),
     ),
 }
 

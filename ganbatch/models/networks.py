@@ -23,6 +23,11 @@ class TrunkOptions:
     conv_bias / norm_affine: bias on the encoder/decoder convolutions, learnable InstanceNorm scale and shift there.
     block_conv_bias / block_norm_affine: the same for the convolutions and norms inside the residual blocks.
     The colour and attention heads never have a bias in any published variant.
+    blend_rescaled_input: blend the input mapped from [0, 1] to the output range [-1, 1] (2x - 1) instead of the
+    raw input, so that an attention of 1 reproduces the input pixel. Only meaningful for a family whose input is
+    [0, 1] (GANnotation): the published GANnotation blends its raw [0, 1] input into a [-1, 1] output, so its copy
+    path can never return the input (ganbatch keeps that for the published weights); generators ganbatch trains
+    set it (`ModelFamily.training_options`).
     """
 
     leaky_slope: float = 0.0
@@ -30,6 +35,7 @@ class TrunkOptions:
     norm_affine: bool = True
     block_conv_bias: bool = False
     block_norm_affine: bool = True
+    blend_rescaled_input: bool = False
 
     def to_dict(self) -> dict:
         """The options as a JSON-friendly dict (inverse: `TrunkOptions(**d)`)."""
@@ -127,7 +133,8 @@ class AttentionGenerator(nn.Module):
         features = self.decoder(self.bottleneck(self.encoder(torch.cat([x, self.condition_maps(cond, x)], dim=1))))
         color = self.color_head(features)
         attention = self.attention_head(features)
-        return attention * x + (1 - attention) * color, color, attention
+        kept = 2 * x - 1 if self.options.blend_rescaled_input else x
+        return attention * kept + (1 - attention) * color, color, attention
 
 
 class PatchCritic(nn.Module):

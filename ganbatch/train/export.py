@@ -62,7 +62,8 @@ def run_generator(run: str) -> tuple[AttentionGenerator, GeneratorInfo, int]:
                 problems.append(f"{uri}: {error}")
                 continue
             family = get_family(job.family)
-            generator = family.generator_cls(conv_dim=job.network.conv_dim, repeat_num=job.network.res_blocks)
+            generator = family.generator_cls(conv_dim=job.network.conv_dim, repeat_num=job.network.res_blocks,
+                                             options=family.training_options)
             generator.load_state_dict(content["generator"])
             step = int(content["step"])
             config = model_config(job, step, run)

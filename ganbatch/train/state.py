@@ -76,7 +76,8 @@ def build_state(job: TrainJob, device) -> TrainState:
     family = get_family(job.family)
     net = job.network
     torch.manual_seed(job.seed)
-    generator = family.generator_cls(conv_dim=net.conv_dim, repeat_num=net.res_blocks).to(device)
+    generator = family.generator_cls(conv_dim=net.conv_dim, repeat_num=net.res_blocks,
+                                     options=family.training_options).to(device)
     critic = family.discriminator_cls(image_size=net.size, conv_dim=net.critic_width(),
                                       repeat_num=net.critic_layers()).to(device)
     settings = job.resolved_optimizer()
