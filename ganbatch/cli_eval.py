@@ -9,7 +9,7 @@ import logging
 import click
 
 from ganbatch.cli_help import GroupedCommand, choice
-from ganbatch.cli_jobs import default_text
+from ganbatch.cli_jobs import default_text, note_demo_model
 from ganbatch.jobs import AnimateJob
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,7 @@ def eval_command(model_uri, identities, seed, random_pairs, path_frames, out, re
     from ganbatch.models.runtime import RuntimeUnavailableError
     from ganbatch.storage import StorageError
 
+    note_demo_model(model_uri)
     try:
         if dry_run:
             from ganbatch.eval.plan import plan_eval

@@ -138,6 +138,28 @@ def load_or_exit(
         raise InvalidJob(error) from None
 
 
+# Said once when a job uses a bundled demo model (`models.hub`: "demo", "demo-gannotation").
+DEMO_NOTE = ("note: the demo model ({name}) was trained on synthetic faces only; on real photos expect artefacts "
+             "(train one on your faces: see the README)")
+
+
+def is_demo_model(uri: str) -> bool:
+    """Whether a model URI names a bundled demo model (`demo`, `demo-<family>`; see models.hub)."""
+    return uri == "demo" or uri.startswith("demo-")
+
+
+def _demo_models(job: BaseModel) -> list[str]:
+    """The demo model names a job (or its pipeline steps) animates with or evaluates."""
+    jobs = list(job.steps.values()) if getattr(job, "kind", None) == "pipeline" else [job]
+    return list(dict.fromkeys(step.model for step in jobs if is_demo_model(str(getattr(step, "model", "")))))
+
+
+def note_demo_model(uri: str) -> None:
+    """Log DEMO_NOTE when `uri` names a bundled demo model."""
+    if is_demo_model(uri):
+        log.info(DEMO_NOTE.format(name=uri))
+
+
 def execute(loaded: LoadedJob, dry_run: bool) -> None:
     """Print the resolved job and its plan (--dry-run), or run it and print its outputs; exit 1 when it failed.
 
@@ -145,6 +167,8 @@ def execute(loaded: LoadedJob, dry_run: bool) -> None:
     run as given) is printed as one message, without a traceback.
     """
     add_redactor(loaded.redact)
+    for name in _demo_models(loaded.job):
+        note_demo_model(name)
     try:
         if dry_run:
             plan = plan_job(loaded.job)

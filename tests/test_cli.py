@@ -224,3 +224,16 @@ def test_resuming_with_changed_settings_names_them(tmp_path, caplog):
     with pytest.raises(ResumeError, match=r"network.size: 64 -> 128"):
         _check_resume(base, bigger, "runs/r/checkpoint_00000010")
 
+
+
+def test_the_demo_model_says_it_knows_synthetic_faces_only(tmp_path):
+    photo = tmp_path / "a.png"
+    photo.write_bytes(b"")
+    for model, said in [("demo", True), ("demo-gannotation", True), (str(tmp_path / "mine.pt"), False)]:
+        result = CliRunner().invoke(main, ["animate", str(photo), "--model", model, "--expression", "happy", "--out",
+                                           str(tmp_path / "out"), "--dry-run"])
+        lines = [line for line in result.stderr.splitlines() if "trained on synthetic faces only" in line]
+        assert len(lines) == (1 if said else 0), model
+    evaluation = CliRunner().invoke(main, ["eval", "--model", "demo", "--identities", "1", "--random-pairs", "0",
+                                           "--path-frames", "2", "--dry-run"])
+    assert evaluation.stderr.count("trained on synthetic faces only") == 1
