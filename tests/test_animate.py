@@ -112,8 +112,11 @@ def test_folder_to_folder_with_failures_rerun_and_exit_status(ray_local, models,
     assert (preview["frames"], preview["height"], preview["width"]) == (11, 128, 4 * 128)
 
     made = {name: os.stat(rows[name]["output"]).st_mtime_ns for name in GOOD}
+    stale = out / ".corrupt__happy.mp4.tmp-0123abcd"  # as a worker killed while encoding leaves it
+    stale.write_bytes(b"half a video")
     again = invoke(*args, "--allow-failures")
     assert again.exit_code == 0, again.output
+    assert not stale.exists()
     rows = read_rows(out / "manifest.jsonl", mixed_folder)
     assert {name for name, row in rows.items() if row["status"] == "skipped"} == GOOD
     assert {name for name, row in rows.items() if row["status"] == "failed"} == set(BAD_REASONS)

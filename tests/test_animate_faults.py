@@ -350,3 +350,21 @@ def test_an_outage_longer_than_the_retry_budget_fails_only_the_items_it_hit(mode
     assert all("S3 unreachable: gave up after retrying for 2 s" in row["error"] for row in failed), failed
     made = {key for key in s3_keys(s3_bucket, "out/") if key.endswith(".mp4")}
     assert made == {row["output"].removeprefix(f"s3://{s3_bucket}/") for row in rows if row["status"] == "ok"}
+
+
+def test_what_interrupted_writes_left_is_cleaned_up(tmp_path, s3_bucket):
+    (tmp_path / "sub").mkdir()
+    for name in ("a__happy.mp4", ".a__happy.mp4.tmp-0123abcd", "sub/.b__sad.tmp-89abcdef", ".keep.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "sub" / ".b__sad.tmp-89abcdef").unlink()
+    (tmp_path / "sub" / ".b__sad.tmp-89abcdef").mkdir()  # a PNG folder half written
+    assert storage.remove_stale_temporaries(str(tmp_path)) == 2
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == [
+        ".keep.txt", "a__happy.mp4", "sub"]
+
+    client = boto3.session.Session().client("s3")
+    client.create_multipart_upload(Bucket=s3_bucket, Key="out/c__happy.mp4")
+    client.create_multipart_upload(Bucket=s3_bucket, Key="elsewhere/d.mp4")
+    assert storage.remove_stale_temporaries(f"s3://{s3_bucket}/out") == 1
+    assert [u["Key"] for u in client.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", [])] == [
+        "elsewhere/d.mp4"]
