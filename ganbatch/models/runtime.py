@@ -34,6 +34,7 @@ from ganbatch.models.networks import AttentionGenerator
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 _AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 RUNTIMES = ("auto", "torch", "onnxruntime", "openvino", "tensorrt")
+_CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 
 
 class RuntimeUnavailableError(RuntimeError):
@@ -45,10 +46,11 @@ class Runtime:
     """A model opened for inference. Subclasses set `name` and implement `_run`.
 
     info: the model's GeneratorInfo; device: where it computes (torch.device); precision: fp32, fp16, bf16 or int8;
-    threads: CPU threads it uses (None when not set or not applicable).
+    threads: CPU threads it uses (None when not set or not applicable); details: extra words describe() appends.
     """
 
     name: str = ""
+    auto = None  # with runtime="auto": the AutoChoice (machine, probe rows) that picked this runtime
 
     def __init__(self, info: GeneratorInfo, device, precision: str, threads: int | None = None):
         self.info = info
@@ -97,7 +99,8 @@ def set_threads(threads: int | None) -> int:
 class TorchRuntime(Runtime):
     """The generator in PyTorch: eager (or torch.compile'd with compile=True); fp32, or bf16/fp16 through autocast.
 
-    The generator is moved to device and put in eval mode. int8 is not offered (export to OpenVINO for that).
+    The generator is moved to device (and left in its mode: `open_model` gives eval mode; a generator being trained
+    keeps its own). int8 is not offered (export to OpenVINO or ONNX for that).
     """
 
     name = "torch"
@@ -111,7 +114,7 @@ class TorchRuntime(Runtime):
                              "--runtime openvino or onnxruntime")
         used_threads = set_threads(threads) if device.type == "cpu" else None
         super().__init__(info, device, precision, used_threads)
-        self.generator = generator.to(device).eval()
+        self.generator = generator.to(device)
         self._forward = torch.compile(self.generator) if compile else self.generator
         if compile:
             self.details = "compiled"
@@ -147,6 +150,8 @@ def _exported_kind(location: str) -> str | None:
         return "onnx"
     if location.lower().endswith(".xml"):
         return "openvino"
+    if location.lower().endswith(_CHECKPOINT_SUFFIXES):
+        return None
     if location.startswith("s3://"):
         from ganbatch import storage  # only for s3:// models; hub.open_model reads checkpoints the same way
 
