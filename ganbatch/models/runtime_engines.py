@@ -94,7 +94,8 @@ class OpenVinoRuntime(Runtime):
 
 
 class TensorRTRuntime(Runtime):
-    """An ONNX file built into a TensorRT engine (fp16 when asked) on a CUDA device; batch up to max_batch.
+    """An ONNX file built into a TensorRT engine (fp16 when asked) on a CUDA device; larger batches run max_batch
+    frames at a time.
 
     Not testable on CPU-only machines: it needs the `tensorrt` extra and a CUDA device (see scripts/gpu_check.sh).
     """
@@ -102,7 +103,7 @@ class TensorRTRuntime(Runtime):
     name = "tensorrt"
 
     def __init__(self, path, info: GeneratorInfo, *, device="cuda", precision: str = "fp16",
-                 threads: int | None = None, max_batch: int = 64):
+                 threads: int | None = None, max_batch: int = 256):
         trt = _import("tensorrt", extra="tensorrt")
         device = torch.device(device)
         if device.type != "cuda" or not torch.cuda.is_available():
