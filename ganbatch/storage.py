@@ -343,13 +343,13 @@ def _list_s3(uri: str, recursive: bool) -> list[str]:
         return _with_retries(uri, listing)
 
 
-def remove_stale_temporaries(uri: str | os.PathLike) -> int:
+def remove_stale_temporaries(uri: str | os.PathLike, *, keep: tuple[str, ...] = ()) -> int:
     """Remove what interrupted writes left below a destination folder or prefix; returns how many were removed.
 
     Local: the hidden ``.<name>.tmp-<random>`` files and folders (and ``.old-`` copies) of :func:`atomic_local_path`
     whose writer was killed. S3: incomplete multipart uploads under the prefix (an S3 object never appears half
-    written, but the parts of an upload that was never completed are kept, and billed, until aborted). Call it only
-    when no other run writes to the same destination.
+    written, but the parts of an upload that was never completed are kept, and billed, until aborted). Names
+    starting with one of `keep` are left alone. Call it only when no other run writes to the same destination.
     """
     if is_s3(uri):
         bucket, prefix = _split_s3(uri)
@@ -363,7 +363,8 @@ def remove_stale_temporaries(uri: str | os.PathLike) -> int:
     folder = _local_path(uri)
     if not folder.is_dir():
         return 0
-    stale = [path for path in folder.rglob(".*") if _TEMPORARY_NAME.match(path.name)]
+    stale = [path for path in folder.rglob(".*")
+             if _TEMPORARY_NAME.match(path.name) and not path.name.startswith(keep)]
     for path in stale:
         _remove(path)
     return len(stale)

@@ -179,6 +179,7 @@ def test_ray_frames_equal_the_one_clip_renderer(ray_local, models, tmp_path):
     end[16] = 2.5  # AU45, the last of the 17
     targets = expression_schedule(source, end, fps=25, frames=7, easing="ease-in-out", input_first=True).targets()
     generator, info = load_generator(models["ganimation"])
+    assert info.digest and result.rows[0]["model_digest"] == info.digest
     expected = render_clip(generator, info, face, targets, chunk_size=3, input_first=True).frames
     folder = tmp_path / "out" / "face__sad"
     got = np.stack([np.asarray(Image.open(path)) for path in sorted(folder.glob("frame_*.png"))])

@@ -41,13 +41,14 @@ class ItemError(Exception):
 
 @dataclass(frozen=True)
 class ItemSettings:
-    """How every item is made: face crops, video output, frames per generator call, and the model's URI
-    (recorded in manifest rows)."""
+    """How every item is made: face crops, video output, frames per generator call, and the model's URI and
+    tensor digest (recorded in manifest rows)."""
 
     model: str
     crop: CropSpec
     output: OutputSpec
     batch_size: int
+    model_digest: Optional[str] = None
 
     @property
     def needs_attention(self) -> bool:
@@ -228,7 +229,8 @@ class ItemAnimator:
     def animate(self, item: WorkItem) -> dict:
         """Make one item's video; returns its manifest row (status ok or failed)."""
         started = time.monotonic()
-        row = {"input": item.input, "output": item.output, "model": self.settings.model, "target": item.label}
+        row = {"input": item.input, "output": item.output, "model": self.settings.model, "target": item.label,
+               "model_digest": self.settings.model_digest}
         try:
             clip, placement = prepare_item(item, self.targets, self.settings.crop, self.size)
             (frames,) = generate_clips(self.runtime, [clip], batch_size=self.settings.batch_size,

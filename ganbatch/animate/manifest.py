@@ -1,7 +1,8 @@
 """The destination's JSONL manifest: one row per video and run, appended as items finish.
 
 Each row: `input`, `output`, `status` (ok | failed | skipped), `frames`, `fps`, `seconds` (time spent on the item),
-`error` (the reason, for failed rows), `model`, `target`. A row is written only after its video is in place.
+`error` (the reason, for failed rows), `model`, `target`, `model_digest` (the SHA-256 of the model's tensors, None
+for foreign checkpoint layouts). A row is written only after its video is in place.
 
 Runs append: the rows earlier runs wrote are kept (read first, for an `s3://` manifest) and the latest row for an
 output is its current state. Skipped rows mark videos an earlier run made; they keep that run's `frames` and `fps`
@@ -24,19 +25,21 @@ from typing import Optional
 
 from ganbatch import storage
 
-FIELDS = ("input", "output", "status", "frames", "fps", "seconds", "error", "model", "target")
+FIELDS = ("input", "output", "status", "frames", "fps", "seconds", "error", "model", "target", "model_digest")
 STATUSES = ("ok", "failed", "skipped")
 
 log = logging.getLogger(__name__)
 
 
 def manifest_row(*, input: str, output: str, status: str, model: str, target: str, frames: Optional[int] = None,
-                 fps: Optional[float] = None, seconds: float = 0.0, error: Optional[str] = None) -> dict:
+                 fps: Optional[float] = None, seconds: float = 0.0, error: Optional[str] = None,
+                 model_digest: Optional[str] = None) -> dict:
     """A manifest row with every field, in FIELDS order."""
     if status not in STATUSES:
         raise ValueError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
     return {"input": input, "output": output, "status": status, "frames": frames, "fps": fps,
-            "seconds": round(seconds, 3), "error": error, "model": model, "target": target}
+            "seconds": round(seconds, 3), "error": error, "model": model, "target": target,
+            "model_digest": model_digest}
 
 
 def _parse(text: str) -> list[dict]:

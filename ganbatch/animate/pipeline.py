@@ -1,8 +1,8 @@
 """`kind: animate` on Ray: plan the work items, stream them through Ray Data stages, keep the manifest.
 
 The driver reads the targets and the model's family (a mismatch is an error before any work), lists the inputs and
-the destination once (existing outputs are skipped unless `overwrite`), removes what interrupted writes left in the
-destination, and streams the items to make through three stages (ganbatch.animate.stages):
+the destination once (existing outputs are skipped unless `overwrite`), claims the destination (one run at a time,
+ganbatch.animate.lock), removes what interrupted writes left in it, and streams the items to make through three stages (ganbatch.animate.stages):
 
     prepare (CPU tasks) -> generate (actor pool, one model per actor) -> encode (CPU tasks) -> driver
 
@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from ganbatch import storage
 from ganbatch.animate.item import ItemSettings, describe_error
+from ganbatch.animate.lock import LOCK_NAME, claim_destination
 from ganbatch.animate.manifest import ManifestWriter, manifest_row, read_manifest
 from ganbatch.animate.plan import (
     PlanError,
@@ -95,12 +96,13 @@ class AnimateResult:
 @dataclass(frozen=True)
 class _Work:
     """The planned run: targets, every item, the files that exist below the destination already, and the model's
-    input size."""
+    input size and tensor digest."""
 
     targets: list[Target]
     items: list[WorkItem]
     existing: frozenset[str]
     image_size: int = 0
+    model_digest: Optional[str] = None
 
     @property
     def todo(self) -> list[WorkItem]:
@@ -221,7 +223,8 @@ def _skipped_rows(work: _Work, job: AnimateJob, previous: list[dict]) -> list[di
     for item in work.done:
         before = earlier.get(item.output, {})
         rows.append(manifest_row(input=item.input, output=item.output, status="skipped", model=job.model,
-                                 target=item.label, frames=before.get("frames"), fps=before.get("fps")))
+                                 target=item.label, frames=before.get("frames"), fps=before.get("fps"),
+                                 model_digest=before.get("model_digest")))
     return rows
 
 
@@ -234,8 +237,8 @@ def _prepare(job: AnimateJob) -> _Work:
         check_condition(targets, family.name, family.condition, job.model)
         if job.source_aus and family.condition != "aus":
             raise TargetError(f"source_aus applies to GANimation models; {job.model} is a {family.name} model")
-        work = dataclasses.replace(_plan_work(job, targets),
-                                   image_size=info.image_size or family.default_image_size)
+        work = dataclasses.replace(_plan_work(job, targets), image_size=info.image_size or family.default_image_size,
+                                   model_digest=info.digest)
         if job.source_aus:
             work = dataclasses.replace(work, items=_with_source_aus(work.items, job.source_aus))
         if work.todo:
@@ -267,7 +270,7 @@ def _summary(result: AnimateResult, manifest: str) -> str:
 def _clean_destination(out: str) -> None:
     """Remove what interrupted writes of earlier runs left below the destination (never fatal)."""
     try:
-        removed = storage.remove_stale_temporaries(out)
+        removed = storage.remove_stale_temporaries(out, keep=(f".{LOCK_NAME}",))  # the lock's own are live
     except storage.StorageError as error:
         log.warning("could not clean up stale temporary files below %s: %s", out, error)
         return
@@ -284,7 +287,7 @@ def run_animate(job: AnimateJob) -> AnimateResult:
     out = worker_uri(job.out)
     manifest_uri = storage.join(out, job.manifest)
     result = AnimateResult(ok=True, outputs={"out": job.out, "manifest": storage.join(job.out, job.manifest)})
-    with storage.retry_budget(job.execution.storage_retry_seconds):
+    with storage.retry_budget(job.execution.storage_retry_seconds), claim_destination(out):
         _clean_destination(out)
         previous = read_manifest(manifest_uri)
         try:
@@ -309,7 +312,8 @@ def run_animate(job: AnimateJob) -> AnimateResult:
 
 def _run_spec(job: AnimateJob, work: _Work) -> RunSpec:
     execution = job.execution
-    settings = ItemSettings(model=job.model, crop=job.crop, output=job.output, batch_size=execution.batch_size)
+    settings = ItemSettings(model=job.model, crop=job.crop, output=job.output, batch_size=execution.batch_size,
+                            model_digest=work.model_digest)
     return RunSpec(settings=settings, targets=work.targets, model=worker_uri(resolve_model_uri(job.model)),
                    runtime=execution.runtime, device=execution.device, precision=execution.precision,
                    trust_pickle=job.trust_pickle, image_size=work.image_size,
@@ -348,7 +352,7 @@ def _run_on_ray(job: AnimateJob, work: _Work, manifest: ManifestWriter, result: 
             reason = f"the pipeline stopped before this item was made: {describe_error(error)}"[:500]
             for item in work.todo:
                 record(manifest_row(input=item.input, output=item.output, status="failed", model=job.model,
-                                    target=item.label, error=reason))
+                                    target=item.label, error=reason, model_digest=work.model_digest))
         finally:
             result.seconds = progress.close()
     result.succeeded, result.failed = progress.counts["ok"], progress.counts["failed"]

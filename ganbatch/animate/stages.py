@@ -135,7 +135,8 @@ def encode(row: dict, spec: RunSpec) -> dict:
     """Stage 3 (CPU task): layout, ffmpeg, atomic write or upload; the row becomes its manifest row."""
     started = time.monotonic()
     item: WorkItem = _unpack(row["item"])
-    fields = {"input": item.input, "output": item.output, "model": spec.settings.model, "target": item.label}
+    fields = {"input": item.input, "output": item.output, "model": spec.settings.model, "target": item.label,
+              "model_digest": spec.settings.model_digest}
     if row["status"] == "ok":
         try:
             placement = _unpack(row["placement"])
