@@ -124,4 +124,16 @@ def quiet_ray_options(level: int | None = None) -> dict:
     for name, value in QUIET_RAY_ENV.items():
         os.environ.setdefault(name, value)
     ray_level = logging.ERROR if level <= 0 else logging.WARNING if level == 1 else logging.DEBUG
+    _quiet_ray_data(logging.ERROR if level <= 0 else logging.INFO)
     return {"logging_level": ray_level, "log_to_driver": level >= 1}
+
+
+def _quiet_ray_data(level: int) -> None:
+    """Set the level of Ray Data's console handlers (not its ray-data.log file), when Ray Data is loaded: its
+    "execution finished" and "progress bars disabled" lines are INFO and WARNING records of the `ray.data` logger,
+    which Ray Data configures itself on import, apart from ray.init's logging_level."""
+    if "ray.data" not in sys.modules:
+        return
+    for handler in logging.getLogger("ray.data").handlers:
+        if not isinstance(handler, logging.FileHandler) and "File" not in type(handler).__name__:
+            handler.setLevel(level)

@@ -69,6 +69,18 @@ def test_quiet_ray_options_follow_the_verbosity(restore_logging):
     assert quiet_ray_options() == {"logging_level": logging.WARNING, "log_to_driver": True}
 
 
+def test_quiet_ray_options_quiet_ray_datas_console(restore_logging):
+    import ray.data  # noqa: F401 - configures the ray.data logger
+
+    def console_levels():
+        return [h.level for h in logging.getLogger("ray.data").handlers if "File" not in type(h).__name__]
+
+    quiet_ray_options(0)
+    assert console_levels() and set(console_levels()) == {logging.ERROR}
+    quiet_ray_options(1)
+    assert set(console_levels()) == {logging.INFO}
+
+
 def test_cli_verbosity_flags_reach_the_logging_setup(restore_logging):
     from ganbatch import logs
 
