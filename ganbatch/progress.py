@@ -85,12 +85,13 @@ class Progress:
             parts.append(f"took {format_duration(self._clock() - self.started)}")
         return ", ".join(parts)
 
-    def close(self) -> None:
-        """End the bar, or write the final line."""
+    def close(self) -> float:
+        """End the bar, or write the final line; returns the seconds since the start."""
         if self._bar is not None:
             self._bar.close()
             self._bar = None
         log.info(self.line())
+        return self._clock() - self.started
 
     def __enter__(self) -> "Progress":
         return self

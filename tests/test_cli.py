@@ -106,7 +106,7 @@ def test_progress_on_a_non_terminal_prints_a_line_every_interval(capsys):
     assert _lines(capsys) == ["animate: 4/10 videos (40%), 16.7 frames/s, eta 18s"]  # at 12 s, not before
     clock.now += 3
     progress.update(frames=50, failed=True)
-    progress.close()
+    assert progress.close() == 15
     assert _lines(capsys) == ["animate: 5/10 videos (50%), 1 failed, 16.7 frames/s, eta 15s"]
 
 
