@@ -867,3 +867,27 @@ def test_traversal_keys_end_to_end_leave_nothing_outside_the_destination(ray_loc
     assert created and all(path.startswith(str(tmp_path / "dest")) for path in created), created
     keys = [obj["Key"] for obj in client.list_objects_v2(Bucket=s3_bucket).get("Contents", [])]
     assert sorted(keys) == ["trav/../../../../x/escaped.png", "trav/ok.png"]
+
+
+@pytest.mark.slow
+def test_a_truncated_newest_training_checkpoint_falls_back_on_ray(ray_local, tmp_path, capfd):
+    """The issue's case: Ray Train hands the workers the truncated newest checkpoint; they resume from step 2."""
+    from ganbatch.synth.dataset import write_dataset
+    from ganbatch.train import run_train
+
+    write_dataset(tmp_path / "faces", 2, 2, size=64, seed=1, contact_sheet=False)
+    fields = {"family": "ganimation", "data": str(tmp_path / "faces"), "out": str(tmp_path / "runs"), "name": "r",
+              "network": {"size": 64, "conv_dim": 4, "res_blocks": 1, "d_conv_dim": 4},
+              "objective": {"critic_steps": 1}, "batch_size": 2, "checkpoint_every": 1, "log_every": 1,
+              "sample_every": 100, "keep_checkpoints": 5}
+    assert run_train(TrainJob(**fields, steps=3)).ok
+    newest = tmp_path / "runs" / "r" / "checkpoint_00000003" / STATE_FILE
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
+    capfd.readouterr()
+    result = run_train(TrainJob(**fields, steps=4))
+    output = "".join(capfd.readouterr())
+    assert result.ok and result.step == 4, output  # (the shared test Ray forwards its own internals' logs)
+    assert "resume: skipping the latest checkpoint" in output and "checkpoint_00000002 (step 2)" in output
+    starts = [json.loads(line) for line in (tmp_path / "runs" / "r" / "metrics.jsonl").read_text().splitlines()
+              if '"start"' in line]
+    assert [start["step"] for start in starts] == [0, 2]  # resumed from the previous complete checkpoint
