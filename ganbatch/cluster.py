@@ -14,7 +14,8 @@ def local_cpus() -> int:
 @contextlib.contextmanager
 def ray_session(address: Optional[str] = None, *, num_cpus: Optional[int] = None):
     """Use the Ray already initialised in this process, else connect to `address` (or `RAY_ADDRESS`), else start a
-    local Ray in-process; a Ray started here is shut down on exit.
+    local Ray in-process (a new one, never another command's or a `ray start` instance found on the machine); a Ray
+    started here is shut down on exit.
 
     A local Ray gets `num_cpus` CPUs (default: the cores this process may use, not the machine's count) and only
     what a command needs: no dashboard, warnings only in its logs. (Ray 2.60's raylet always starts its runtime-env
@@ -29,8 +30,8 @@ def ray_session(address: Optional[str] = None, *, num_cpus: Optional[int] = None
     from ganbatch.logs import quiet_ray_options
 
     options.update(quiet_ray_options())  # Ray's logs and worker output only with -v (see ganbatch.logs)
-    if address is None:
-        options["num_cpus"] = num_cpus if num_cpus is not None else local_cpus()
+    if address is None:  # "local": a new instance of our own, even when another Ray runs on this machine
+        address, options["num_cpus"] = "local", num_cpus if num_cpus is not None else local_cpus()
     ray.init(address=address, **options)
     try:
         yield
