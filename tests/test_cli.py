@@ -249,3 +249,19 @@ def test_the_demo_model_says_it_knows_synthetic_faces_only(tmp_path):
     evaluation = CliRunner().invoke(main, ["eval", "--model", "demo", "--identities", "1", "--random-pairs", "0",
                                            "--path-frames", "2", "--dry-run"])
     assert evaluation.stderr.count("trained on synthetic faces only") == 1
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_animate_ends_with_the_hint(tmp_path):
+    samples = Path(__file__).resolve().parents[1] / "ganbatch" / "assets" / "samples"
+    out = tmp_path / "out"
+    command = GANBATCH + ["animate", str(samples), "--model", "demo", "--expression", "happy", "--expression", "sad",
+                          "--expression", "surprise", "--frames", "60", "--out", str(out)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not list(out.glob("*.mp4")) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert err.strip().splitlines()[-1] == INTERRUPTED and "Traceback" not in err
