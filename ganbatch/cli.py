@@ -84,8 +84,9 @@ def validate(manifests, strict):
                 for problem in error.problems if strict else problems:
                     click.echo(f"  {problem}", err=True)
             else:
-                click.echo(f"{manifest}: ok, once {', '.join(unset)} {'is' if len(unset) == 1 else 'are'} set "
-                           "(note: the values that use them were not checked)")
+                one = len(unset) == 1
+                click.echo(f"{manifest}: ok, once {', '.join(unset)} {'is' if one else 'are'} set (note: the values "
+                           f"that use {'it' if one else 'them'} were not checked)")
             continue
         steps = f": {', '.join(job.steps)}" if job.kind == "pipeline" else ""
         click.echo(f"{manifest}: ok ({job.kind}{steps})")
