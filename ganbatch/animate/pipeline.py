@@ -2,7 +2,8 @@
 
 The driver reads the targets and the model's family (a mismatch is an error before any work), lists the inputs and
 the destination once (existing outputs are skipped unless `overwrite`), claims the destination (one run at a time,
-ganbatch.animate.lock), removes what interrupted writes left in it, and streams the items to make through three stages (ganbatch.animate.stages):
+ganbatch.animate.lock), removes what interrupted writes left in it, and streams the items to make through three
+stages (ganbatch.animate.stages):
 
     prepare (CPU tasks) -> generate (actor pool, one model per actor) -> encode (CPU tasks) -> driver
 
@@ -187,8 +188,8 @@ def plan_animate(job: AnimateJob) -> str:
         f"output: {storage.join(job.out, example)} ({job.output.format}, layout {job.output.layout}); "
         f"manifest {storage.join(job.out, job.manifest)}",
         f"faces: {faces}",
-        f"model runs: device {execution.device}, precision {execution.precision}, batch {execution.batch_size} "
-        f"frames; storage faults retried for {execution.storage_retry_seconds:g} s",
+        f"model runs: {execution.runtime} on device {execution.device}, precision {execution.precision}, "
+        f"batch {execution.batch_size} frames; storage faults retried for {execution.storage_retry_seconds:g} s",
         "stages:", *[f"  {line}" for line in stages],
         ray_line,
     ])
