@@ -21,6 +21,7 @@ from ganbatch.synth.dataset import write_dataset
 from ganbatch.targets.aus import expression_aus
 from ganbatch.train import run_train
 from ganbatch.train.export import list_checkpoints
+from ganbatch.train.preview import HEADER_HEIGHT
 from ganbatch.train.state import STATE_FILE, read_state
 
 TINY = {"size": 64, "conv_dim": 8, "res_blocks": 1, "d_conv_dim": 8}
@@ -80,7 +81,8 @@ def test_two_worker_run_writes_checkpoints_metrics_samples_and_model(ganimation_
     tensorboard = storage.list_uris(f"{run}/tensorboard")
     assert len(tensorboard) == 1 and "tfevents" in tensorboard[0]
     grid = np.asarray(Image.open(f"{run}/samples/step_00000003.png"))
-    assert grid.shape == (3 * 2 * 64, 7 * 64, 3)  # 3 faces x (frames, masks) rows; face + 6 targets columns
+    # a header row naming the columns, then 3 faces x (frames, masks) rows; face + 6 targets columns
+    assert grid.shape == (HEADER_HEIGHT + 3 * 2 * 64, 7 * 64, 3)
     _check_model_renders(result.outputs["model"], "ganimation")
 
 
