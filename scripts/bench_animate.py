@@ -3,6 +3,7 @@ the original tools' approach.
 
     .venv/bin/python scripts/bench_animate.py [--clips 4] [--frames 64] [--size 128] [--threads N]
         [--batch-size 16] [--precision fp32|bf16|fp16] [--gpu] [--skip-reference]
+        [--runtime torch,onnxruntime,openvino,tensorrt,auto]
 
 Every measurement animates the same clips: --clips synthetic faces, each along one target (the "happy" expression
 over --frames frames), with a randomly initialised full-size GANimation generator (conv_dim 64, 6 residual blocks;
@@ -21,6 +22,10 @@ speed does not depend on the weights). Rows, all in frames/s over clips x frames
   items' own seconds (each item's prepare, its share of the generator calls, and its encode).
 - animate wall: the same frames over the command's wall time, which adds starting Python and Ray, the generator
   actor and its model; the command's own start-up figures (from its summary) are printed on their own line.
+
+--runtime adds, for each runtime named, its generator-only rows at every precision it offers here
+(bench_runtimes.runtime_rows: the checkpoint exported on the fly, int8 calibrated on synthetic faces) and an
+`animate --runtime R` end-to-end pair of rows, compared with that runtime's best generator-only row.
 
 fp32 is always measured; a lower --precision (bf16 on CPU, fp16/bf16 on CUDA) is measured as well, so that both
 fp32 and the chosen precision are compared with the fp32 reference. --gpu runs the generator on CUDA (the generate
@@ -177,13 +182,14 @@ class GpuSampler:
                 return
 
 
-def animate_fps(model: Path, face_folder: Path, out: Path, frames: int, args,
-                precision: str) -> tuple[float, float, str, list[float]]:
+def animate_fps(model: Path, face_folder: Path, out: Path, frames: int, args, precision: str,
+                runtime: str = "torch") -> tuple[float, float, str, list[float]]:
     """Run `ganbatch animate` (default stage sizes) on every face in face_folder; returns (frames/s over the
     items' own seconds, frames/s over the command's wall time, its start-up figures, GPU utilisation samples)."""
     command = [sys.executable, "-m", "ganbatch.cli", "animate", str(face_folder), "--model", str(model),
                "--out", str(out), "--expression", EXPRESSION, "--frames", str(frames),
-               "--batch-size", str(args.batch_size), "--device", args.device, "--precision", precision]
+               "--batch-size", str(args.batch_size), "--device", args.device, "--precision", precision,
+               "--runtime", runtime, "--no-report"]
     start = time.perf_counter()
     with GpuSampler() as gpu:
         finished = subprocess.run(command, capture_output=True, text=True)
@@ -232,8 +238,11 @@ def parse_args() -> argparse.Namespace:
                         help="ours, besides fp32: bf16 (CPU or CUDA) or fp16 (CUDA)")
     parser.add_argument("--gpu", action="store_true", help="run the generator on CUDA (see the module doc)")
     parser.add_argument("--skip-reference", action="store_true", help="leave out the (slow) batch-1 reference")
+    parser.add_argument("--runtime", default="", help="comma-separated runtimes to add rows for (torch, "
+                                                      "onnxruntime, openvino, tensorrt, auto; default: none)")
     args = parser.parse_args()
     args.device = "cuda" if args.gpu else "cpu"
+    args.runtimes = [name.strip() for name in args.runtime.split(",") if name.strip()]
     if args.gpu and not torch.cuda.is_available():
         parser.error("--gpu: CUDA is not available on this machine")
     if not args.gpu and args.precision == "fp16":
@@ -311,6 +320,30 @@ def main() -> None:
             gpu = (f"; GPU utilisation mean {np.mean(utilisation):.0f}%, max {max(utilisation):.0f}% "
                    f"({len(utilisation)} samples)" if utilisation else "")
             print(f"{'':44s} ({startup}{gpu})", flush=True)
+        if args.runtimes:
+            runtime_comparison(model, faces, targets, face_folder, folder, args, reference)
+
+
+def runtime_comparison(model: Path, faces, targets, face_folder: Path, folder: Path, args, reference) -> None:
+    """Generator-only rows of every runtime/precision of --runtime, then `animate --runtime R` for each R, next to
+    R's fastest generator-only row."""
+    from bench_runtimes import runtime_rows
+
+    measured = runtime_rows(str(model), faces, targets, batch_size=args.batch_size, device=args.device,
+                            threads=args.threads, reference=reference, runtimes=args.runtimes)
+    variants = {tuple(label.split(", ")[1].split()): fps for label, fps in measured.items()}  # (runtime[, prec])
+    for runtime in args.runtimes:
+        own = {variant[1:] or ("fp32",): fps for variant, fps in variants.items() if variant[0] == runtime}
+        if not own:
+            continue
+        (precision,), best = max(own.items(), key=lambda entry: entry[1])
+        if precision == "int8":  # int8 needs an int8 export (`ganbatch export --precision int8`), not a flag
+            precision, best = "fp32", own.get(("fp32",), best)
+        items, wall, startup, _ = animate_fps(model, face_folder, folder / f"out-{runtime}", args.frames, args,
+                                              precision, runtime=runtime)
+        report(f"animate items, --runtime {runtime} {precision}", items, reference, best)
+        report(f"animate wall, --runtime {runtime} {precision}", wall, reference, best)
+        print(f"{'':44s} ({startup})", flush=True)
 
 
 if __name__ == "__main__":

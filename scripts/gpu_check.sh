@@ -4,7 +4,8 @@
 #      CUDA fp32 frames against CPU fp32);
 #   2. speed at 128 px, batch 64 and 256: each stage alone (prepare, generate, encode, paste-back), the generator
 #      alone and `ganbatch animate --device cuda` end to end, with the GPU's utilisation (nvidia-smi) while the
-#      pipeline runs (scripts/bench_animate.py --gpu).
+#      pipeline runs (scripts/bench_animate.py --gpu);
+#   3. the inference runtimes on CUDA (torch eager/compiled, ONNX Runtime, TensorRT fp16, auto), generator only.
 # Needs a CUDA build of torch and the package's requirements (PYTHON=... to pick the interpreter; default the
 # project's .venv, else python3).
 #   scripts/gpu_check.sh [--clips 16] [--frames 64]
@@ -61,3 +62,9 @@ for BATCH in 64 256; do
   "$PY" scripts/bench_animate.py --gpu --size 128 --batch-size "$BATCH" --clips "$CLIPS" --frames "$FRAMES" \
     --precision fp16 --skip-reference
 done
+
+echo
+echo "runtimes: torch fp32/fp16/bf16, torch.compile fp16, ONNX Runtime (CUDA EP), TensorRT fp16, auto; 128 px, batch 256"
+echo "(a runtime whose package is not installed prints 'skipped' with the extra to install; the device has no internet)"
+"$PY" scripts/bench_runtimes.py --device cuda --size 128 --batch-size 256 --clips "$CLIPS" --frames "$FRAMES" \
+  --threads 8 --runtime torch,onnxruntime,tensorrt,auto

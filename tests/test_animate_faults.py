@@ -182,7 +182,7 @@ def start_animate(inputs: str, out: str, model: Path, *extra, env: dict | None =
     """`ganbatch -v animate` in a subprocess (-v: the workers' warnings too), its stderr going to a file (a pipe
     nobody reads would block it)."""
     command = [sys.executable, "-m", "ganbatch.cli", "-v", "animate", inputs, "--model", str(model), "--out", out,
-               "--expression", "happy", "--frames", "32", "--batch-size", "8", *extra]
+               "--expression", "happy", "--frames", "32", "--batch-size", "8", "--no-report", *extra]
     log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"ganbatch-faults-{os.getpid()}-{time.time_ns()}.log", "w+")
     process = subprocess.Popen(command, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=log,
                                text=True)

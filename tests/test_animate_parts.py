@@ -224,7 +224,7 @@ def test_an_item_failure_is_a_row_naming_the_reason(tiny, tmp_path):
                                     "gone__happy.mp4", 0, "happy"))
     assert row["status"] == "failed" and "gone.jpg" in row["error"] and "not found" in row["error"]
     assert list(row) == ["input", "output", "status", "frames", "fps", "seconds", "error", "model", "target",
-                         "model_digest"]
+                         "model_digest", "runtime"]
 
 
 # --------------------------------------------------------------------------------------------------- resources

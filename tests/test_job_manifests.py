@@ -313,8 +313,8 @@ def test_env_references_resolve_and_unset_ones_are_located(tmp_path, monkeypatch
     problems = problems_of(path)
     assert problems == [
         f"{path}:{line_of(text, 'out:')}: out: environment variable GANBATCH_TEST_BUCKET is not set",
-        f"{path}:{line_of(text, 'seed:')}: seed: unknown ${{...}} reference; use ${{env:NAME}} or "
-        f"${{steps.STEP.OUTPUT}}",
+        f"{path}:{line_of(text, 'seed:')}: seed: unknown ${{...}} reference; use ${{env:NAME}}, "
+        f"${{env:NAME:-default}} or ${{steps.STEP.OUTPUT}}",
     ]
     monkeypatch.setenv("GANBATCH_TEST_BUCKET", "my-bucket")
     path.write_text(text.replace("seed: ${nonsense}\n", ""))

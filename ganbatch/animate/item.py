@@ -26,6 +26,7 @@ from ganbatch import storage
 from ganbatch.animate.manifest import manifest_row
 from ganbatch.animate.plan import WorkItem
 from ganbatch.animate.targets import NEUTRAL_AUS, Target
+from ganbatch.errors import one_line
 from ganbatch.faces import CropTransform, crop_face, fit_to_size, get_detector, largest_face, paste_back
 from ganbatch.jobs.animate import CropSpec, OutputSpec
 from ganbatch.media import VideoWriter, compose_frames, decode_image
@@ -77,10 +78,9 @@ class Placement:
 
 
 def describe_error(error: Exception) -> str:
-    """A one-line reason for a manifest row: the message of ganbatch's own errors, with the type for others."""
-    message = " ".join(str(error).split())
-    own = type(error).__module__.startswith("ganbatch.")
-    return message if own and message else f"{type(error).__name__}: {message}".rstrip(": ")
+    """A one-line reason for a manifest row: the message of ganbatch's own errors, with the type for others (the
+    original error's, through Ray's wrappers)."""
+    return one_line(error)
 
 
 # --------------------------------------------------------------------------------------------------- prepare

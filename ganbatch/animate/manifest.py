@@ -25,7 +25,8 @@ from typing import Optional
 
 from ganbatch import storage
 
-FIELDS = ("input", "output", "status", "frames", "fps", "seconds", "error", "model", "target", "model_digest")
+FIELDS = ("input", "output", "status", "frames", "fps", "seconds", "error", "model", "target", "model_digest",
+          "runtime")
 STATUSES = ("ok", "failed", "skipped")
 
 log = logging.getLogger(__name__)
@@ -33,13 +34,13 @@ log = logging.getLogger(__name__)
 
 def manifest_row(*, input: str, output: str, status: str, model: str, target: str, frames: Optional[int] = None,
                  fps: Optional[float] = None, seconds: float = 0.0, error: Optional[str] = None,
-                 model_digest: Optional[str] = None) -> dict:
+                 model_digest: Optional[str] = None, runtime: Optional[str] = None) -> dict:
     """A manifest row with every field, in FIELDS order."""
     if status not in STATUSES:
         raise ValueError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
     return {"input": input, "output": output, "status": status, "frames": frames, "fps": fps,
             "seconds": round(seconds, 3), "error": error, "model": model, "target": target,
-            "model_digest": model_digest}
+            "model_digest": model_digest, "runtime": runtime}
 
 
 def _parse(text: str) -> list[dict]:

@@ -27,13 +27,13 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
-from tqdm import tqdm
-
 from ganbatch import storage
+from ganbatch.animate.gallery import write_gallery
 from ganbatch.animate.item import ItemSettings, describe_error
 from ganbatch.animate.lock import LOCK_NAME, claim_destination
 from ganbatch.animate.manifest import ManifestWriter, manifest_row, read_manifest
 from ganbatch.animate.plan import (
+    InputListing,
     PlanError,
     WorkItem,
     existing_outputs,
@@ -58,10 +58,13 @@ from ganbatch.animate.targets import (
 from ganbatch.cluster import cluster_resources, local_resources, ray_session
 from ganbatch.errors import JobError
 from ganbatch.faces import BackendUnavailable, get_detector
-from ganbatch.jobs.animate import AnimateJob
+from ganbatch.jobs.animate import REPORT_MIN_ITEMS, AnimateJob
 from ganbatch.models.checkpoint import CheckpointError
 from ganbatch.models.families import get_family
-from ganbatch.models.hub import open_model, resolve_model_uri
+from ganbatch.models.header import read_model_config, target_problems
+from ganbatch.models.hub import resolve_model_uri
+from ganbatch.models.runtime import RuntimeUnavailableError, model_info
+from ganbatch.progress import Progress, describe_cluster, describe_setup, format_duration
 from ganbatch.targets import AUError
 
 LISTED_FAILURES = 10
@@ -97,11 +100,12 @@ class AnimateResult:
 @dataclass(frozen=True)
 class _Work:
     """The planned run: targets, every item, the files that exist below the destination already, and the model's
-    input size and tensor digest."""
+    input size and tensor digest; `listing` also names the files of input folders that were not used."""
 
     targets: list[Target]
     items: list[WorkItem]
     existing: frozenset[str]
+    listing: InputListing
     image_size: int = 0
     model_digest: Optional[str] = None
 
@@ -118,8 +122,9 @@ class _Work:
 
 def _plan_work(job: AnimateJob, targets: list[Target]) -> _Work:
     out = worker_uri(job.out)
-    items = plan_items(find_inputs(job.inputs, job.recursive), [t.label for t in targets], out, job.output.format)
-    return _Work(targets, items, frozenset() if job.overwrite else frozenset(existing_outputs(out)))
+    listing = find_inputs(job.inputs, job.recursive)
+    items = plan_items(listing, [t.label for t in targets], out, job.output.format)
+    return _Work(targets, items, frozenset() if job.overwrite else frozenset(existing_outputs(out)), listing)
 
 
 def _with_source_aus(items: list[WorkItem], uri: str) -> list[WorkItem]:
@@ -134,17 +139,22 @@ def _with_source_aus(items: list[WorkItem], uri: str) -> list[WorkItem]:
     return ready
 
 
-def _shortest_clip(targets: list[Target], fallback: int) -> int:
-    """The fewest frames a target's clip has, for batching clips together (fallback when a target's length
-    depends on the face)."""
+def _clip_lengths(targets: list[Target]) -> list[Optional[int]]:
+    """Each target's frame count at the neutral source (None when its length depends on the face or it cannot be
+    made: the item itself reports that)."""
     lengths = []
     for target in targets:
         try:
             with np.errstate(all="ignore"):
                 lengths.append(target.schedule(NEUTRAL_AUS, np.zeros((66, 2), np.float32)).num_frames)
-        except Exception:  # noqa: BLE001 - only an estimate; the item itself reports a target that cannot be made
-            lengths.append(fallback)
-    return min(lengths, default=fallback)
+        except Exception:  # noqa: BLE001 - only an estimate, see the docstring
+            lengths.append(None)
+    return lengths
+
+
+def _shortest_clip(targets: list[Target], fallback: int) -> int:
+    """The fewest frames a target's clip has, for batching clips together (fallback for unknown lengths)."""
+    return min((length or fallback for length in _clip_lengths(targets)), default=fallback)
 
 
 def _stage_plan(job: AnimateJob, targets: list[Target], todo: int, resources: dict) -> StagePlan:
@@ -156,9 +166,45 @@ def _stage_plan(job: AnimateJob, targets: list[Target], todo: int, resources: di
         raise AnimateError(str(error)) from None
 
 
+def _model_lines(job: AnimateJob) -> list[str]:
+    """The dry run's model lines: what it is (read from its header, not its weights), whether its tensors are
+    verified, and AnimateError when the targets ask for what the model cannot follow."""
+    try:
+        header = read_model_config(job.model, trust_pickle=job.trust_pickle)
+    except (CheckpointError, storage.StorageError) as error:
+        raise AnimateError(str(error)) from None
+    problems = target_problems(header, job.targets)
+    if problems:
+        raise AnimateError("; ".join(problems))
+    digest = header.config.get("tensor_sha256")
+    integrity = (f"tensors recorded as sha256 {digest[:12]}..., verified when each worker loads them" if digest
+                 else "no tensor digest recorded (a published layout or an older file): its integrity cannot be "
+                      "verified")
+    return [f"model: {job.model} ({header.describe()}); {integrity}"]
+
+
+def _estimate(job: AnimateJob, frames: int) -> str:
+    """How long generating `frames` frames takes, from a short probe of the model on this machine (one batch)."""
+    from ganbatch.eval.plan import generator_seconds_per_frame
+
+    if not frames:
+        return "time: nothing to make"
+    runtime = job.execution.runtime if job.execution.runtime != "auto" else "torch"
+    try:
+        per_frame = generator_seconds_per_frame(job.model, chunk_size=min(job.execution.batch_size, 8),
+                                                runtime=runtime, trust_pickle=job.trust_pickle)
+    except Exception as error:  # noqa: BLE001 - only an estimate; the run reports real problems itself
+        return f"time: not estimated ({describe_error(error)})"
+    return (f"time: about {format_duration(frames * per_frame)} of generator time on one worker here "
+            f"({per_frame * 1000:.0f} ms/frame measured with {runtime} fp32, batch {min(job.execution.batch_size, 8)};"
+            " start-up and encoding extra)")
+
+
 def plan_animate(job: AnimateJob) -> str:
-    """The plan for --dry-run: videos to make and skip, output names, faces, stages and their resources (reads
-    target files and lists inputs and the destination; loads no model and starts no Ray)."""
+    """The plan for --dry-run: the model (header only) against the targets, videos to make and skip, frames and a
+    time estimate, output names, unused input files, faces, stages and their resources (reads target files, lists
+    inputs and the destination, probes the generator on one batch; starts no Ray)."""
+    model_lines = _model_lines(job)
     try:
         work = _plan_work(job, load_targets(job.targets))
     except (TargetError, PlanError, storage.StorageError) as error:
@@ -171,6 +217,7 @@ def plan_animate(job: AnimateJob) -> str:
         + (f", paste it back into the photo (feather {crop.feather:g})" if crop.pasteback else ""))
     example = output_relative("{stem}", "{target}", job.output.format)
     redo = "" if job.overwrite else "; --overwrite redoes them"
+    frames = _planned_frames(work)
     address = execution.address or os.environ.get("RAY_ADDRESS")
     if address:
         ray_line = f"ray: cluster at {address}; stage sizes are set from its resources when the run starts"
@@ -181,10 +228,16 @@ def plan_animate(job: AnimateJob) -> str:
         ray_line = (f"ray: a local Ray, started and stopped with the command ({resources['CPU']:g} CPUs, "
                     f"{resources['GPU']:g} GPUs here)")
         stages = _stage_plan(job, work.targets, len(work.todo), resources).describe()
+    skipped = [work.listing.skipped_summary(), *(f"  {line}" for line in work.listing.skipped_lines())] \
+        if work.listing.skipped else []
     return "\n".join([
-        f"model: {job.model}",
-        f"{images} images x {len(labels)} targets ({', '.join(labels)}) = {len(work.items)} videos: "
-        f"{len(work.todo)} to make, {len(work.done)} already exist (skipped{redo})",
+        *model_lines,
+        f"{_count(images, 'image')} x {_count(len(labels), 'target')} ({', '.join(labels)}) = "
+        f"{_count(len(work.items), 'video')}: {len(work.todo)} to make, {len(work.done)} already exist "
+        f"(skipped{redo})",
+        f"frames: {frames} to generate",
+        _estimate(job, frames),
+        *skipped,
         f"output: {storage.join(job.out, example)} ({job.output.format}, layout {job.output.layout}); "
         f"manifest {storage.join(job.out, job.manifest)}",
         f"faces: {faces}",
@@ -195,27 +248,15 @@ def plan_animate(job: AnimateJob) -> str:
     ])
 
 
-class _Progress:
-    """Counts of finished items and frames, shown in a tqdm bar on stderr (on terminals only)."""
+def _count(number: int, noun: str) -> str:
+    """`1 image`, `2 images`."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
-    def __init__(self, total: int):
-        self.bar = tqdm(total=total, unit="video", file=sys.stderr, disable=None, dynamic_ncols=True)
-        self.started = time.monotonic()
-        self.counts = {"ok": 0, "failed": 0}
-        self.frames = 0
 
-    def update(self, row: dict) -> None:
-        self.counts[row["status"]] += 1
-        self.frames += row["frames"] or 0
-        elapsed = time.monotonic() - self.started
-        rate = f"{self.frames / elapsed:.1f}" if elapsed else "-"
-        self.bar.set_postfix({"ok": self.counts["ok"], "failed": self.counts["failed"], "frames/s": rate},
-                             refresh=False)
-        self.bar.update(1)
-
-    def close(self) -> float:
-        self.bar.close()
-        return time.monotonic() - self.started
+def _planned_frames(work: _Work) -> int:
+    """Frames the videos to make hold (targets of unknown length count 0)."""
+    lengths = _clip_lengths(work.targets)
+    return sum(lengths[item.target] or 0 for item in work.todo if not item.problem)
 
 
 def _skipped_rows(work: _Work, job: AnimateJob, previous: list[dict]) -> list[dict]:
@@ -233,7 +274,7 @@ def _prepare(job: AnimateJob) -> _Work:
     """Targets, model family check, work items with source AUs and driving landmarks; AnimateError on a problem."""
     try:
         targets = load_targets(job.targets)
-        _, info = open_model(job.model, trust_pickle=job.trust_pickle)
+        info = model_info(job.model, trust_pickle=job.trust_pickle)
         family = get_family(info.family)
         check_condition(targets, family.name, family.condition, job.model)
         if job.source_aus and family.condition != "aus":
@@ -245,7 +286,8 @@ def _prepare(job: AnimateJob) -> _Work:
         if work.todo:
             detector = functools.partial(get_detector, job.crop.backend, "cpu")  # built only for driving videos
             work = dataclasses.replace(work, targets=with_driving_landmarks(targets, detector))
-    except (TargetError, PlanError, CheckpointError, storage.StorageError, BackendUnavailable) as error:
+    except (TargetError, PlanError, CheckpointError, storage.StorageError, BackendUnavailable,
+            RuntimeUnavailableError) as error:
         raise AnimateError(str(error)) from None
     return work
 
@@ -305,10 +347,29 @@ def run_animate(job: AnimateJob) -> AnimateResult:
             result.problems.append(manifest.problem)
     result.skipped = len(work.done)
     result.ok = result.failed == 0 or job.allow_failures
+    if work.listing.skipped:
+        result.problems.append(work.listing.skipped_summary())
     if job.output.preview:
         write_preview(result.rows, out)
+    if job.output.report if job.output.report is not None else len(work.items) > REPORT_MIN_ITEMS:
+        _write_gallery(job, result, out)
     print(_summary(result, result.outputs["manifest"]), file=sys.stderr)
     return result
+
+
+def _write_gallery(job: AnimateJob, result: AnimateResult, out: str) -> None:
+    """DEST/index.html over every row of the manifest (this run's and earlier runs'); a failure is a note."""
+    rows = read_manifest(storage.join(out, job.manifest)) or result.rows
+    rate = f"{result.frames / result.seconds:.1f}" if result.seconds else "-"
+    summary = {"model": job.model, "made": f"{result.succeeded} ok, {result.failed} failed, {result.skipped} skipped",
+               "time": f"{result.seconds:.1f} s", "frames/s": rate}
+    try:
+        page = write_gallery(rows, out, summary)
+    except (storage.StorageError, OSError) as error:
+        result.problems.append(f"gallery not written: {error}")
+        return
+    result.outputs["report"] = page
+    log.info("gallery: %s", page)
 
 
 def _run_spec(job: AnimateJob, work: _Work) -> RunSpec:
@@ -327,11 +388,13 @@ def _run_on_ray(job: AnimateJob, work: _Work, manifest: ManifestWriter, result: 
     started = time.monotonic()
     with ray_session(job.execution.address):
         result.startup = time.monotonic() - started
-        plan = _stage_plan(job, work.targets, len(work.todo), cluster_resources())
+        resources = cluster_resources()
+        plan = _stage_plan(job, work.targets, len(work.todo), resources)
+        log.info(_setup_line(job, plan, resources))
         for line in plan.describe():
-            log.info("stage %s", line)
+            log.debug("stage %s", line)
         dataset = build_dataset(work.todo, _run_spec(job, work), plan)
-        progress = _Progress(len(work.todo))
+        progress = Progress(len(work.todo), unit="videos", label="animate")
         recorded: set[str] = set()
 
         def record(row: dict) -> None:
@@ -339,10 +402,12 @@ def _run_on_ray(job: AnimateJob, work: _Work, manifest: ManifestWriter, result: 
                 return
             if result.first_video is None:
                 result.first_video = time.monotonic() - started
+                if row.get("runtime"):
+                    log.info("generator: %s", row["runtime"])
             recorded.add(row["output"])
             manifest.append(row)
             result.rows.append(row)
-            progress.update(row)
+            progress.update(frames=row["frames"] or 0, failed=row["status"] == "failed")
 
         try:
             for streamed in dataset.iter_rows():
@@ -356,5 +421,21 @@ def _run_on_ray(job: AnimateJob, work: _Work, manifest: ManifestWriter, result: 
                                     target=item.label, error=reason, model_digest=work.model_digest))
         finally:
             result.seconds = progress.close()
-    result.succeeded, result.failed = progress.counts["ok"], progress.counts["failed"]
+    result.succeeded, result.failed = progress.done - progress.failed, progress.failed
     result.frames = progress.frames
+
+
+def _setup_line(job: AnimateJob, plan: StagePlan, resources: dict) -> str:
+    """The start-up line naming the cluster, workers, device, precision, runtime and face detector."""
+    execution = job.execution
+    device = execution.device if execution.device != "auto" else ("cuda" if plan.generator_gpus else "cpu")
+    detector = None
+    if job.crop.mode == "detect":
+        try:
+            detector = get_detector(job.crop.backend, "cpu").name
+        except BackendUnavailable:
+            detector = job.crop.backend
+    return describe_setup(cluster=describe_cluster(resources, execution.address or os.environ.get("RAY_ADDRESS")),
+                          workers=plan.workers, device=device, precision=execution.precision,
+                          runtime=execution.runtime, detector=detector, gpus=resources.get("GPU", 0),
+                          threads=plan.threads)

@@ -26,6 +26,7 @@ import pickle
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import ray
 import torch
 from ray.data import ActorPoolStrategy, DataContext, Dataset
@@ -81,7 +82,7 @@ def _failed(row: dict, error: Exception, started: float) -> dict:
 def item_row(item: WorkItem) -> dict:
     """The dataset's input row for a work item."""
     return {"output": item.output, "item": _pack(item), "status": "ok", "error": "", "seconds": 0.0,
-            "clip": b"", "placement": b""}
+            "clip": b"", "placement": b"", "runtime": ""}
 
 
 def prepare(row: dict, spec: RunSpec) -> dict:
@@ -108,11 +109,15 @@ class Generate:
             self.runtime = open_runtime(spec.model, runtime=spec.runtime, device=device, precision=spec.precision,
                                         threads=threads, trust_pickle=spec.trust_pickle)
         self.settings = spec.settings
-        log.info("generator actor (pid %d): %s", os.getpid(), self.runtime.describe())
+        self.description = self.runtime.describe()
+        log.info("generator actor (pid %d): %s", os.getpid(), self.description)
 
     def __call__(self, batch: dict) -> dict:
         """The batch (numpy columns) with each ok row's `clip` replaced by its generated frames."""
         started = time.monotonic()
+        for column in ("status", "error"):  # fixed-width string arrays would truncate what is written into them
+            batch[column] = batch[column].astype(object)
+        batch["runtime"] = np.full(len(batch["status"]), self.description, dtype=object)
         todo = [index for index, status in enumerate(batch["status"]) if status == "ok"]
         clips = [_unpack(batch["clip"][index]) for index in todo]
         try:
@@ -127,6 +132,7 @@ class Generate:
         total = sum(len(clip.targets) for clip in clips) or 1
         for index, clip, frames in zip(todo, clips, made):
             batch["clip"][index] = _pack(frames)
+
             batch["seconds"][index] += elapsed * len(clip.targets) / total  # the clip's share of the calls
         return batch
 
@@ -136,7 +142,7 @@ def encode(row: dict, spec: RunSpec) -> dict:
     started = time.monotonic()
     item: WorkItem = _unpack(row["item"])
     fields = {"input": item.input, "output": item.output, "model": spec.settings.model, "target": item.label,
-              "model_digest": spec.settings.model_digest}
+              "model_digest": spec.settings.model_digest, "runtime": row["runtime"] or None}
     if row["status"] == "ok":
         try:
             placement = _unpack(row["placement"])

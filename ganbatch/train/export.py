@@ -12,7 +12,16 @@ from ganbatch import storage
 from ganbatch.models.checkpoint import GeneratorInfo, describe_generator, save_generator
 from ganbatch.models.families import get_family
 from ganbatch.models.networks import AttentionGenerator
-from ganbatch.train.state import JOB_FILE, STATE_FILE, ResumeError, model_config, parse_job, read_state
+from ganbatch.train.state import (
+    COMPLETE_FILE,
+    JOB_FILE,
+    STATE_FILE,
+    ResumeError,
+    model_config,
+    parse_job,
+    read_state,
+    verify_checkpoint,
+)
 
 _CHECKPOINT = re.compile(r"^checkpoint_(\d+)$")
 
@@ -44,6 +53,19 @@ def latest_checkpoint(run: str) -> tuple[int, str] | None:
     return checkpoints[0] if checkpoints else None
 
 
+def _download_checkpoint(uri: str, folder: Path) -> Path:
+    """The checkpoint at uri copied into folder and checked against its completion marker (when it has one)."""
+    folder.mkdir()
+    for name in (STATE_FILE, JOB_FILE, COMPLETE_FILE):
+        try:
+            storage.download_file(storage.join(uri, name), folder / name)
+        except storage.StorageError:
+            if name != COMPLETE_FILE:  # checkpoints written before markers existed have none
+                raise
+    verify_checkpoint(folder)
+    return folder
+
+
 def run_generator(run: str) -> tuple[AttentionGenerator, GeneratorInfo, int]:
     """The generator of the run's latest readable checkpoint: (generator, info with the run's provenance in its
     config, step). Raises ExportError when the run has no readable checkpoint."""
@@ -54,10 +76,9 @@ def run_generator(run: str) -> tuple[AttentionGenerator, GeneratorInfo, int]:
     with tempfile.TemporaryDirectory(prefix="ganbatch-export-") as folder:
         for step, uri in checkpoints:
             try:
-                job = parse_job(storage.read_bytes(storage.join(uri, JOB_FILE)).decode(), storage.join(uri, JOB_FILE))
-                local = Path(folder) / f"{step}.pt"
-                storage.download_file(storage.join(uri, STATE_FILE), local)
-                content = read_state(local)
+                local = _download_checkpoint(uri, Path(folder) / str(step))
+                job = parse_job((local / JOB_FILE).read_text(), storage.join(uri, JOB_FILE))
+                content = read_state(local / STATE_FILE)
             except (ResumeError, storage.StorageError, RuntimeError, EOFError) as error:
                 problems.append(f"{uri}: {error}")
                 continue

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from ganbatch import storage
 from ganbatch.cluster import cluster_gpus, ray_session
-from ganbatch.errors import JobError
+from ganbatch.errors import JobError, one_line
 from ganbatch.jobs.train import TrainJob
 from ganbatch.train.data import DataError, TrainingData, find_training_data
 from ganbatch.train.export import ExportError, export_model, latest_checkpoint
@@ -193,9 +193,10 @@ def _check_resume(saved: TrainJob, job: TrainJob, where: str, *, warn: bool = Tr
 
 
 def _failed(job: TrainJob, outputs: dict, error: Exception, start: int = 0, step: int | None = None) -> TrainResult:
-    log.error(f"train {job.name}: failed: {error}")
+    reason = one_line(error)
+    log.error(f"train {job.name}: failed: {reason}")
     return TrainResult(ok=False, outputs=outputs, start_step=start, step=start if step is None else step,
-                       error=f"{type(error).__name__}: {error}")
+                       error=reason)
 
 
 def _prepare(job: TrainJob, run: str) -> tuple[TrainingData, int]:
