@@ -137,7 +137,8 @@ def test_s3_to_s3_and_rerun_skips(ray_local, models, mixed_folder, s3_bucket):
     )
     result = run_animate(job)
     assert not result.ok and (result.succeeded, result.failed, result.skipped) == (5, 3, 0)
-    assert result.outputs == {"out": job.out, "manifest": f"{job.out}/manifest.jsonl"}
+    assert result.outputs == {"out": job.out, "manifest": f"{job.out}/manifest.jsonl",  # 8 videos: a gallery too
+                              "report": f"{job.out}/index.html"}
 
     key = "videos/sub/d__surprise-0.8.webm"
     assert client.head_object(Bucket=s3_bucket, Key=key)["ContentType"] == "video/webm"

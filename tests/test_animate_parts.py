@@ -317,7 +317,7 @@ def test_flags_build_targets_and_dry_run_prints_the_plan(tmp_path):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "a__happy.mp4").write_bytes(b"x")
     result = CliRunner().invoke(main, [
-        "animate", str(tmp_path / "in"), "--model", "m.pt", "--out", str(tmp_path / "out"), "--expression", "happy",
+        "animate", str(tmp_path / "in"), "--model", "demo", "--out", str(tmp_path / "out"), "--expression", "happy",
         "--expression", "sad:0.5", "--au", "AU45=2", "--frames", "8", "--pingpong", "--workers", "3", "--dry-run"])
     assert result.exit_code == 0, result.output
     job = yaml.safe_load(result.stdout)
@@ -328,6 +328,26 @@ def test_flags_build_targets_and_dry_run_prints_the_plan(tmp_path):
     assert "2 images x 2 targets (happy, sad-0.5) = 4 videos: 3 to make, 1 already exist" in plan
     assert "prepare: CPU tasks of" in plan and "encode: CPU tasks of" in plan
     assert "generate: 3 actor(s), one model each" in plan  # the stages and their sizes on this machine
+    assert "model: demo (ganimation, 64 px, conditioned on aus)" in plan  # read from the header, not the weights
+    assert "frames: 45 to generate" in plan and "time: about" in plan  # 3 videos x 15 (there and back)
+    assert "2 files skipped" not in plan
+
+
+def test_dry_run_checks_the_model_family_and_lists_unused_files(tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.png").write_bytes(b"x")
+    (tmp_path / "in" / "notes.txt").write_text("not an image")
+    (tmp_path / "in" / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    listed = CliRunner().invoke(main, ["animate", str(tmp_path / "in"), "--model", "demo", "--out",
+                                       str(tmp_path / "out"), "--expression", "happy", "--dry-run"])
+    assert listed.exit_code == 0, listed.output
+    assert "2 files skipped: 1 unsupported type, 1 broken link" in listed.output
+    landmarks = tmp_path / "talk.txt"
+    landmarks.write_text("\n".join("1 2" for _ in range(68)))
+    wrong = CliRunner().invoke(main, ["animate", str(tmp_path / "in"), "--model", "demo", "--out",
+                                      str(tmp_path / "out"), "--landmarks", str(landmarks), "--dry-run"])
+    assert wrong.exit_code == 1 and "a ganimation model follows AU targets" in wrong.output, wrong.output
+    assert "Traceback" not in wrong.output
 
 
 def test_timing_flags_need_target_flags(tmp_path):

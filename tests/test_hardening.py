@@ -544,11 +544,18 @@ def test_a_flipped_model_stops_animate_before_any_work(saved_model, tmp_path, fa
     assert_one_clear_error(result, 1, "flipped.pt", "do not match the SHA-256")
 
 
-def test_the_shipped_demo_model_without_a_digest_loads_as_unverified():
-    _, info = load_generator(DEMO_MODEL)
-    if info.integrity == VERIFIED:
-        pytest.skip("the demo model has been re-saved with a digest")
+def test_an_own_file_saved_before_digests_loads_as_unverified(saved_model, tmp_path):
+    content = torch.load(saved_model, weights_only=True)
+    config = json.loads(content["config"])
+    del config["tensor_sha256"]
+    torch.save({**content, "config": json.dumps(config)}, tmp_path / "older.pt")
+    _, info = load_generator(tmp_path / "older.pt")
     assert info.integrity == UNVERIFIED and len(info.digest) == 64 and "unverified" in info.describe_integrity()
+
+
+def test_the_shipped_demo_model_is_verified():
+    _, info = load_generator(DEMO_MODEL)
+    assert info.integrity == VERIFIED
 
 
 def test_foreign_layouts_have_no_digest_and_say_so(tmp_path):
