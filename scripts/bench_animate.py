@@ -252,8 +252,9 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def main() -> None:
-    args = parse_args()
+def bench_setup(args):
+    """The benchmarks' material: torch threads set, the seeded random full-size GANimation generator and its info,
+    --clips synthetic faces at --size, and the happy clip's --frames per-frame targets."""
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     generator = GANimationGenerator(conv_dim=64, repeat_num=6).eval()
@@ -261,6 +262,12 @@ def main() -> None:
     faces = make_faces(args.clips, args.size)
     targets = load_targets([TargetSpec(expression=EXPRESSION, frames=args.frames)])[0].schedule(
         np.zeros(17, np.float32)).targets()
+    return generator, info, faces, targets
+
+
+def main() -> None:
+    args = parse_args()
+    generator, info, faces, targets = bench_setup(args)
     frames = args.clips * args.frames
     precisions = ["fp32"] + ([args.precision] if args.precision != "fp32" else [])
     device_name = torch.cuda.get_device_name() if args.gpu else f"cpu, {args.threads} threads"
@@ -333,12 +340,12 @@ def runtime_comparison(model: Path, faces, targets, face_folder: Path, folder: P
                             threads=args.threads, reference=reference, runtimes=args.runtimes)
     variants = {tuple(label.split(", ")[1].split()): fps for label, fps in measured.items()}  # (runtime[, prec])
     for runtime in args.runtimes:
-        own = {variant[1:] or ("fp32",): fps for variant, fps in variants.items() if variant[0] == runtime}
+        # int8 needs an int8 export (`ganbatch export --precision int8`), not a flag: not an animate row
+        own = {variant[1:] or ("fp32",): fps for variant, fps in variants.items()
+               if variant[0] == runtime and variant[1:] != ("int8",)}
         if not own:
             continue
         (precision,), best = max(own.items(), key=lambda entry: entry[1])
-        if precision == "int8":  # int8 needs an int8 export (`ganbatch export --precision int8`), not a flag
-            precision, best = "fp32", own.get(("fp32",), best)
         items, wall, startup, _ = animate_fps(model, face_folder, folder / f"out-{runtime}", args.frames, args,
                                               precision, runtime=runtime)
         report(f"animate items, --runtime {runtime} {precision}", items, reference, best)

@@ -17,15 +17,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_animate import EXPRESSION, make_faces, reference_fps, report  # noqa: E402  (same clips, same loop)
+from bench_animate import bench_setup, reference_fps, report  # noqa: E402  (same clips, same loop)
 
-from ganbatch.animate.targets import load_targets  # noqa: E402
-from ganbatch.jobs.animate import TargetSpec  # noqa: E402
-from ganbatch.models import GANimationGenerator, describe_generator, save_generator  # noqa: E402
+from ganbatch.models import save_generator  # noqa: E402
 from ganbatch.models.hub import open_model  # noqa: E402
 from ganbatch.models.runtime import RuntimeUnavailableError, TorchRuntime, open_runtime  # noqa: E402
 from ganbatch.models.runtime_auto import detect_machine  # noqa: E402
@@ -87,13 +84,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: CUDA is not available on this machine")
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    generator = GANimationGenerator(conv_dim=64, repeat_num=6).eval()
-    info = describe_generator(generator, image_size=args.size)
-    faces = make_faces(args.clips, args.size)
-    targets = load_targets([TargetSpec(expression=EXPRESSION, frames=args.frames)])[0].schedule(
-        np.zeros(17, np.float32)).targets()
+    generator, info, faces, targets = bench_setup(args)
     machine = detect_machine(torch.device(args.device))
     device_name = torch.cuda.get_device_name() if args.device == "cuda" else f"cpu, {args.threads} threads"
     print(f"{device_name}; {machine.describe()}", flush=True)
