@@ -31,12 +31,7 @@ def bar_chart(labels: list[str], series: dict[str, list[float]], colours: list[s
     left, bottom, plot_h = 44, 40, height - 70
     group = (width - left - 10) / max(len(labels), 1)
     bar = group * 0.8 / max(len(series), 1)
-    parts = [f'<svg class="chart" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
-             'xmlns="http://www.w3.org/2000/svg" role="img">']
-    for tick in np.linspace(0, top, 5):
-        y = height - bottom - plot_h * tick / top
-        parts.append(f'<line x1="{left}" x2="{width - 10}" y1="{y:.1f}" y2="{y:.1f}" stroke="#eee"/>'
-                     f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end" font-size="10">{tick:.3g}</text>')
+    parts = _chart_frame(width, height, left, bottom, plot_h, top)
     for i, label in enumerate(labels):
         x0 = left + i * group + group * 0.1
         for j, (name, values) in enumerate(series.items()):
@@ -52,6 +47,17 @@ def bar_chart(labels: list[str], series: dict[str, list[float]], colours: list[s
     return "".join(parts) + "</svg>"
 
 
+def _chart_frame(width: int, height: int, left: float, bottom: float, plot_h: float, top: float) -> list[str]:
+    """A chart's opening <svg> tag and its five horizontal grid lines labelled 0..top (the parts to append to)."""
+    parts = [f'<svg class="chart" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+             'xmlns="http://www.w3.org/2000/svg" role="img">']
+    for tick in np.linspace(0, top, 5):
+        y = height - bottom - plot_h * tick / top
+        parts.append(f'<line x1="{left}" x2="{width - 10}" y1="{y:.1f}" y2="{y:.1f}" stroke="#eee"/>'
+                     f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end" font-size="10">{tick:.3g}</text>')
+    return parts
+
+
 def line_chart(curves: dict[str, list[float]], colours: list[str], *, x_label: str, width: int = 760,
                height: int = 220) -> str:
     """Polylines over a shared x axis (the index of each value) as an SVG element, with a legend."""
@@ -59,12 +65,7 @@ def line_chart(curves: dict[str, list[float]], colours: list[str], *, x_label: s
     count = max((len(values) for values in curves.values()), default=2)
     legend = 16 * ((len(curves) + 1) // 2)  # two legend entries per row
     left, bottom, plot_h, plot_w = 44, 24 + legend, height - 54 - legend, width - 54
-    parts = [f'<svg class="chart" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
-             'xmlns="http://www.w3.org/2000/svg" role="img">']
-    for tick in np.linspace(0, top, 5):
-        y = height - bottom - plot_h * tick / top
-        parts.append(f'<line x1="{left}" x2="{width - 10}" y1="{y:.1f}" y2="{y:.1f}" stroke="#eee"/>'
-                     f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end" font-size="10">{tick:.3g}</text>')
+    parts = _chart_frame(width, height, left, bottom, plot_h, top)
     for j, (name, values) in enumerate(curves.items()):
         points = " ".join(f"{left + plot_w * i / max(count - 1, 1):.1f},{height - bottom - plot_h * v / top:.1f}"
                           for i, v in enumerate(values))
