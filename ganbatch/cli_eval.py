@@ -58,7 +58,7 @@ def eval_command(model_uri, identities, seed, random_pairs, path_frames, out, re
     from ganbatch.errors import JobError
     from ganbatch.models.checkpoint import CheckpointError
     from ganbatch.models.runtime import RuntimeUnavailableError
-    from ganbatch.storage import StorageError
+    from ganbatch.io.storage import StorageError
 
     note_demo_model(model_uri)
     try:

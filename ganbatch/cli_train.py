@@ -95,7 +95,7 @@ def export(source, out, format_, precision, calibration, trust_pickle):
     from ganbatch.export import export as export_generator
     from ganbatch.models.checkpoint import CheckpointError
     from ganbatch.models.export import ExtraMissingError
-    from ganbatch.storage import StorageError
+    from ganbatch.io.storage import StorageError
     from ganbatch.train.export import ExportError
 
     try:

@@ -12,7 +12,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ganbatch import storage
+from ganbatch.io import storage
 from ganbatch.models.checkpoint import GeneratorInfo, save_generator
 from ganbatch.models.export import EXPORT_PRECISIONS, IR_CONFIG, IR_MODEL, IR_WEIGHTS, export_generator
 from ganbatch.models.hub import resolve_model_uri

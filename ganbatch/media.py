@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ganbatch import storage
+from ganbatch.io import storage
 
 IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF")
 VIDEO_FORMATS = ("mp4", "webm", "gif", "png")

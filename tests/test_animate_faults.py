@@ -21,7 +21,7 @@ import pytest
 import torch
 from PIL import Image
 
-from ganbatch import storage
+from ganbatch.io import storage
 from ganbatch.models import GANimationGenerator, save_generator
 from ganbatch.synth import render_face, sample_identity
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from ganbatch import storage
+from ganbatch.io import storage
 from ganbatch.cli import main
 from ganbatch.eval import (EVAL_SEED_OFFSET, eval_identities, evaluate_generator, expression_pairs, format_report,
                            run_eval, write_report)

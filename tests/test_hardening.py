@@ -25,7 +25,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from ganbatch import storage
+from ganbatch.io import storage
 from ganbatch.animate.lock import (
     LOCK_NAME,
     DestinationError,

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from ganbatch import media, storage
+from ganbatch import media
+from ganbatch.io import storage
 from ganbatch.media import ImageDecodeError, VideoEncodeError
 
 

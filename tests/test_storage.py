@@ -7,8 +7,8 @@ import boto3
 import pytest
 from boto3.s3.transfer import TransferConfig
 
-from ganbatch import storage
-from ganbatch.storage import StorageError
+from ganbatch.io import storage
+from ganbatch.io.storage import StorageError
 
 MB = 1024 * 1024
 

@@ -12,7 +12,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from ganbatch import storage
+from ganbatch.io import storage
 from ganbatch.cli import main
 from ganbatch.jobs.train import TrainJob
 from ganbatch.models.checkpoint import load_generator

@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from ganbatch import storage
+from ganbatch.io import storage
 from ganbatch.models.families import get_family
 from ganbatch.synth.dataset import write_dataset
 from ganbatch.targets.aus import read_aus_pkl, write_openface_csv

@@ -29,7 +29,7 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from ganbatch import storage
+from ganbatch.io import storage
 
 log = logging.getLogger(__name__)
 

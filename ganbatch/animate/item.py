@@ -22,7 +22,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from ganbatch import storage
+from ganbatch.io import storage
 from ganbatch.animate.manifest import manifest_row
 from ganbatch.animate.plan import WorkItem
 from ganbatch.animate.targets import NEUTRAL_AUS, Target

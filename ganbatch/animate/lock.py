@@ -32,7 +32,7 @@ from typing import Optional
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ganbatch import storage
+from ganbatch.io import storage
 from ganbatch.errors import JobError
 
 LOCK_NAME = ".ganbatch-lock.json"

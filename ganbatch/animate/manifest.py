@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from ganbatch import storage
+from ganbatch.io import storage
 
 FIELDS = ("input", "output", "status", "frames", "fps", "seconds", "error", "model", "target", "model_digest",
           "runtime")

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
-from ganbatch import storage
+from ganbatch.io import storage
 from ganbatch.animate.gallery import write_gallery
 from ganbatch.animate.item import ItemSettings, describe_error
 from ganbatch.animate.lock import LOCK_NAME, claim_destination

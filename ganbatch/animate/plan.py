@@ -29,7 +29,7 @@ from urllib.parse import unquote, urlparse
 
 import numpy as np
 
-from ganbatch import storage
+from ganbatch.io import storage
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 LIST_SUFFIXES = (".txt", ".jsonl")

@@ -5,7 +5,7 @@ from pathlib import Path
 import imageio_ffmpeg
 import numpy as np
 
-from ganbatch import storage
+from ganbatch.io import storage
 from ganbatch.media import compose_frames, decode_image, encode_video
 
 PREVIEW_NAME = "preview.gif"

@@ -31,7 +31,7 @@ import ray
 import torch
 from ray.data import ActorPoolStrategy, DataContext, Dataset
 
-from ganbatch import storage
+from ganbatch.io import storage
 from ganbatch.animate.item import (
     ItemSettings,
     describe_error,

@@ -19,7 +19,8 @@ import imageio_ffmpeg
 import numpy as np
 import yaml
 
-from ganbatch import safe_yaml, storage
+from ganbatch import safe_yaml
+from ganbatch.io import storage
 from ganbatch.faces import largest_face
 from ganbatch.jobs.animate import TargetSpec
 from ganbatch.targets import (

@@ -12,7 +12,7 @@ import io
 
 import numpy as np
 
-from ganbatch import storage
+from ganbatch.io import storage
 from ganbatch.eval.report import SMOOTHNESS_ROWS, SUMMARY_ROWS
 
 MODEL_COLOUR, COPY_COLOUR, TRUTH_COLOUR = "#3465a4", "#babdb6", "#cc7a00"

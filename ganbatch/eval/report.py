@@ -1,7 +1,7 @@
 """The evaluation report as a text table (for the terminal) and as JSON (for files and S3)."""
 import json
 
-from ganbatch import storage
+from ganbatch.io import storage
 
 # (label, model key, copy-baseline key, number format) of the summary rows.
 SUMMARY_ROWS = (

@@ -8,7 +8,7 @@ falls back to `runtime.model_info`, which reads them the normal way.
 import json
 from dataclasses import dataclass, field
 
-from ganbatch import storage
+from ganbatch.io import storage
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ checkpoint is never shipped by value through Ray.
 import dataclasses
 from pathlib import Path
 
-from ganbatch import storage
+from ganbatch.io import storage
 from ganbatch.models.checkpoint import CheckpointError, GeneratorInfo, load_generator
 from ganbatch.models.networks import AttentionGenerator
 

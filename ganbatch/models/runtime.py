@@ -153,7 +153,7 @@ def _exported_kind(location: str) -> str | None:
     if location.lower().endswith(_CHECKPOINT_SUFFIXES):
         return None
     if location.startswith("s3://"):
-        from ganbatch import storage  # only for s3:// models; hub.open_model reads checkpoints the same way
+        from ganbatch.io import storage  # only for s3:// models; hub.open_model reads checkpoints the same way
 
         return "openvino" if storage.exists(storage.join(location, IR_MODEL)) else None
     return exported_kind(location.removeprefix("file://"))
@@ -162,7 +162,7 @@ def _exported_kind(location: str) -> str | None:
 @contextlib.contextmanager
 def _local_export(location: str, kind: str) -> Iterator[Path]:
     """A local path holding the exported model at location: itself when local, a temporary download for S3."""
-    from ganbatch import storage
+    from ganbatch.io import storage
 
     if kind == "onnx" or not storage.is_s3(location):
         with storage.local_copy(location) as path:
@@ -188,7 +188,7 @@ def open_source(model_uri: str, *, trust_pickle: bool = False) -> Iterator[Model
         generator, info = open_model(model_uri, trust_pickle=trust_pickle)
         yield ModelSource("checkpoint", info, generator=generator)
         return
-    from ganbatch import storage
+    from ganbatch.io import storage
 
     try:
         with _local_export(location, kind) as path:

@@ -4,7 +4,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ganbatch import storage
+from ganbatch.io import storage
 from ganbatch.jobs.synth import SynthJob
 from ganbatch.synth.dataset import DatasetSummary, write_dataset
 

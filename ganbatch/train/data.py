@@ -29,7 +29,7 @@ from urllib.parse import unquote, urlparse
 
 import numpy as np
 
-from ganbatch import storage
+from ganbatch.io import storage
 from ganbatch.media import ImageDecodeError, probe_image
 from ganbatch.targets.aus import NUM_AUS, AUError, read_aus_pkl, read_openface_csv
 from ganbatch.targets.landmarks import LandmarkError, read_landmarks, to_gannotation66

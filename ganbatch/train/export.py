@@ -8,7 +8,7 @@ import re
 import tempfile
 from pathlib import Path
 
-from ganbatch import storage
+from ganbatch.io import storage
 from ganbatch.models.checkpoint import GeneratorInfo, describe_generator, save_generator
 from ganbatch.models.families import get_family
 from ganbatch.models.networks import AttentionGenerator

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from torch.utils.tensorboard import SummaryWriter
 
-from ganbatch import storage
+from ganbatch.io import storage
 from ganbatch.progress import format_duration
 
 METRICS_FILE = "metrics.jsonl"

@@ -17,7 +17,7 @@ import os
 import threading
 from dataclasses import dataclass, field
 
-from ganbatch import storage
+from ganbatch.io import storage
 from ganbatch.cluster import cluster_gpus, ray_session
 from ganbatch.errors import JobError, one_line
 from ganbatch.jobs.train import TrainJob

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import torch
 
-from ganbatch import __version__, storage
+from ganbatch import __version__
+from ganbatch.io import storage
 from ganbatch.jobs.train import TrainJob
 from ganbatch.models.checkpoint import save_generator
 from ganbatch.models.families import get_family
