@@ -9,9 +9,10 @@ import click
 from ganbatch import __version__
 from ganbatch.cli_animate import animate
 from ganbatch.cli_eval import eval_command
-from ganbatch.cli_help import GroupedCommand, choice
+from ganbatch.cli_help import GroupedCommand
+from ganbatch.cli_jobs import JOB_PARAMS, execute, job_options, load_or_exit, override_options, run_command
+from ganbatch.cli_options import Flag, SchemaOptions
 from ganbatch.cli_train import export, train
-from ganbatch.cli_jobs import JOB_PARAMS, execute, field_help, job_options, load_or_exit, override_options, run_command
 from ganbatch.jobs import SynthJob
 from ganbatch.jobs.load import load_job
 from ganbatch.jobs.problems import ManifestError
@@ -94,32 +95,19 @@ def validate(manifests, strict):
         raise SystemExit(2)
 
 
-SYNTH_FLAGS = {
-    "out": "out", "identities": "identities", "per_identity": "per_identity", "size": "size", "seed": "seed",
-    "layouts": "layouts", "test_fraction": "test_fraction", "contact_sheet": "contact_sheet",
-}
-SYNTH_SECTIONS = {
-    "output": ["out", "layouts", "contact_sheet"],
+SYNTH = SchemaOptions(SynthJob, {
+    "output": [Flag("out", metavar="DIR|s3://..."), Flag("layouts", name="--layout"), "contact_sheet"],
     "data set": ["identities", "per_identity", "size", "seed", "test_fraction"],
-    "job": JOB_PARAMS,
-}
+})
 
 
-@main.command(cls=GroupedCommand, sections=SYNTH_SECTIONS)
-@click.option("--out", metavar="DIR|s3://...", help=field_help(SynthJob, "out"))
-@click.option("--identities", type=int, help=field_help(SynthJob, "identities"))
-@click.option("--per-identity", type=int, help=field_help(SynthJob, "per_identity"))
-@click.option("--size", type=int, help=field_help(SynthJob, "size"))
-@click.option("--seed", type=int, help=field_help(SynthJob, "seed"))
-@click.option("--layout", "layouts", multiple=True, type=choice(SynthJob, "layouts"),
-              help=field_help(SynthJob, "layouts", "repeatable"))
-@click.option("--test-fraction", type=float, help=field_help(SynthJob, "test_fraction"))
-@click.option("--contact-sheet/--no-contact-sheet", default=None, help=field_help(SynthJob, "contact_sheet"))
+@main.command(cls=GroupedCommand, sections={**SYNTH.sections, "job": JOB_PARAMS})
+@SYNTH
 @job_options(kind="synth")
 @click.pass_context
 def synth(ctx, **_):
     """Write a synthetic face data set with exact AU and landmark ground truth (for training and tests)."""
-    run_command(ctx, "synth", SYNTH_FLAGS)
+    run_command(ctx, "synth", SYNTH.fields)
 
 
 main.add_command(animate)

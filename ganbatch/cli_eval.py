@@ -8,8 +8,9 @@ import logging
 
 import click
 
-from ganbatch.cli_help import GroupedCommand, choice
-from ganbatch.cli_jobs import default_text, note_demo_model
+from ganbatch.cli_help import GroupedCommand
+from ganbatch.cli_options import choice, default_text
+from ganbatch.cli_jobs import note_demo_model
 from ganbatch.jobs import AnimateJob
 
 log = logging.getLogger(__name__)

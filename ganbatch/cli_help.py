@@ -6,8 +6,8 @@ dependency, without its extra decorator syntax):
 
     @click.command(cls=GroupedCommand, sections={"inputs": ["inputs", "recursive"], "output": ["out", "format"]})
 
-Options named in no section are listed last under "other options". `choice(Model, "dotted.field")` is the
-click.Choice of a Literal field, so a closed set of values is spelt once, in the schema.
+Options named in no section are listed last under "other options". `literal_choices` reads the closed set of
+values of a Literal field, which `cli_options` turns into a click.Choice, so the set is spelt once, in the schema.
 """
 import ast
 import importlib.util
@@ -17,7 +17,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import click
-from pydantic import BaseModel
 
 
 def literal_choices(annotation: Any) -> list[str]:
@@ -25,28 +24,12 @@ def literal_choices(annotation: Any) -> list[str]:
     origin = typing.get_origin(annotation)
     if origin is typing.Literal:
         return [str(choice) for choice in typing.get_args(annotation)]
-    if origin in (list, typing.Union, types.UnionType):
+    if origin in (list, typing.Union, types.UnionType, typing.Annotated):
         for argument in typing.get_args(annotation):
             found = literal_choices(argument)
             if found:
                 return found
     return []
-
-
-def schema_field(model: type[BaseModel], dotted: str):
-    """The pydantic FieldInfo of `dotted` (e.g. `crop.mode`) in `model`."""
-    *parents, name = dotted.split(".")
-    for part in parents:
-        model = model.model_fields[part].annotation
-    return model.model_fields[name]
-
-
-def choice(model: type[BaseModel], dotted: str) -> click.Choice:
-    """click.Choice of the Literal field `dotted` of `model`."""
-    values = literal_choices(schema_field(model, dotted).annotation)
-    if not values:
-        raise TypeError(f"{model.__name__}.{dotted} is not a Literal field")
-    return click.Choice(values)
 
 
 def preset_names() -> list[str]:

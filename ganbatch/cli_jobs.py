@@ -1,24 +1,12 @@
 """Plumbing shared by the job commands of the CLI: flags and manifests -> one validated job -> plan or run.
 
-A command that fills a job from its flags needs three things: a map from click parameter names to dotted paths in
-the job, options with no defaults, and `run_command`:
-
-    SYNTH_FLAGS = {"out": "out", "per_identity": "per_identity", "layouts": "layouts"}
-
-    @main.command()
-    @click.option("--out", help=field_help(SynthJob, "out"))
-    @click.option("--per-identity", type=int, help=field_help(SynthJob, "per_identity"))
-    @click.option("--layout", "layouts", multiple=True, help=field_help(SynthJob, "layouts"))
-    @job_options(kind="synth")        # --job FILE, --set KEY=VALUE (repeatable), --dry-run
-    @click.pass_context
-    def synth(ctx, **_):
-        run_command(ctx, "synth", SYNTH_FLAGS)
+A job command declares its options once, from the schema (`cli_options.SchemaOptions`), adds `job_options` (`--job
+FILE`, `--set KEY=VALUE`, `--dry-run`) and hands the context to `run_command` with the options' fields (a map from
+click parameter names to dotted paths in the job).
 
 Only flags the user actually gave reach the job (click's parameter source is not DEFAULT), so the pydantic models
-stay the one source of defaults, and `field_help` shows the model's description and default in --help. A map
-value may also be `(dotted path, convert)` when a flag's value needs reshaping, e.g.
-`"expression": ("targets", lambda names: [{"expression": n} for n in names])`. Multiple-value flags replace the
-whole list. Precedence: the `--job` manifest, then flags, then `--set`.
+stay the one source of defaults. A map value may also be `(dotted path, convert)` when a flag's value needs
+reshaping. Multiple-value flags replace the whole list. Precedence: the `--job` manifest, then flags, then `--set`.
 """
 import logging
 from collections.abc import Callable, Iterable, Mapping
@@ -28,7 +16,6 @@ import click
 from click.core import ParameterSource
 from pydantic import BaseModel
 
-from ganbatch.cli_help import schema_field
 from ganbatch.jobs.load import LoadedJob, load_job
 from ganbatch.jobs.problems import ManifestError
 from ganbatch.errors import JobError
@@ -88,30 +75,6 @@ def job_options(command: Optional[Callable] = None, *, kind: Optional[str] = Non
 
 # Parameters of every job command, for GroupedCommand sections.
 JOB_PARAMS = ["manifest", "overrides", "dry_run"]
-
-
-def field_help(model: type[BaseModel], dotted: str, extra: str = "") -> str:
-    """Help text for the option filling `dotted` of `model`: the field's description as written (no
-    capitalisation), `extra`, then `default: ...` or `required` (choices show in the option's metavar)."""
-    field = schema_field(model, dotted)
-    *_, name = dotted.split(".")
-    parts = [field.description or name.replace("_", " ")]
-    if extra:
-        parts.append(extra)
-    if field.is_required():
-        parts.append("required")
-    else:
-        default = field.get_default(call_default_factory=True)
-        if default is not None and not isinstance(default, BaseModel):
-            parts.append(default_text(default))
-    return "; ".join(parts)
-
-
-def default_text(default: Any) -> str:
-    """`default: VALUE`, the one way --help shows a default (lists joined by commas, booleans lower-case)."""
-    shown = ", ".join(map(str, default)) if isinstance(default, list) else str(default).lower() \
-        if isinstance(default, bool) else str(default)
-    return f"default: {shown}"
 
 
 def flag_values(ctx: click.Context, flags: FlagMap) -> list[tuple[str, Any, str]]:

@@ -4,76 +4,32 @@ Training modules load only when a command runs, so `ganbatch --help` stays fast.
 """
 import click
 
-from ganbatch.cli_help import GroupedCommand, choice
-from ganbatch.cli_jobs import JOB_PARAMS, field_help, job_options, run_command
+from ganbatch.cli_help import GroupedCommand
+from ganbatch.cli_jobs import JOB_PARAMS, job_options, run_command
+from ganbatch.cli_options import Flag, SchemaOptions, leaf_fields
 from ganbatch.jobs.train import TrainJob
 
-TRAIN_FLAGS = {
-    "family": "family", "data": "data", "out": "out", "name": "name", "size": "network.size",
-    "conv_dim": "network.conv_dim", "res_blocks": "network.res_blocks", "d_conv_dim": "network.d_conv_dim",
-    "d_layers": "network.d_layers",
-    "adversarial": "objective.adversarial", "critic_steps": "objective.critic_steps", "lr_g": "optimizer.lr_g",
-    "lr_d": "optimizer.lr_d", "flip": "augment.flip", "jitter": "augment.jitter", "batch_size": "batch_size",
-    "steps": "steps", "checkpoint_every": "checkpoint_every", "log_every": "log_every",
-    "sample_every": "sample_every", "keep_checkpoints": "keep_checkpoints", "seed": "seed",
-    "address": "execution.address", "workers": "execution.workers", "gpus_per_worker": "execution.gpus_per_worker",
-    "cpus_per_worker": "execution.cpus_per_worker", "threads_per_worker": "execution.threads_per_worker",
-    "precision": "execution.precision", "max_failures": "execution.max_failures",
-}
+TRAIN = SchemaOptions(TrainJob, {
+    "inputs": ["family", Flag("data", metavar="DIR|s3://...")],
+    "output": [Flag("out", metavar="DIR|s3://..."), "name", "checkpoint_every", "log_every", "sample_every",
+               "keep_checkpoints"],
+    "networks": leaf_fields(TrainJob.model_fields["network"].annotation, "network."),
+    "schedule": ["batch_size", "steps", "seed", *leaf_fields(TrainJob.model_fields["augment"].annotation, "augment.")],
+    "objective": leaf_fields(TrainJob.model_fields["objective"].annotation, "objective."),
+    "optimizer": leaf_fields(TrainJob.model_fields["optimizer"].annotation, "optimizer."),
+    "execution": ["execution.address", "execution.workers", "execution.gpus_per_worker", "execution.cpus_per_worker",
+                  "execution.threads_per_worker", "execution.precision", "execution.max_failures"],
+})
 
 
-TRAIN_SECTIONS = {
-    "inputs": ["family", "data"],
-    "output": ["out", "name", "checkpoint_every", "log_every", "sample_every", "keep_checkpoints"],
-    "networks": ["size", "conv_dim", "res_blocks", "d_conv_dim", "d_layers"],
-    "objective and schedule": ["adversarial", "critic_steps", "lr_g", "lr_d", "flip", "jitter", "batch_size", "steps",
-                               "seed"],
-    "execution": ["address", "workers", "gpus_per_worker", "cpus_per_worker", "threads_per_worker", "precision",
-                  "max_failures"],
-    "job": JOB_PARAMS,
-}
-
-
-def _help(dotted: str) -> str:
-    return field_help(TrainJob, dotted)
-
-
-@click.command(cls=GroupedCommand, sections=TRAIN_SECTIONS)
-@click.option("--family", type=choice(TrainJob, "family"), help=_help("family"))
-@click.option("--data", metavar="DIR|s3://...", help=_help("data"))
-@click.option("--out", metavar="DIR|s3://...", help=_help("out"))
-@click.option("--name", help=_help("name"))
-@click.option("--size", type=int, help=_help("network.size"))
-@click.option("--conv-dim", type=int, help=_help("network.conv_dim"))
-@click.option("--res-blocks", type=int, help=_help("network.res_blocks"))
-@click.option("--d-conv-dim", type=int, help=_help("network.d_conv_dim"))
-@click.option("--d-layers", type=int, help=_help("network.d_layers"))
-@click.option("--adversarial", type=choice(TrainJob, "objective.adversarial"), help=_help("objective.adversarial"))
-@click.option("--critic-steps", type=int, help=_help("objective.critic_steps"))
-@click.option("--lr-g", type=float, help=_help("optimizer.lr_g"))
-@click.option("--lr-d", type=float, help=_help("optimizer.lr_d"))
-@click.option("--flip/--no-flip", default=None, help=_help("augment.flip"))
-@click.option("--jitter", type=float, help=_help("augment.jitter"))
-@click.option("--batch-size", type=int, help=_help("batch_size"))
-@click.option("--steps", type=int, help=_help("steps"))
-@click.option("--checkpoint-every", type=int, help=_help("checkpoint_every"))
-@click.option("--log-every", type=int, help=_help("log_every"))
-@click.option("--sample-every", type=int, help=_help("sample_every"))
-@click.option("--keep-checkpoints", type=int, help=_help("keep_checkpoints"))
-@click.option("--seed", type=int, help=_help("seed"))
-@click.option("--address", help=_help("execution.address"))
-@click.option("--workers", type=int, help=_help("execution.workers"))
-@click.option("--gpus-per-worker", type=float, help=_help("execution.gpus_per_worker"))
-@click.option("--cpus-per-worker", type=float, help=_help("execution.cpus_per_worker"))
-@click.option("--threads-per-worker", type=int, help=_help("execution.threads_per_worker"))
-@click.option("--precision", type=choice(TrainJob, "execution.precision"), help=_help("execution.precision"))
-@click.option("--max-failures", type=int, help=_help("execution.max_failures"))
+@click.command(cls=GroupedCommand, sections={**TRAIN.sections, "job": JOB_PARAMS})
+@TRAIN
 @job_options(kind="train")
 @click.pass_context
 def train(ctx, **_):
     """Train a GANimation or GANnotation model; the run (checkpoints, metrics, samples, model.pt) goes to OUT/NAME/
-    and re-running the same OUT/NAME resumes it. Loss weights and other settings: --job FILE or --set KEY=VALUE."""
-    run_command(ctx, "train", TRAIN_FLAGS)
+    and re-running the same OUT/NAME resumes it. Other settings: --job FILE or --set KEY=VALUE."""
+    run_command(ctx, "train", TRAIN.fields)
 
 
 @click.command()

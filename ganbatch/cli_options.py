@@ -1,0 +1,198 @@
+"""Click options generated from the job schema: one option per pydantic field, its name, type, choices, help and
+--help section taken from the field, so that each option is spelt once, in the schema.
+
+    SYNTH = SchemaOptions(SynthJob, {
+        "output": [Flag("out", metavar="DIR|s3://..."), Flag("layouts", name="--layout"), "contact_sheet"],
+        "data set": ["identities", "per_identity", "size", "seed", "test_fraction"],
+    })
+
+    @click.command(cls=GroupedCommand, sections={**SYNTH.sections, "job": JOB_PARAMS})
+    @SYNTH
+    @job_options(kind="synth")
+    @click.pass_context
+    def synth(ctx, **_):
+        run_command(ctx, "synth", SYNTH.fields)
+
+A field is named by its dotted path in the job (`crop.backend`; `targets.fps` for the field of a list's items;
+union members are searched in order). The option is `--<last name>` (underscores as dashes); a `Flag` declares the
+few that differ: another name, a metavar, other help, repeatable. Literal fields become a click.Choice, booleans an
+on/off pair, list fields a repeatable option. No option has a default: only values the user gave reach the job
+(see `cli_jobs.flag_values`), so the schema stays the one source of defaults, which `field_help` shows.
+"""
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Optional, Union
+
+import click
+from pydantic import BaseModel
+
+from ganbatch.cli_help import literal_choices
+
+
+def _unwrap(annotation: Any) -> list[Any]:
+    """`annotation` with Annotated, Optional and Union unwrapped into its member types (None left out)."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _unwrap(typing.get_args(annotation)[0])
+    if origin is typing.Union or origin is types.UnionType:
+        return [member for argument in typing.get_args(annotation) for member in _unwrap(argument)]
+    return [] if annotation is type(None) else [annotation]
+
+
+def _models(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models that `annotation` holds, directly, in a union or as the items of a list."""
+    found = []
+    for member in _unwrap(annotation):
+        if typing.get_origin(member) is list:
+            found += _models(typing.get_args(member)[0])
+        elif isinstance(member, type) and issubclass(member, BaseModel):
+            found.append(member)
+    return found
+
+
+def schema_field(model: type[BaseModel], dotted: str):
+    """The pydantic FieldInfo of `dotted` (e.g. `crop.mode`, `targets.fps`) in `model`; KeyError when none."""
+    *parents, name = dotted.split(".")
+    owners = [model]
+    for part in parents:
+        owners = [inner for owner in owners if part in owner.model_fields
+                  for inner in _models(owner.model_fields[part].annotation)]
+    for owner in owners:
+        if name in owner.model_fields:
+            return owner.model_fields[name]
+    raise KeyError(f"{model.__name__} has no field {dotted}")
+
+
+def leaf_fields(model: type[BaseModel], prefix: str = "") -> list[str]:
+    """The dotted paths of every field of `model` that holds a value rather than a sub-model (union members' fields
+    in order, each once)."""
+    paths: list[str] = []
+    for name, field in model.model_fields.items():
+        dotted = f"{prefix}{name}"
+        inner = _models(field.annotation)
+        if inner and all(isinstance(member, type) and issubclass(member, BaseModel)
+                         for member in _unwrap(field.annotation)):
+            for member in inner:
+                paths += [path for path in leaf_fields(member, f"{dotted}.") if path not in paths]
+        elif dotted not in paths:
+            paths.append(dotted)
+    return paths
+
+
+def default_text(default: Any) -> str:
+    """`default: VALUE`, the one way --help shows a default (lists joined by commas, booleans lower-case)."""
+    shown = ", ".join(map(str, default)) if isinstance(default, list) else str(default).lower() \
+        if isinstance(default, bool) else str(default)
+    return f"default: {shown}"
+
+
+def field_help(model: type[BaseModel], dotted: str, extra: str = "") -> str:
+    """Help text for the option filling `dotted` of `model`: the field's description as written (no
+    capitalisation), `extra`, then `default: ...` or `required` (choices show in the option's metavar)."""
+    field = schema_field(model, dotted)
+    parts = [field.description or dotted.rsplit(".", 1)[-1].replace("_", " ")]
+    if extra:
+        parts.append(extra)
+    if field.is_required():
+        parts.append("required")
+    else:
+        default = field.get_default(call_default_factory=True)
+        if default is not None and not isinstance(default, BaseModel) and default != [] and default != {}:
+            parts.append(default_text(default))
+    return "; ".join(parts)
+
+
+def choice(model: type[BaseModel], dotted: str) -> click.Choice:
+    """click.Choice of the Literal field `dotted` of `model`."""
+    values = literal_choices(schema_field(model, dotted).annotation)
+    if not values:
+        raise TypeError(f"{model.__name__}.{dotted} is not a Literal field")
+    return click.Choice(values)
+
+
+def _value_type(annotation: Any) -> Any:
+    """The click type of a field's value: bool, int, float or str (str for anything else, e.g. a dict)."""
+    for member in _unwrap(annotation):
+        if typing.get_origin(member) is list:
+            return _value_type(typing.get_args(member)[0])
+        if member in (bool, int, float, str):
+            return member
+    return str
+
+
+def _is_list(annotation: Any) -> bool:
+    return any(typing.get_origin(member) is list for member in _unwrap(annotation)) and not _models(annotation)
+
+
+@dataclass(frozen=True)
+class Flag:
+    """An option that differs from what its field would give: another name, a metavar, its own help (`help`
+    replaces the field's description, `extra` follows it) or repeatable although the field is no list."""
+
+    field: str
+    name: Optional[str] = None
+    metavar: Optional[str] = None
+    help: Optional[str] = None
+    extra: str = ""
+    multiple: bool = False
+
+    @property
+    def option(self) -> str:
+        """The option as typed, e.g. `--detector`."""
+        return self.name or "--" + self.field.rsplit(".", 1)[-1].replace("_", "-")
+
+    @property
+    def parameter(self) -> str:
+        """The click parameter name, e.g. `detector`."""
+        return self.option.lstrip("-").replace("-", "_")
+
+
+class SchemaOptions:
+    """The options of one job command, from the fields of `model`; `sections` maps each --help heading to its
+    fields (dotted paths, or Flags where an option differs). Applied as a decorator, it adds the options in order."""
+
+    def __init__(self, model: type[BaseModel], sections: Mapping[str, Sequence[Union[str, Flag]]]):
+        self.model = model
+        self.flags: dict[str, Flag] = {}
+        self.sections: dict[str, list[str]] = {}
+        for title, entries in sections.items():
+            for entry in entries:
+                flag = entry if isinstance(entry, Flag) else Flag(entry)
+                schema_field(model, flag.field)  # a KeyError names a field the schema does not have
+                if flag.parameter in self.flags:
+                    raise ValueError(f"{flag.option} is declared twice ({self.flags[flag.parameter].field}, "
+                                     f"{flag.field})")
+                self.flags[flag.parameter] = flag
+            self.sections[title] = [
+                (entry if isinstance(entry, Flag) else Flag(entry)).parameter for entry in entries
+            ]
+
+    @property
+    def fields(self) -> dict[str, str]:
+        """click parameter name -> dotted path in the job (what `cli_jobs.flag_values` takes)."""
+        return {name: flag.field for name, flag in self.flags.items()}
+
+    def option(self, flag: Flag) -> tuple[list[str], dict[str, Any]]:
+        """The declarations and settings of `flag`'s click option."""
+        annotation = schema_field(self.model, flag.field).annotation
+        choices = literal_choices(annotation)
+        multiple = flag.multiple or _is_list(annotation)
+        value_type = _value_type(annotation)
+        text = flag.help if flag.help is not None else field_help(self.model, flag.field, flag.extra)
+        if multiple and "repeatable" not in text:
+            text += "; repeatable"
+        settings: dict[str, Any] = {"help": text, "metavar": flag.metavar, "multiple": multiple}
+        if value_type is bool and not multiple:
+            declarations = [f"{flag.option}/--no-{flag.option[2:]}"]
+        else:
+            declarations = [flag.option]
+            settings["type"] = click.Choice(choices) if choices else value_type
+        return [*declarations, flag.parameter], {**settings, "default": () if multiple else None}
+
+    def __call__(self, command):
+        for flag in reversed(list(self.flags.values())):
+            declarations, settings = self.option(flag)
+            command = click.option(*declarations, **settings)(command)
+        return command
