@@ -47,16 +47,20 @@ def cluster_gpus() -> float:
 
 
 def cluster_resources() -> dict:
-    """The connected cluster's `CPU` and `GPU` totals and `cpu_nodes`, its live nodes with CPUs."""
+    """The connected cluster's `CPU` and `GPU` totals, `cpu_nodes` (its live nodes with CPUs) and `node_cpus`
+    (the CPUs of the smallest of them)."""
     import ray
 
     totals = ray.cluster_resources()
     nodes = [node for node in ray.nodes() if node.get("Alive") and node.get("Resources", {}).get("CPU", 0) > 0]
-    return {"CPU": float(totals.get("CPU", 0)), "GPU": float(totals.get("GPU", 0)), "cpu_nodes": max(1, len(nodes))}
+    node_cpus = min((float(node["Resources"]["CPU"]) for node in nodes), default=float(totals.get("CPU", 0)))
+    return {"CPU": float(totals.get("CPU", 0)), "GPU": float(totals.get("GPU", 0)), "cpu_nodes": max(1, len(nodes)),
+            "node_cpus": node_cpus}
 
 
 def local_resources() -> dict:
     """What a local Ray started by ray_session would offer, without starting it (as cluster_resources)."""
     import torch
 
-    return {"CPU": float(local_cpus()), "GPU": float(torch.cuda.device_count()), "cpu_nodes": 1}
+    cpus = float(local_cpus())
+    return {"CPU": cpus, "GPU": float(torch.cuda.device_count()), "cpu_nodes": 1, "node_cpus": cpus}

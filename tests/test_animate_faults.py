@@ -275,9 +275,6 @@ def three_nodes():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, raises=subprocess.TimeoutExpired,
-                   reason="known defect (issue 11 stays open): in 1 of 2 clean-clone runs the command hung after the "
-                          "node was removed instead of retrying its items; it passed in the other")
 def test_a_lost_worker_node_costs_no_item(model, faces, tmp_path, three_nodes):
     cluster, workers = three_nodes
     out = tmp_path / "out"

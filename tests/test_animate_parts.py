@@ -1,6 +1,7 @@
 """The parts of `ganbatch animate` that need no Ray: input discovery and output names, targets, chunked rendering,
 the manifest writer, model URIs and the command's flags."""
 import json
+import math
 import textwrap
 
 import numpy as np
@@ -233,6 +234,17 @@ def test_an_item_failure_is_a_row_naming_the_reason(tiny, tmp_path):
 def stages(cpus, gpus=0.0, nodes=1, todo=100, frames=16, **execution):
     return plan_stages(AnimateExecution(**execution), cpus=cpus, gpus=gpus, cpu_nodes=nodes, todo=todo,
                        frames_per_clip=frames)
+
+
+def test_on_a_cluster_the_actors_of_a_lost_node_restart_next_to_the_cpu_stages():
+    for nodes, workers in ((2, 2), (3, 2), (3, 5), (10, 10)):  # worker nodes of 2 CPUs each
+        plan = stages(2 * nodes, nodes=nodes, workers=workers)
+        on_a_survivor = math.ceil(workers / (nodes - 1))  # the actors spread over the nodes left
+        assert on_a_survivor * plan.generator_cpus + 2 * plan.task_cpus <= 2 + 1e-9, (nodes, workers, plan)
+    assert stages(2 * 2, nodes=2, workers=2).generator_cpus == 0.5
+    small = plan_stages(AnimateExecution(workers=2), cpus=10, gpus=0, cpu_nodes=2, node_cpus=2, todo=10,
+                        frames_per_clip=16)  # the smallest node sets the share
+    assert small.generator_cpus == 0.5
 
 
 def test_default_stage_sizes_leave_room_for_the_cpu_stages():

@@ -44,7 +44,7 @@ from ganbatch.animate.plan import (
 )
 from ganbatch.animate.preview import write_preview
 from ganbatch.animate.resources import ResourceError, StagePlan, plan_stages
-from ganbatch.animate.stages import RunSpec, build_dataset
+from ganbatch.animate.stages import GeneratorSpec, RunSpec, build_dataset
 from ganbatch.animate.targets import (
     NEUTRAL_AUS,
     Target,
@@ -160,7 +160,8 @@ def _shortest_clip(targets: list[Target], fallback: int) -> int:
 def _stage_plan(job: AnimateJob, targets: list[Target], todo: int, resources: dict) -> StagePlan:
     try:
         return plan_stages(job.execution, cpus=resources["CPU"], gpus=resources["GPU"],
-                           cpu_nodes=resources["cpu_nodes"], todo=max(1, todo),
+                           cpu_nodes=resources["cpu_nodes"], node_cpus=resources.get("node_cpus"),
+                           todo=max(1, todo),
                            frames_per_clip=_shortest_clip(targets, job.execution.batch_size))
     except ResourceError as error:
         raise AnimateError(str(error)) from None
@@ -376,10 +377,12 @@ def _run_spec(job: AnimateJob, work: _Work) -> RunSpec:
     execution = job.execution
     settings = ItemSettings(model=job.model, crop=job.crop, output=job.output, batch_size=execution.batch_size,
                             model_digest=work.model_digest)
-    return RunSpec(settings=settings, targets=work.targets, model=worker_uri(resolve_model_uri(job.model)),
-                   runtime=execution.runtime, device=execution.device, precision=execution.precision,
-                   trust_pickle=job.trust_pickle, image_size=work.image_size,
-                   storage_retry_seconds=execution.storage_retry_seconds)
+    generator = GeneratorSpec(model=worker_uri(resolve_model_uri(job.model)), runtime=execution.runtime,
+                              device=execution.device, precision=execution.precision, trust_pickle=job.trust_pickle,
+                              batch_size=execution.batch_size, return_maps=settings.needs_attention,
+                              storage_retry_seconds=execution.storage_retry_seconds)
+    return RunSpec(settings=settings, targets=work.targets, image_size=work.image_size,
+                   storage_retry_seconds=execution.storage_retry_seconds, generator=generator)
 
 
 def _run_on_ray(job: AnimateJob, work: _Work, manifest: ManifestWriter, result: AnimateResult) -> None:

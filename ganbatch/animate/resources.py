@@ -4,7 +4,9 @@ Defaults that need no tuning:
 - generator actors (`workers`): one per GPU when the cluster has GPUs, else one; never more than the items to make;
 - each actor asks Ray for its GPU(s), if any, and at most one CPU: a *share* that leaves room for the CPU stages (on
   a 2-CPU machine one actor reserves 1 CPU, two reserve 0.5 each), so that prepare and encode tasks always find room
-  next to the generators: no `--workers` the machine allows can deadlock the stream;
+  next to the generators: no `--workers` the machine allows can deadlock the stream. On a cluster the share also
+  leaves that room when a node is lost: the actors of the lost node restart on the others, and the smallest node
+  must still hold its even part of all the actors next to one prepare and one encode task;
 - a CPU actor's torch threads follow the cores it may actually use (its process's CPU affinity, divided among the
   actors of its node), not its reservation: Ray's CPU counts are for scheduling, the cores are shared anyway;
 - prepare and encode tasks ask for half a CPU each (a quarter of the machine on one with under 2 CPUs).
@@ -56,9 +58,10 @@ class StagePlan:
 
 
 def plan_stages(execution: AnimateExecution, *, cpus: float, gpus: float, cpu_nodes: int, todo: int,
-                frames_per_clip: int) -> StagePlan:
-    """The StagePlan for a cluster of `cpus` CPUs (on `cpu_nodes` nodes) and `gpus` GPUs and `todo` items whose
-    shortest clip has `frames_per_clip` frames; ResourceError when it cannot be placed (see the module doc)."""
+                frames_per_clip: int, node_cpus: Optional[float] = None) -> StagePlan:
+    """The StagePlan for a cluster of `cpus` CPUs (on `cpu_nodes` nodes, the smallest with `node_cpus`, default
+    an even part) and `gpus` GPUs and `todo` items whose shortest clip has `frames_per_clip` frames; ResourceError
+    when it cannot be placed (see the module doc)."""
     gpu_share = execution.gpus_per_worker if execution.gpus_per_worker is not None else float(gpus > 0)
     if gpu_share > gpus:
         raise ResourceError(f"workers ask for {gpu_share:g} GPUs each, the cluster has {gpus:g}")
@@ -72,7 +75,11 @@ def plan_stages(execution: AnimateExecution, *, cpus: float, gpus: float, cpu_no
                             f"the cluster has {gpus:g}")
     task_cpus = min(STAGE_TASK_CPUS, cpus / 4)
     room = cpus - 2 * task_cpus  # what the generators may reserve: one prepare and one encode task always fit
-    generator_cpus = execution.cpus_per_worker if execution.cpus_per_worker is not None else min(1.0, room / workers)
+    node_cpus = cpus / max(1, cpu_nodes) if node_cpus is None else node_cpus
+    per_surviving_node = math.ceil(workers / max(1, cpu_nodes - 1))  # after one node's loss
+    node_room = node_cpus - 2 * task_cpus
+    generator_cpus = (execution.cpus_per_worker if execution.cpus_per_worker is not None
+                      else min(1.0, room / workers, node_room / per_surviving_node))
     if generator_cpus < MIN_GENERATOR_CPUS or workers * generator_cpus > room + 1e-9:
         most = max(1, math.floor(room / max(generator_cpus, MIN_GENERATOR_CPUS) + 1e-9))
         raise ResourceError(f"{workers} workers x {generator_cpus:g} CPUs do not fit next to the CPU stages on "

@@ -51,19 +51,32 @@ GENERATOR_MEMORY = 512 * 1024**2  # bytes Ray reserves per generator actor: a fu
 
 
 @dataclass(frozen=True)
-class RunSpec:
-    """What every stage of one run needs: the items' settings and targets, the model (URI, runtime, device,
-    precision, pickle trust), the model's input size, and the storage retry budget."""
+class GeneratorSpec:
+    """What a generator actor needs: the model (URI, runtime, device, precision, pickle trust), the frames per
+    forward pass, whether encoding needs the attention maps, and the storage retry budget. Kept small on purpose: an
+    actor's constructor arguments over Ray's inline limit (100 KB) live in the object store, where losing them with
+    a node makes the actor's restart fail (ray-project/ray#53727); the targets, which can be large, stay out."""
 
-    settings: ItemSettings
-    targets: list[Target]
     model: str
     runtime: str
     device: str
     precision: str
     trust_pickle: bool
+    batch_size: int
+    return_maps: bool
+    storage_retry_seconds: float
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What the CPU stages of one run need: the items' settings and targets, the model's input size, and the
+    storage retry budget; and the generator actors' GeneratorSpec."""
+
+    settings: ItemSettings
+    targets: list[Target]
     image_size: int
     storage_retry_seconds: float
+    generator: GeneratorSpec
 
 
 def _pack(value) -> bytes:
@@ -101,14 +114,14 @@ class Generate:
     """Stage 2 (actor): one Runtime per actor, opened once; each call generates the frames of a batch of rows'
     clips together (see item.generate_clips) and passes failed rows through."""
 
-    def __init__(self, spec: RunSpec, threads: int | None, actors_per_node: int):
+    def __init__(self, spec: GeneratorSpec, threads: int | None, actors_per_node: int):
         device = spec.device if spec.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
         if device == "cpu" and threads is None:
             threads = max(1, len(os.sched_getaffinity(0)) // actors_per_node)
         with storage.retry_budget(spec.storage_retry_seconds):
             self.runtime = open_runtime(spec.model, runtime=spec.runtime, device=device, precision=spec.precision,
                                         threads=threads, trust_pickle=spec.trust_pickle)
-        self.settings = spec.settings
+        self.spec = spec
         self.description = self.runtime.describe()
         log.info("generator actor (pid %d): %s", os.getpid(), self.description)
 
@@ -121,8 +134,8 @@ class Generate:
         todo = [index for index, status in enumerate(batch["status"]) if status == "ok"]
         clips = [_unpack(batch["clip"][index]) for index in todo]
         try:
-            made = generate_clips(self.runtime, clips, batch_size=self.settings.batch_size,
-                                  return_maps=self.settings.needs_attention)
+            made = generate_clips(self.runtime, clips, batch_size=self.spec.batch_size,
+                                  return_maps=self.spec.return_maps)
         except Exception as error:  # noqa: BLE001 - the batch's items fail with the reason, the stream goes on
             for index in todo:
                 batch["status"][index], batch["error"][index] = "failed", describe_error(error)
@@ -171,7 +184,7 @@ def build_dataset(items: list[WorkItem], spec: RunSpec, plan: StagePlan) -> Data
     return (
         ray.data.from_items([item_row(item) for item in items], override_num_blocks=len(items))
         .map(prepare, fn_kwargs={"spec": spec}, num_cpus=plan.task_cpus)
-        .map_batches(Generate, fn_constructor_kwargs={"spec": spec, "threads": plan.threads,
+        .map_batches(Generate, fn_constructor_kwargs={"spec": spec.generator, "threads": plan.threads,
                                                       "actors_per_node": plan.actors_per_node},
                      batch_size=plan.clips_per_call, batch_format="numpy", zero_copy_batch=False,
                      compute=ActorPoolStrategy(size=plan.workers), num_cpus=plan.generator_cpus,
