@@ -7,25 +7,36 @@ scipy, scikit-image, boto3 and pyarrow load when a command runs (tests/test_cli_
 import click
 
 from ganbatch import __version__
+from ganbatch.errors import JobError
 from ganbatch.cli_animate import animate
 from ganbatch.cli_eval import eval_command
 from ganbatch.cli_help import GroupedCommand
-from ganbatch.cli_jobs import JOB_PARAMS, execute, job_options, load_or_exit, override_options, run_command
+from ganbatch.cli_jobs import JOB_PARAMS, execute, job_options, override_options, run_command
 from ganbatch.cli_options import Flag, SchemaOptions
 from ganbatch.cli_train import export, train
 from ganbatch.jobs import SynthJob
 from ganbatch.jobs.load import load_job
 from ganbatch.jobs.problems import ManifestError
 from ganbatch.jobs.references import unset_env_variable
-from ganbatch.logs import FORMATS, setup_logging
+from ganbatch.logs import FORMATS, redact, setup_logging
 
 INTERRUPTED = "interrupted: re-run the same command to resume"
 INTERRUPTED_EXIT = 130  # 128 + SIGINT, what shells report for a command ended by Ctrl-C
 
 
-class InterruptibleGroup(click.Group):
-    """A group whose commands end on Ctrl-C with one line and exit status 130 (click's own handling says
-    "Aborted!" and exits 1)."""
+class InvalidJob(click.ClickException):
+    """A manifest or flags that do not make a valid job; lists every problem, exits with status 2."""
+
+    exit_code = 2
+
+    def __init__(self, error: ManifestError):
+        super().__init__("invalid job:\n" + "\n".join(f"  {problem}" for problem in error.problems))
+
+
+class JobGroup(click.Group):
+    """The one place where errors become exit statuses: an invalid job exits 2 listing every problem, a JobError
+    its `exit_code` (1) with its message on one line (`${env:}` values redacted), Ctrl-C 130 with the resume hint
+    (click's own handling says "Aborted!" and exits 1)."""
 
     def invoke(self, ctx: click.Context):
         try:
@@ -33,9 +44,15 @@ class InterruptibleGroup(click.Group):
         except KeyboardInterrupt:
             click.echo(f"\n{INTERRUPTED}", err=True)
             ctx.exit(INTERRUPTED_EXIT)
+        except ManifestError as error:
+            raise InvalidJob(error) from None
+        except JobError as error:
+            failure = click.ClickException(redact(str(error)))
+            failure.exit_code = error.exit_code
+            raise failure from None
 
 
-@click.group(cls=InterruptibleGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=JobGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="ganbatch")
 @click.option("-v", "--verbose", count=True,
               help="more output: -v adds debug lines and Ray's own logs (worker output, warnings); repeatable")
@@ -51,8 +68,8 @@ def main(verbose, quiet, log_format):
 @click.argument("manifest", type=click.Path(exists=True, dir_okay=False))
 @override_options
 def run(manifest, overrides, dry_run):
-    """Run the job in MANIFEST (a YAML file of kind animate, train, synth or pipeline)."""
-    execute(load_or_exit(manifest, overrides=overrides), dry_run)
+    """Run the job in MANIFEST (a YAML file of kind animate, train, synth, eval, export or pipeline)."""
+    execute(load_job(manifest, overrides=tuple(overrides)), dry_run)
 
 
 def _split_notes(error: ManifestError) -> tuple[list, list[str]]:

@@ -9,7 +9,8 @@ command runs, so `ganbatch --help` stays fast.
 import click
 
 from ganbatch.cli_help import GroupedCommand, preset_names
-from ganbatch.cli_jobs import JOB_PARAMS, execute, flag_values, job_options, load_or_exit
+from ganbatch.cli_jobs import JOB_PARAMS, execute, flag_values, job_options
+from ganbatch.jobs.load import load_job
 from ganbatch.cli_options import Flag, SchemaOptions
 from ganbatch.jobs.animate import TARGET_SOURCES, AnimateJob
 
@@ -85,6 +86,6 @@ def animate(ctx, **_):
     job_flags = {name: dotted for name, dotted in ANIMATE.fields.items() if not dotted.startswith(TARGET)}
     values = flag_values(ctx, {"inputs": "inputs", **job_flags}) + ([("targets", targets, TARGET_LABEL)] if targets
                                                                       else [])
-    loaded = load_or_exit(ctx.params.get("manifest"), kind="animate", values=values,
-                          overrides=ctx.params.get("overrides", ()))
+    loaded = load_job(ctx.params.get("manifest"), kind="animate", values=values,
+                      overrides=tuple(ctx.params.get("overrides", ())))
     execute(loaded, ctx.params.get("dry_run", False))

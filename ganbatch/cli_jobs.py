@@ -9,7 +9,7 @@ stay the one source of defaults. A map value may also be `(dotted path, convert)
 reshaping. Multiple-value flags replace the whole list. Precedence: the `--job` manifest, then flags, then `--set`.
 """
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Optional, Union
 
 import click
@@ -17,9 +17,8 @@ from click.core import ParameterSource
 from pydantic import BaseModel
 
 from ganbatch.jobs.load import LoadedJob, load_job
-from ganbatch.jobs.problems import ManifestError
-from ganbatch.errors import JobError
-from ganbatch.logs import add_redactor
+from ganbatch.errors import JobFailed
+from ganbatch.logs import add_redactor, redact
 from ganbatch.runner import plan_job, run_job
 
 log = logging.getLogger(__name__)
@@ -27,20 +26,13 @@ log = logging.getLogger(__name__)
 FlagMap = Mapping[str, Union[str, tuple[str, Callable[[Any], Any]]]]
 
 
-class InvalidJob(click.ClickException):
-    """A manifest or flags that do not make a valid job; lists every problem, exits with status 2."""
-
-    exit_code = 2
-
-    def __init__(self, error: ManifestError):
-        super().__init__("invalid job:\n" + "\n".join(f"  {problem}" for problem in error.problems))
-
-
 # `--set` examples that fit each command (None: `ganbatch run`, whose manifest may be of any kind).
 SET_EXAMPLES = {
     "animate": "--set execution.workers=4 or --set 'targets[0].expression=happy'",
     "train": "--set objective.lambda_cycle=5 or --set optimizer.decay_start=2000",
     "synth": "--set 'layouts=[ganimation]' or --set test_fraction=0.25",
+    "eval": "--set identities=2 or --set runtime=openvino",
+    "export": "--set precision=fp16 or --set format=onnx",
     None: "--set execution.workers=4, or in a pipeline --set steps.train.steps=200",
 }
 
@@ -91,16 +83,6 @@ def flag_values(ctx: click.Context, flags: FlagMap) -> list[tuple[str, Any, str]
     return given
 
 
-def load_or_exit(
-    manifest: Optional[str], *, kind: Optional[str] = None, values: Iterable = (), overrides: Iterable[str] = ()
-) -> LoadedJob:
-    """`load_job`, with a ManifestError turned into a CLI error that lists every problem."""
-    try:
-        return load_job(manifest, kind=kind, values=values, overrides=tuple(overrides))
-    except ManifestError as error:
-        raise InvalidJob(error) from None
-
-
 # Said once when a job uses a bundled demo model (`models.hub`: "demo", "demo-gannotation").
 DEMO_NOTE = ("note: the demo model ({name}) was trained on synthetic faces only; on real photos expect artefacts "
              "(train one on your faces: see the README)")
@@ -124,34 +106,33 @@ def note_demo_model(uri: str) -> None:
 
 
 def execute(loaded: LoadedJob, dry_run: bool) -> None:
-    """Print the resolved job and its plan (--dry-run), or run it and print its outputs; exit 1 when it failed.
+    """Print the resolved job and its plan (--dry-run), or run it and print its summary and outputs.
 
-    Values taken from `${env:NAME}` are printed as the reference, never as the value. A JobError (a job that cannot
-    run as given) is printed as one message, without a traceback.
+    Values taken from `${env:NAME}` are printed as the reference, never as the value. Errors propagate: the command
+    group maps them to one line and an exit status (`cli.JobGroup`); a job that ran but failed raises JobFailed.
     """
     add_redactor(loaded.redact)
     for name in _demo_models(loaded.job):
         note_demo_model(name)
-    try:
-        if dry_run:
-            plan = plan_job(loaded.job)
-            click.echo(loaded.to_yaml(), nl=False)
-            click.echo("# plan:")
-            for line in loaded.redact(plan).splitlines():
-                click.echo(f"#   {line}")
-            return
-        result = run_job(loaded.job, report=log.info)
-    except JobError as error:
-        raise click.ClickException(loaded.redact(str(error))) from None
+    if dry_run:
+        plan = plan_job(loaded.job)
+        click.echo(loaded.to_yaml(), nl=False)
+        click.echo("# plan:")
+        for line in redact(plan).splitlines():
+            click.echo(f"#   {line}")
+        return
+    result = run_job(loaded.job, report=log.info)
+    summary = getattr(result, "summary", "")
+    if summary:
+        click.echo(redact(summary))
     for key, value in result.outputs.items():
-        click.echo(loaded.redact(f"{key}: {value}"))
+        click.echo(redact(f"{key}: {value}"))
     if not result.ok:
-        raise click.ClickException(f"the {loaded.job.kind} job failed")
+        raise JobFailed(f"the {loaded.job.kind} job failed")
 
 
 def run_command(ctx: click.Context, kind: str, flags: FlagMap) -> None:
     """The body of a job command: its `--job` manifest, flags and `--set` into a `kind` job, then plan or run it."""
-    loaded = load_or_exit(
-        ctx.params.get("manifest"), kind=kind, values=flag_values(ctx, flags), overrides=ctx.params.get("overrides", ())
-    )
+    loaded = load_job(ctx.params.get("manifest"), kind=kind, values=flag_values(ctx, flags),
+                      overrides=tuple(ctx.params.get("overrides", ())))
     execute(loaded, ctx.params.get("dry_run", False))

@@ -52,32 +52,58 @@ def _models(annotation: Any) -> list[type[BaseModel]]:
     return found
 
 
-def schema_field(model: type[BaseModel], dotted: str):
-    """The pydantic FieldInfo of `dotted` (e.g. `crop.mode`, `targets.fps`) in `model`; KeyError when none."""
-    *parents, name = dotted.split(".")
+def _models_at(model: type[BaseModel], dotted: str) -> list[type[BaseModel]]:
+    """The models that describe the value at `dotted` of `model` (`model` itself for ''; several for a union)."""
     owners = [model]
-    for part in parents:
+    for part in dotted.split(".") if dotted else []:
         owners = [inner for owner in owners if part in owner.model_fields
                   for inner in _models(owner.model_fields[part].annotation)]
-    for owner in owners:
-        if name in owner.model_fields:
-            return owner.model_fields[name]
-    raise KeyError(f"{model.__name__} has no field {dotted}")
+    return owners
 
 
-def leaf_fields(model: type[BaseModel], prefix: str = "") -> list[str]:
-    """The dotted paths of every field of `model` that holds a value rather than a sub-model (union members' fields
-    in order, each once)."""
+def _owners(model: type[BaseModel], dotted: str) -> tuple[list[type[BaseModel]], list[type[BaseModel]]]:
+    """(the models at the parent of `dotted` that have its field, all models there)."""
+    parent, _, name = dotted.rpartition(".")
+    owners = _models_at(model, parent)
+    return [owner for owner in owners if name in owner.model_fields], owners
+
+
+def schema_field(model: type[BaseModel], dotted: str):
+    """The pydantic FieldInfo of `dotted` (e.g. `crop.mode`, `targets.fps`) in `model`; KeyError when none."""
+    having, _ = _owners(model, dotted)
+    if not having:
+        raise KeyError(f"{model.__name__} has no field {dotted}")
+    return having[0].model_fields[dotted.rsplit(".", 1)[-1]]
+
+
+def union_members_text(model: type[BaseModel], dotted: str) -> str:
+    """`ganimation only` for a field that only some members of a union have (named by their tag), else ''."""
+    having, owners = _owners(model, dotted)
+    if len(having) == len(owners):
+        return ""
+    tags = [str(field.default) for owner in having for field in owner.model_fields.values() if _is_tag(field.annotation)]
+    return f"{', '.join(tags) or ', '.join(owner.__name__ for owner in having)} only"
+
+
+def _is_tag(annotation: Any) -> bool:
+    """Whether a field is a union tag (a Literal of one value, such as `kind` or a member's `family`)."""
+    return typing.get_origin(annotation) is typing.Literal and len(typing.get_args(annotation)) == 1
+
+
+def leaf_fields(model: type[BaseModel], under: str = "") -> list[str]:
+    """The dotted paths of every field below `under` (all of `model` when empty) that holds a value rather than
+    a sub-model: every member of a union in order, each path once, union tags left out."""
+    owners = _models_at(model, under)
+    prefix = f"{under}." if under else ""
     paths: list[str] = []
-    for name, field in model.model_fields.items():
-        dotted = f"{prefix}{name}"
-        inner = _models(field.annotation)
-        if inner and all(isinstance(member, type) and issubclass(member, BaseModel)
-                         for member in _unwrap(field.annotation)):
-            for member in inner:
-                paths += [path for path in leaf_fields(member, f"{dotted}.") if path not in paths]
-        elif dotted not in paths:
-            paths.append(dotted)
+    for owner in owners:
+        for name, field in owner.model_fields.items():
+            members = _unwrap(field.annotation)
+            if members and all(isinstance(m, type) and issubclass(m, BaseModel) for m in members):
+                found = leaf_fields(owner, name)
+                paths += [f"{prefix}{path}" for path in found if f"{prefix}{path}" not in paths]
+            elif not _is_tag(field.annotation) and f"{prefix}{name}" not in paths:
+                paths.append(f"{prefix}{name}")
     return paths
 
 
@@ -90,11 +116,11 @@ def default_text(default: Any) -> str:
 
 def field_help(model: type[BaseModel], dotted: str, extra: str = "") -> str:
     """Help text for the option filling `dotted` of `model`: the field's description as written (no
-    capitalisation), `extra`, then `default: ...` or `required` (choices show in the option's metavar)."""
+    capitalisation), which union members have it (`ganimation only`), `extra`, then `default: ...` or `required`
+    (choices show in the option's metavar)."""
     field = schema_field(model, dotted)
     parts = [field.description or dotted.rsplit(".", 1)[-1].replace("_", " ")]
-    if extra:
-        parts.append(extra)
+    parts += [text for text in (union_members_text(model, dotted), extra) if text]
     if field.is_required():
         parts.append("required")
     else:

@@ -1,12 +1,28 @@
-"""The error type shared by the job runners and the command line."""
+"""The errors every job runner raises, and the one contract with the command line.
+
+A runner raises a JobError (or a subclass) for anything the user can fix: inputs not found, a model that does not
+load, a cluster too small, a run that ended with failed items. The command line prints the message as one line
+(never a traceback; `${env:}` values redacted) and exits with the error's `exit_code`; invalid job files and flags
+(`jobs.problems.ManifestError`) exit with 2 before any runner starts.
+"""
 
 
 class JobError(Exception):
-    """A job that cannot run as given (inputs not found, a model that does not load, a cluster too small...).
+    """A job that cannot run as given; raised before any work where the runner can tell."""
 
-    Runners raise it, before any work where they can; the command line prints its message without a traceback and
-    exits with status 1.
-    """
+    exit_code = 1
+
+
+class JobFailed(JobError):
+    """A job that ran but did not finish: some of its items or a pipeline step failed."""
+
+
+class EvalError(JobError):
+    """An evaluation that cannot run: its model, the AU regressor or the inference runtime is missing or broken."""
+
+
+class ExportError(JobError):
+    """An export that cannot be made: a run with no usable checkpoint, a model or option the format cannot take."""
 
 
 def root_cause(error: BaseException) -> BaseException:

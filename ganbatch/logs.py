@@ -28,10 +28,7 @@ class RedactingFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if _redactors:
-            message = record.getMessage()
-            for redact in _redactors:
-                message = redact(message)
-            record.msg, record.args = message, None
+            record.msg, record.args = redact(record.getMessage()), None
         return True
 
 
@@ -102,6 +99,13 @@ def add_redactor(redact: Callable[[str], str]) -> None:
     """Pass every later log message through `redact` (text -> text with secrets replaced)."""
     if redact not in _redactors:
         _redactors.append(redact)
+
+
+def redact(text: str) -> str:
+    """`text` passed through every registered redactor: what log records and the CLI's error lines show."""
+    for redactor in _redactors:
+        text = redactor(text)
+    return text
 
 
 def clear_redactors() -> None:

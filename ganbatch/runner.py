@@ -2,8 +2,9 @@
 their steps in order, feeding earlier steps' outputs into later ones.
 
 Runner protocol: the module for kind K (see RUNNER_MODULES) has `run_K(job)`, returning a result with `.ok: bool`
-and `.outputs: dict[str, str]` (keys: the job model's OUTPUTS), and `plan_K(job) -> str`, a short plan for
---dry-run. Heavy modules (Ray, torch models) load only when a job of that kind is planned or run.
+and `.outputs: dict[str, str]` (keys: the job model's OUTPUTS) and optionally `.summary: str` (text for people, e.g.
+eval's table), and `plan_K(job) -> str`, a short plan for --dry-run. Both raise a `ganbatch.errors.JobError` for
+anything the user can fix. Heavy modules (Ray, torch models) load only when a job of that kind is planned or run.
 """
 import importlib
 from collections.abc import Callable
@@ -17,7 +18,8 @@ from ganbatch.jobs.paths import format_path
 from ganbatch.jobs.pipeline import PipelineJob
 from ganbatch.jobs.references import step_references, strings, substitute_step_outputs
 
-RUNNER_MODULES = {"synth": "ganbatch.synth.run", "train": "ganbatch.train", "animate": "ganbatch.animate"}
+RUNNER_MODULES = {"synth": "ganbatch.synth.run", "train": "ganbatch.train", "animate": "ganbatch.animate",
+                  "eval": "ganbatch.eval.job", "export": "ganbatch.export_job"}
 
 
 class JobResult(Protocol):

@@ -29,12 +29,13 @@ def test_importing_the_cli_and_every_help_load_no_heavy_module():
     assert _loaded_after(code) == []
 
 
-def test_the_eval_defaults_shown_are_the_benchmarks():
-    from ganbatch.cli_eval import EVAL_DEFAULTS
+def test_the_eval_job_defaults_are_the_benchmarks():
     from ganbatch.eval import benchmark
+    from ganbatch.jobs import EvalJob
 
-    assert EVAL_DEFAULTS == {"identities": benchmark.DEFAULT_IDENTITIES, "random_pairs": benchmark.DEFAULT_RANDOM_PAIRS,
-                             "path_frames": benchmark.DEFAULT_PATH_FRAMES}
+    defaults = EvalJob(model="demo")
+    assert (defaults.identities, defaults.random_pairs, defaults.path_frames) == (
+        benchmark.DEFAULT_IDENTITIES, benchmark.DEFAULT_RANDOM_PAIRS, benchmark.DEFAULT_PATH_FRAMES)
 
 
 def test_the_preset_list_in_help_is_the_schemas():

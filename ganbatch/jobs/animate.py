@@ -6,7 +6,7 @@ from typing import Annotated, ClassVar, Literal, Optional, Union
 
 from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
-from ganbatch.jobs.common import Execution, StrictModel, Uri
+from ganbatch.jobs.common import Execution, Runtime, StrictModel, Uri
 from ganbatch.limits import MAX_DURATION, MAX_FRAMES, MAX_INTENSITY
 
 Easing = Literal["linear", "ease-in-out", "cubic", "hold"]
@@ -227,7 +227,7 @@ class AnimateExecution(Execution):
         None, gt=0, description="CPUs Ray reserves per generator actor; default: 1 with a GPU, else a share that "
                                 "leaves room for the CPU stages (torch threads follow the cores the actor may use)")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when the worker has a GPU")
-    runtime: Literal["auto", "torch", "onnxruntime", "openvino", "tensorrt"] = Field(
+    runtime: Runtime = Field(
         "torch", description="inference engine of each generator actor; auto: the fastest one installed within "
                              "tolerance of fp32, chosen per worker from its device and CPU (onnxruntime/openvino: "
                              "pip install ganbatch[cpu-fast]; tensorrt: ganbatch[tensorrt])")

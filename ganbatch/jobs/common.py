@@ -33,6 +33,8 @@ def check_uri(value: str) -> str:
 
 Uri = Annotated[str, AfterValidator(check_uri)]
 Precision = Literal["fp32", "fp16", "bf16"]
+# Inference engines of a generator (see ganbatch.models.runtime).
+Runtime = Literal["auto", "torch", "onnxruntime", "openvino", "tensorrt"]
 
 
 class Execution(StrictModel):

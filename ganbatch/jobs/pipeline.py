@@ -12,13 +12,16 @@ from pydantic_core import PydanticCustomError
 
 from ganbatch.jobs.animate import AnimateJob
 from ganbatch.jobs.common import StrictModel
+from ganbatch.jobs.eval import EvalJob
+from ganbatch.jobs.export import ExportJob
 from ganbatch.jobs.paths import Path, format_path
 from ganbatch.jobs.references import STEP_NAME, StepReference, step_references, strings
 from ganbatch.jobs.synth import SynthJob
 from ganbatch.jobs.train import TrainJob
 
-STEP_MODELS = {model.model_fields["kind"].default: model for model in (SynthJob, TrainJob, AnimateJob)}
-Step = Annotated[Union[SynthJob, TrainJob, AnimateJob], Field(discriminator="kind")]
+STEP_MODELS = {model.model_fields["kind"].default: model
+               for model in (SynthJob, TrainJob, AnimateJob, EvalJob, ExportJob)}
+Step = Annotated[Union[SynthJob, TrainJob, AnimateJob, EvalJob, ExportJob], Field(discriminator="kind")]
 # The pydantic error type of PipelineJob's reference check; the manifest loader reports these per field instead.
 STEP_REFERENCE_ERROR = "step_reference"
 

@@ -3,8 +3,8 @@
 Runner protocol (`ganbatch.runner`): `run_train(job) -> TrainResult` and `plan_train(job) -> str`.
 """
 from ganbatch.train.data import DataError, TrainingData, find_training_data
-from ganbatch.train.export import ExportError, export_model, latest_checkpoint
+from ganbatch.train.export import export_model, latest_checkpoint
 from ganbatch.train.run import TrainResult, plan_train, run_train, run_uri
 
-__all__ = ["DataError", "ExportError", "TrainResult", "TrainingData", "export_model", "find_training_data",
+__all__ = ["DataError", "TrainResult", "TrainingData", "export_model", "find_training_data",
            "latest_checkpoint", "plan_train", "run_train", "run_uri"]

@@ -8,6 +8,7 @@ import re
 import tempfile
 from pathlib import Path
 
+from ganbatch.errors import ExportError
 from ganbatch.io import storage
 from ganbatch.models.checkpoint import GeneratorInfo, describe_generator, save_generator
 from ganbatch.models.families import get_family
@@ -24,10 +25,6 @@ from ganbatch.train.state import (
 )
 
 _CHECKPOINT = re.compile(r"^checkpoint_(\d+)$")
-
-
-class ExportError(RuntimeError):
-    """A run with no usable checkpoint to export."""
 
 
 def list_checkpoints(run: str) -> list[tuple[int, str]]:

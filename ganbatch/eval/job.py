@@ -1,0 +1,60 @@
+"""The runner of `kind: eval` jobs (`ganbatch.runner` protocol): an EvalJob through the benchmark, the JSON and
+HTML reports written where the job says."""
+import logging
+from dataclasses import dataclass, field
+
+from ganbatch.errors import EvalError
+from ganbatch.jobs.eval import EvalJob
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EvalResult:
+    """The report (see `ganbatch.eval.benchmark`), its table for people, and the files written."""
+
+    report: dict
+    summary: str
+    outputs: dict[str, str] = field(default_factory=dict)
+    ok: bool = True
+
+
+def _library_errors() -> tuple[type[Exception], ...]:
+    """The errors of the modules an evaluation uses that mean "this model or runtime cannot be used"."""
+    from ganbatch.eval import AURegressorError
+    from ganbatch.io.storage import StorageError
+    from ganbatch.models.checkpoint import CheckpointError
+    from ganbatch.models.runtime import RuntimeUnavailableError
+
+    return CheckpointError, StorageError, RuntimeUnavailableError, AURegressorError
+
+
+def plan_eval(job: EvalJob) -> str:
+    """The model's header (not its weights), the pairs and frames counted and the generator's time estimated."""
+    from ganbatch.eval import plan
+
+    try:
+        return plan.plan_eval(job.model, identities=job.identities, random_pairs=job.random_pairs,
+                              path_frames=job.path_frames, chunk_size=job.chunk_size, runtime=job.runtime,
+                              device=job.device, trust_pickle=job.trust_pickle)
+    except _library_errors() as error:
+        raise EvalError(str(error)) from None
+
+
+def run_eval(job: EvalJob) -> EvalResult:
+    """Evaluate the job's model; writes the JSON report to `out` and the HTML page to `report` when given."""
+    from ganbatch.eval import benchmark, format_report
+    from ganbatch.eval.html import write_html_report
+
+    try:
+        report = benchmark.run_eval(job.model, job.identities, job.seed, job.out, trust_pickle=job.trust_pickle,
+                                    random_pairs=job.random_pairs, path_frames=job.path_frames, device=job.device,
+                                    chunk_size=job.chunk_size, runtime=job.runtime)
+        outputs = {"out": job.out} if job.out else {}
+        if job.report:
+            write_html_report(report, job.report, model_uri=job.model, trust_pickle=job.trust_pickle,
+                              device=job.device)
+            outputs["report"] = job.report
+    except _library_errors() as error:
+        raise EvalError(str(error)) from None
+    return EvalResult(report=report, summary=format_report(report), outputs=outputs)
