@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganbatch.io.storage import atomic_local_path
+from ganbatch.io.atomic import atomic_local_path
 from ganbatch.targets.aus import AU_NAMES, AU_SCALE, NUM_AUS
 
 FORMAT = "ganbatch-au-regressor"

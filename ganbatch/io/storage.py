@@ -16,6 +16,9 @@ botocore's own retry mode retries each request (mode ``standard`` and 3 attempts
 to ``retry_seconds()`` in total (``RETRY_SECONDS`` by default; see :func:`retry_budget`), which covers what one
 request's retries cannot: a multipart upload restarted, a stream cut while reading, an outage longer than botocore's
 few attempts. After that budget the operation fails with a :class:`StorageError` saying how long it tried.
+
+Naming (`is_s3`, `join`, `StorageError`) and atomic local writes (`atomic_local_path`) are here too, from
+``ganbatch.io.uris`` and ``ganbatch.io.atomic``, which code that must not import boto3 (the model layer) uses directly.
 """
 from __future__ import annotations
 
@@ -24,15 +27,13 @@ import glob
 import logging
 import mimetypes
 import os
-import re
 import shutil
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import urlparse
 
 import boto3
 from boto3.exceptions import RetriesExceededError, S3TransferFailedError, S3UploadFailedError
@@ -47,6 +48,14 @@ from botocore.exceptions import (
     NoCredentialsError,
 )
 
+from ganbatch.io.atomic import atomic_local_path, is_temporary, remove
+from ganbatch.io import uris
+from ganbatch.io.uris import StorageError, basename, existing_local_path, is_s3, join
+
+__all__ = ["RETRY_SECONDS", "StorageError", "atomic_local_path", "download_file", "exists", "guess_content_type",
+           "is_s3", "is_transient", "join", "list_uris", "local_copy", "read_bytes",
+           "remove_stale_temporaries", "retry_budget", "retry_seconds", "s3_client", "upload_file", "write_bytes"]
+
 log = logging.getLogger(__name__)
 
 RETRY_SECONDS = 120.0  # default total time a whole-object S3 operation is retried through transient faults
@@ -55,8 +64,6 @@ _READ_TIMEOUT = 60.0
 _TRANSIENT_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "RequestTimeTooSkewed",
                     "InternalError", "ServiceUnavailable", "503", "500", "502", "504"}
 _retry_seconds = RETRY_SECONDS
-# names of the temporaries atomic_local_path makes (and of a replaced folder's old copy)
-_TEMPORARY_NAME = re.compile(r"^\..+\.(tmp|old)-[0-9a-f]{8}$")
 
 # Content types for the files ganbatch writes; anything else falls back to the mimetypes module.
 _CONTENT_TYPES = {
@@ -76,31 +83,6 @@ _CONTENT_TYPES = {
 
 _S3_CLIENTS: dict[tuple, object] = {}
 _S3_CLIENTS_LOCK = threading.Lock()
-
-
-class StorageError(Exception):
-    """A storage operation on ``uri`` failed for ``reason`` (not found, missing bucket, permission, ...)."""
-
-    def __init__(self, uri: str, reason: str):
-        super().__init__(f"{uri}: {reason}")
-        self.uri = uri
-        self.reason = reason
-
-    def __reduce__(self):  # picklable with its fields (raised inside Ray workers)
-        return type(self), (self.uri, self.reason)
-
-
-def is_s3(uri: str | os.PathLike) -> bool:
-    """True for ``s3://bucket/key`` URIs."""
-    return str(uri).startswith("s3://")
-
-
-def join(uri: str | os.PathLike, *parts: str) -> str:
-    """Append path components to a local path or URI (``/``-separated for URIs)."""
-    uri = str(uri)
-    if "://" not in uri:
-        return os.path.join(uri, *parts)
-    return "/".join([uri.rstrip("/"), *(part.strip("/") for part in parts)])
 
 
 def guess_content_type(name: str | os.PathLike) -> str:
@@ -178,31 +160,6 @@ def _describe(error: BaseException) -> str:
     return " ".join(str(cause or error).split())
 
 
-@contextlib.contextmanager
-def atomic_local_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary sibling ``.<name>.tmp-<random>`` of ``path``; rename it to ``path`` on success.
-
-    The caller creates a file or a folder at the yielded path. On success it replaces ``path`` (an existing folder
-    is swapped out and deleted); on an exception the temporary file or folder is removed and the exception
-    propagates. The parent folder is created when missing.
-    """
-    final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        yield tmp
-        if tmp.is_dir() and final.is_dir():
-            old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, final)
-    except BaseException:
-        _remove(tmp)
-        raise
-
-
 def list_uris(uri: str | os.PathLike, *, recursive: bool = False, suffixes: Iterable[str] | None = None) -> list[str]:
     """Sorted files in a folder, S3 prefix or (local only) glob pattern.
 
@@ -215,7 +172,7 @@ def list_uris(uri: str | os.PathLike, *, recursive: bool = False, suffixes: Iter
     uris = _list_s3(str(uri), recursive) if is_s3(uri) else _list_local(uri, recursive)
     return sorted(
         u for u in uris
-        if not _basename(u).startswith(".") and (wanted is None or u.lower().endswith(wanted))
+        if not basename(u).startswith(".") and (wanted is None or u.lower().endswith(wanted))
     )
 
 
@@ -225,7 +182,7 @@ def read_bytes(uri: str | os.PathLike) -> bytes:
         if is_s3(uri):
             bucket, key = _split_s3(uri)
             return _with_retries(uri, lambda: s3_client().get_object(Bucket=bucket, Key=key)["Body"].read())
-        return _local_path(uri).read_bytes()
+        return uris.local_path(uri).read_bytes()
 
 
 def write_bytes(uri: str | os.PathLike, data: bytes, *, content_type: str | None = None) -> None:
@@ -237,7 +194,7 @@ def write_bytes(uri: str | os.PathLike, data: bytes, *, content_type: str | None
             _with_retries(uri, lambda: s3_client().put_object(Bucket=bucket, Key=key, Body=data,
                                                               ContentType=content_type))
             return
-        with atomic_local_path(_local_path(uri)) as tmp:
+        with atomic_local_path(uris.local_path(uri)) as tmp:
             tmp.write_bytes(data)
 
 
@@ -262,7 +219,7 @@ def upload_file(
             _with_retries(uri, lambda: s3_client().upload_file(os.fspath(local_path), bucket, key, ExtraArgs=extra,
                                                                Config=transfer_config))
             return
-        with atomic_local_path(_local_path(uri)) as tmp:
+        with atomic_local_path(uris.local_path(uri)) as tmp:
             shutil.copyfile(local_path, tmp)
 
 
@@ -273,13 +230,13 @@ def download_file(uri: str | os.PathLike, local_path: str | os.PathLike) -> None
             bucket, key = _split_s3(uri)
             _with_retries(uri, lambda: s3_client().download_file(bucket, key, os.fspath(tmp)))
         else:
-            shutil.copyfile(_local_path(uri), tmp)
+            shutil.copyfile(uris.local_path(uri), tmp)
 
 
 def exists(uri: str | os.PathLike) -> bool:
     """Whether a local path or an S3 object exists (a missing bucket raises :class:`StorageError`)."""
     if not is_s3(uri):
-        return _local_path(uri).exists()
+        return uris.local_path(uri).exists()
     bucket, key = _split_s3(uri)
     with _storage_errors(uri):
         try:
@@ -302,19 +259,16 @@ def exists(uri: str | os.PathLike) -> bool:
 def local_copy(uri: str | os.PathLike) -> Iterator[Path]:
     """Yield a local path holding ``uri``'s content: the path itself when local, a temporary download for S3."""
     if not is_s3(uri):
-        path = _local_path(uri)
-        if not path.exists():
-            raise StorageError(str(uri), "not found")
-        yield path
+        yield existing_local_path(uri)
         return
     with tempfile.TemporaryDirectory(prefix="ganbatch-") as tmp_dir:
-        path = Path(tmp_dir) / _basename(str(uri))
+        path = Path(tmp_dir) / basename(str(uri))
         download_file(uri, path)
         yield path
 
 
 def _list_local(uri: str | os.PathLike, recursive: bool) -> list[str]:
-    path = str(_local_path(uri))
+    path = str(uris.local_path(uri))
     if any(char in path for char in "*?["):
         return [p for p in glob.glob(path, recursive=recursive) if os.path.isfile(p)]
     folder = Path(path)
@@ -360,13 +314,13 @@ def remove_stale_temporaries(uri: str | os.PathLike, *, keep: tuple[str, ...] = 
             for upload in stale:
                 s3_client().abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
         return len(stale)
-    folder = _local_path(uri)
+    folder = uris.local_path(uri)
     if not folder.is_dir():
         return 0
     stale = [path for path in folder.rglob(".*")
-             if _TEMPORARY_NAME.match(path.name) and not path.name.startswith(keep)]
+             if is_temporary(path.name) and not path.name.startswith(keep)]
     for path in stale:
-        _remove(path)
+        remove(path)
     return len(stale)
 
 
@@ -375,29 +329,6 @@ def _split_s3(uri: str | os.PathLike) -> tuple[str, str]:
     if not parsed.netloc:
         raise StorageError(str(uri), "S3 URI has no bucket (expected s3://bucket/key)")
     return parsed.netloc, parsed.path.lstrip("/")
-
-
-def _local_path(uri: str | os.PathLike) -> Path:
-    uri = os.fspath(uri)
-    if uri.startswith("file://"):
-        parsed = urlparse(uri)
-        if parsed.netloc not in ("", "localhost"):
-            raise StorageError(uri, f"file:// URI names a remote host {parsed.netloc!r}")
-        return Path(unquote(parsed.path))
-    if "://" in uri:
-        raise StorageError(uri, "unsupported URI scheme (use a path, file:// or s3://)")
-    return Path(uri)
-
-
-def _basename(uri: str) -> str:
-    return uri.rstrip("/").rsplit("/", 1)[-1]
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

@@ -36,7 +36,7 @@ from ganbatch.models.families import get_family
 from ganbatch.models.ganimation import GANimationGenerator
 from ganbatch.models.gannotation import GANnotationGenerator
 from ganbatch.models.networks import SAMPLING_STEPS, AttentionGenerator, TrunkOptions
-from ganbatch.io.storage import atomic_local_path
+from ganbatch.io.atomic import atomic_local_path
 
 OWN_FORMAT = "ganbatch"
 OWN_VERSION = 1

@@ -8,7 +8,7 @@ falls back to `runtime.model_info`, which reads them the normal way.
 import json
 from dataclasses import dataclass, field
 
-from ganbatch.io import storage
+from ganbatch.io.uris import StorageError
 
 
 @dataclass(frozen=True)
@@ -48,13 +48,13 @@ def read_model_config(uri: str, *, trust_pickle: bool = False) -> ModelHeader:
     """The ModelHeader of the model `uri` names (`demo`, a path, `file://` or `s3://`; see the module doc).
     Raises the same errors as opening the model when it is missing or unreadable."""
     from ganbatch.models.families import get_family
-    from ganbatch.models.hub import ModelNotFoundError, resolve_model_uri
+    from ganbatch.models.hub import ModelNotFoundError, local_model_file, resolve_model_uri
 
     location = resolve_model_uri(uri)
     try:
-        with storage.local_copy(location) as path:
+        with local_model_file(location) as path:
             config = _own_header(path) if path.is_file() else None
-    except storage.StorageError as error:
+    except StorageError as error:
         raise ModelNotFoundError(f"model {uri}: {error.reason}") from error
     if config is not None and "family" in config:
         family = get_family(config["family"])

@@ -3,10 +3,11 @@
 `ganbatch animate` and `ganbatch eval` name models this way; workers open the model from its URI themselves, so a
 checkpoint is never shipped by value through Ray.
 """
+import contextlib
 import dataclasses
 from pathlib import Path
 
-from ganbatch.io import storage
+from ganbatch.io.uris import StorageError, existing_local_path, is_s3
 from ganbatch.models.checkpoint import CheckpointError, GeneratorInfo, load_generator
 from ganbatch.models.networks import AttentionGenerator
 
@@ -42,6 +43,16 @@ def resolve_model_uri(uri: str) -> str:
     return str(bundled)
 
 
+def local_model_file(location: str) -> contextlib.AbstractContextManager[Path]:
+    """A context holding a local path with the file at location: the path itself, or for s3:// a temporary
+    download (the cloud stack is imported only then); StorageError when it is missing."""
+    if not is_s3(location):
+        return contextlib.nullcontext(existing_local_path(location))
+    from ganbatch.io import storage
+
+    return storage.local_copy(location)
+
+
 def open_model(uri: str, trust_pickle: bool = False) -> tuple[AttentionGenerator, GeneratorInfo]:
     """Load the generator that `uri` names (`demo`, a local path, `file://` or `s3://`); returns (generator, info).
 
@@ -51,10 +62,10 @@ def open_model(uri: str, trust_pickle: bool = False) -> tuple[AttentionGenerator
     """
     location = resolve_model_uri(uri)
     try:
-        with storage.local_copy(location) as path:
+        with local_model_file(location) as path:
             if not path.is_file():
                 raise ModelNotFoundError(f"{uri}: not a checkpoint file")
             generator, info = load_generator(path, trust_pickle=trust_pickle)
-    except storage.StorageError as error:
+    except StorageError as error:
         raise ModelNotFoundError(f"model {uri}: {error.reason}") from error
     return generator, dataclasses.replace(info, source=location)

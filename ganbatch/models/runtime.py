@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from ganbatch.io.uris import StorageError, is_s3
 from ganbatch.models.checkpoint import GeneratorInfo
 from ganbatch.models.export import (
     IR_CONFIG,
@@ -29,6 +30,7 @@ from ganbatch.models.export import (
     exported_kind,
     read_exported_info,
 )
+from ganbatch.models.hub import ModelNotFoundError, local_model_file, open_model, resolve_model_uri
 from ganbatch.models.networks import AttentionGenerator
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
@@ -152,8 +154,8 @@ def _exported_kind(location: str) -> str | None:
         return "openvino"
     if location.lower().endswith(_CHECKPOINT_SUFFIXES):
         return None
-    if location.startswith("s3://"):
-        from ganbatch.io import storage  # only for s3:// models; hub.open_model reads checkpoints the same way
+    if is_s3(location):
+        from ganbatch.io import storage  # the cloud stack only for s3:// models, as in hub.local_model_file
 
         return "openvino" if storage.exists(storage.join(location, IR_MODEL)) else None
     return exported_kind(location.removeprefix("file://"))
@@ -162,12 +164,12 @@ def _exported_kind(location: str) -> str | None:
 @contextlib.contextmanager
 def _local_export(location: str, kind: str) -> Iterator[Path]:
     """A local path holding the exported model at location: itself when local, a temporary download for S3."""
-    from ganbatch.io import storage
-
-    if kind == "onnx" or not storage.is_s3(location):
-        with storage.local_copy(location) as path:
+    if kind == "onnx" or not is_s3(location):
+        with local_model_file(location) as path:
             yield path
         return
+    from ganbatch.io import storage
+
     folder = location.rsplit("/", 1)[0] if location.lower().endswith(".xml") else location
     with tempfile.TemporaryDirectory(prefix="ganbatch-ir-") as tmp:
         for name in (IR_MODEL, IR_WEIGHTS, IR_CONFIG):
@@ -180,20 +182,16 @@ def open_source(model_uri: str, *, trust_pickle: bool = False) -> Iterator[Model
     """The model model_uri names (`demo`, a checkpoint, an .onnx file or OpenVINO IR folder; local or s3://), open
     for the duration of the block (S3 downloads are removed after it). Raises the errors of `open_model`, and
     ModelNotFoundError / CheckpointFormatError for missing or unreadable exported models."""
-    from ganbatch.models.hub import ModelNotFoundError, open_model, resolve_model_uri
-
     location = resolve_model_uri(model_uri)
     kind = _exported_kind(location)
     if kind is None:
         generator, info = open_model(model_uri, trust_pickle=trust_pickle)
         yield ModelSource("checkpoint", info, generator=generator)
         return
-    from ganbatch.io import storage
-
     try:
         with _local_export(location, kind) as path:
             yield ModelSource(kind, read_exported_info(path, source=location), path=path)
-    except storage.StorageError as error:
+    except StorageError as error:
         raise ModelNotFoundError(f"model {model_uri}: {error.reason}") from error
 
 

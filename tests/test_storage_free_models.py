@@ -1,0 +1,31 @@
+"""The model layer (networks, checkpoints, runtimes, the renderer, targets) works on local files without the cloud
+stack: importing and using it never imports boto3, Ray or ganbatch.io.storage."""
+import subprocess
+import sys
+
+PROGRAM = r"""
+import importlib, pkgutil, sys, tempfile
+from pathlib import Path
+
+import ganbatch.models, ganbatch.targets
+for package in (ganbatch.models, ganbatch.targets):
+    for module in pkgutil.iter_modules(package.__path__, package.__name__ + "."):
+        importlib.import_module(module.name)
+import ganbatch.render
+from ganbatch.models.checkpoint import save_generator
+from ganbatch.models.header import read_model_config
+from ganbatch.models.runtime import open_runtime
+
+runtime = open_runtime("demo")
+assert read_model_config("demo").family == "ganimation"
+with tempfile.TemporaryDirectory() as folder:
+    save_generator(runtime.generator, Path(folder) / "copy.pt")
+    assert read_model_config(str(Path(folder) / "copy.pt")).read == "header"
+print(sorted(name for name in ("boto3", "botocore", "ray", "ganbatch.io.storage") if name in sys.modules))
+"""
+
+
+def test_model_layer_runs_without_the_cloud_stack():
+    done = subprocess.run([sys.executable, "-c", PROGRAM], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
