@@ -13,7 +13,7 @@ The Ray pipeline runs each step as its own stage (ganbatch.animate.stages). `Ite
 for one item at a time, in one process, and returns the item's manifest row: every failure of an item (unreadable or
 corrupt image, no face, bad source AUs, an encoder error, ...) becomes a `failed` row naming the reason.
 """
-import tempfile
+import functools
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,14 +22,16 @@ from typing import Optional
 import numpy as np
 import torch
 
-from ganbatch.io import storage
+from ganbatch.io import scratch, storage
 from ganbatch.animate.manifest import manifest_row
 from ganbatch.animate.plan import WorkItem
 from ganbatch.animate.targets import NEUTRAL_AUS, Target
 from ganbatch.errors import one_line
 from ganbatch.faces import CropTransform, crop_face, fit_to_size, get_detector, largest_face, paste_back
 from ganbatch.jobs.animate import CropSpec, OutputSpec
-from ganbatch.media import VideoWriter, compose_frames, decode_image
+from ganbatch.io.images import decode_image
+from ganbatch.io.video import VideoWriter
+from ganbatch.layout import compose_frames
 from ganbatch.models.families import get_family
 from ganbatch.models.runtime import Runtime
 from ganbatch.render import Clip
@@ -182,12 +184,19 @@ def _segments(frames: list[tuple[int, int]]) -> list[tuple[int, int, int]]:
 def encode_item(item: WorkItem, clip: Clip, placement: Placement, settings: ItemSettings) -> int:
     """Lay out and encode the clip's frames into the item's output (see the module doc); the frame count."""
     if storage.is_s3(item.output):
-        with tempfile.TemporaryDirectory(prefix="ganbatch-video-") as staging:
-            local = Path(staging) / item.output.rsplit("/", 1)[-1]
+        _remove_orphaned_staging()
+        with scratch.scratch_dir("video") as staging:
+            local = staging / item.output.rsplit("/", 1)[-1]
             frames = _write_video(clip, placement, settings, local)
             _upload(local, item.output)
         return frames
     return _write_video(clip, placement, settings, Path(item.output))
+
+
+@functools.cache
+def _remove_orphaned_staging() -> None:
+    """Once per process: the staging folders of uploads that killed workers on this machine left behind."""
+    scratch.remove_orphans("video")
 
 
 def _write_video(clip: Clip, placement: Placement, settings: ItemSettings, path: Path) -> int:
