@@ -138,17 +138,18 @@ def choice(model: type[BaseModel], dotted: str) -> click.Choice:
     return click.Choice(values)
 
 
-def _value_type(annotation: Any) -> Any:
+def value_type(annotation: Any) -> Any:
     """The click type of a field's value: bool, int, float or str (str for anything else, e.g. a dict)."""
     for member in _unwrap(annotation):
         if typing.get_origin(member) is list:
-            return _value_type(typing.get_args(member)[0])
+            return value_type(typing.get_args(member)[0])
         if member in (bool, int, float, str):
             return member
     return str
 
 
-def _is_list(annotation: Any) -> bool:
+def is_list(annotation: Any) -> bool:
+    """Whether a field holds a list of values (not of sub-models)."""
     return any(typing.get_origin(member) is list for member in _unwrap(annotation)) and not _models(annotation)
 
 
@@ -204,17 +205,17 @@ class SchemaOptions:
         """The declarations and settings of `flag`'s click option."""
         annotation = schema_field(self.model, flag.field).annotation
         choices = literal_choices(annotation)
-        multiple = flag.multiple or _is_list(annotation)
-        value_type = _value_type(annotation)
+        multiple = flag.multiple or is_list(annotation)
+        kind = value_type(annotation)
         text = flag.help if flag.help is not None else field_help(self.model, flag.field, flag.extra)
         if multiple and "repeatable" not in text:
             text += "; repeatable"
         settings: dict[str, Any] = {"help": text, "metavar": flag.metavar, "multiple": multiple}
-        if value_type is bool and not multiple:
+        if kind is bool and not multiple:
             declarations = [f"{flag.option}/--no-{flag.option[2:]}"]
         else:
             declarations = [flag.option]
-            settings["type"] = click.Choice(choices) if choices else value_type
+            settings["type"] = click.Choice(choices) if choices else kind
         return [*declarations, flag.parameter], {**settings, "default": () if multiple else None}
 
     def __call__(self, command):
