@@ -106,7 +106,7 @@ def note_demo_model(uri: str) -> None:
 
 
 def execute(loaded: LoadedJob, dry_run: bool) -> None:
-    """Print the resolved job and its plan (--dry-run), or run it and print its summary and outputs.
+    """Print the resolved job and its plan (--dry-run), or run it and print its message and outputs.
 
     Values taken from `${env:NAME}` are printed as the reference, never as the value. Errors propagate: the command
     group maps them to one line and an exit status (`cli.JobGroup`); a job that ran but failed raises JobFailed.
@@ -122,9 +122,9 @@ def execute(loaded: LoadedJob, dry_run: bool) -> None:
             click.echo(f"#   {line}")
         return
     result = run_job(loaded.job, report=log.info)
-    summary = getattr(result, "summary", "")
-    if summary:
-        click.echo(redact(summary))
+    message = getattr(result, "message", "")  # optional in the runner protocol (ganbatch.runner)
+    if message:
+        click.echo(redact(message))
     for key, value in result.outputs.items():
         click.echo(redact(f"{key}: {value}"))
     if not result.ok:

@@ -9,7 +9,7 @@ from ganbatch.jobs.export import ExportJob
 class ExportResult:
     """What was written (`outputs["model"]`) and the line that says so."""
 
-    summary: str
+    message: str
     outputs: dict[str, str] = field(default_factory=dict)
     ok: bool = True
 
@@ -35,4 +35,4 @@ def run_export(job: ExportJob) -> ExportResult:
                           calibration=job.calibration, trust_pickle=job.trust_pickle)
     except (CheckpointError, ExtraMissingError, StorageError, ValueError) as error:
         raise ExportError(str(error)) from None
-    return ExportResult(summary=exported.describe(), outputs={"model": exported.out})
+    return ExportResult(message=exported.describe(), outputs={"model": exported.out})

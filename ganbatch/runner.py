@@ -2,7 +2,7 @@
 their steps in order, feeding earlier steps' outputs into later ones.
 
 Runner protocol: the module for kind K (see RUNNER_MODULES) has `run_K(job)`, returning a result with `.ok: bool`
-and `.outputs: dict[str, str]` (keys: the job model's OUTPUTS) and optionally `.summary: str` (text for people, e.g.
+and `.outputs: dict[str, str]` (keys: the job model's OUTPUTS) and optionally `.message: str` (text for people, e.g.
 eval's table), and `plan_K(job) -> str`, a short plan for --dry-run. Both raise a `ganbatch.errors.JobError` for
 anything the user can fix. Heavy modules (Ray, torch models) load only when a job of that kind is planned or run.
 """

@@ -11,10 +11,10 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class EvalResult:
-    """The report (see `ganbatch.eval.benchmark`), its table for people, and the files written."""
+    """The report (see `ganbatch.eval.benchmark`), its table for people (`message`), and the files written."""
 
     report: dict
-    summary: str
+    message: str
     outputs: dict[str, str] = field(default_factory=dict)
     ok: bool = True
 
@@ -57,4 +57,4 @@ def run_eval(job: EvalJob) -> EvalResult:
             outputs["report"] = job.report
     except _library_errors() as error:
         raise EvalError(str(error)) from None
-    return EvalResult(report=report, summary=format_report(report), outputs=outputs)
+    return EvalResult(report=report, message=format_report(report), outputs=outputs)
