@@ -139,3 +139,50 @@ def test_validate_does_not_load_ray_or_the_runners():
     )
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert output.strip() == "[]"
+
+
+def test_eval_and_export_are_jobs_with_job_set_and_dry_run(tmp_path):
+    path = write(tmp_path, f"""
+        kind: export
+        source: demo
+        out: {tmp_path / 'demo.onnx'}
+    """)
+    planned = invoke("run", path, "--set", "precision=fp16", "--dry-run")
+    printed = dry_run_yaml(planned)
+    assert (printed["kind"], printed["precision"], printed["calibration"]) == ("export", "fp16", "synth")
+    assert "#   export the generator of demo" in planned.stdout and not (tmp_path / "demo.onnx").exists()
+    flagged = dry_run_yaml(invoke("export", "--job", path, "--out", tmp_path / "demo.pt", "--dry-run"))
+    assert flagged["out"] == str(tmp_path / "demo.pt")
+    ran = invoke("export", "--job", path, "--set", f"out={tmp_path / 'demo.pt'}")
+    assert ran.exit_code == 0, ran.output
+    assert f"model: {tmp_path / 'demo.pt'}" in ran.stdout and "(ganbatch checkpoint)" in ran.stdout
+    evaluation = write(tmp_path, "kind: eval\nmodel: demo\n", "eval.yaml")
+    printed = dry_run_yaml(invoke("eval", "--job", evaluation, "--identities", "1", "--set", "path_frames=2",
+                                  "--random-pairs", "0", "--dry-run"))
+    assert (printed["identities"], printed["path_frames"], printed["random_pairs"]) == (1, 2, 0)
+    bad = invoke("eval", "--job", evaluation, "--identities", "0", "--dry-run")
+    assert bad.exit_code == 2 and "--identities: identities: Input should be greater than or equal to 1" in bad.stderr
+
+
+def test_eval_and_export_are_pipeline_steps(tmp_path):
+    path = write(tmp_path, """
+        kind: pipeline
+        steps:
+          train: {kind: train, family: ganimation, data: data, out: runs, name: r}
+          model: {kind: export, source: "${steps.train.run}", out: runs/r.onnx}
+          check: {kind: eval, model: "${steps.model.model}", out: runs/r.json}
+    """)
+    result = invoke("validate", path)
+    assert result.exit_code == 0 and "ok (pipeline: train, model, check)" in result.stdout, result.output
+    wrong = write(tmp_path, path.read_text().replace("${steps.model.model}", "${steps.model.onnx}"), "wrong.yaml")
+    result = invoke("validate", wrong)
+    assert result.exit_code == 2 and "step 'model' (export) has no output 'onnx'; its outputs: model" in result.stderr
+
+
+def test_a_job_error_is_one_redacted_line_with_exit_status_1(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANBATCH_TEST_RUNS", str(tmp_path / "secret-runs"))
+    result = invoke("export", "${env:GANBATCH_TEST_RUNS}/r", "--out", tmp_path / "m.pt")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("Error: ${env:GANBATCH_TEST_RUNS}/r") and "no checkpoints" in line
+    assert "secret-runs" not in result.output
