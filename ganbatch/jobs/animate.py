@@ -73,7 +73,14 @@ def whole_number(low: int, high: int) -> BeforeValidator:
 FrameIndex = Annotated[int, whole_number(0, MAX_FRAMES - 1)]
 FrameCount = Annotated[int, whole_number(1, MAX_FRAMES)]
 AuName = Annotated[str, AfterValidator(check_au_name)]
-AuIntensities = dict[AuName, Annotated[float, Field(ge=0, le=5)]]
+
+
+def _text_keys(value):
+    """A mapping's keys as text: a YAML key 12 is the action unit AU12, not the number."""
+    return {str(key): item for key, item in value.items()} if isinstance(value, dict) else value
+
+
+AuIntensities = Annotated[dict[AuName, Annotated[float, Field(ge=0, le=5)]], BeforeValidator(_text_keys)]
 Preset = Annotated[str, AfterValidator(check_preset)]
 Expression = Annotated[str, AfterValidator(check_expression)]
 
@@ -86,7 +93,8 @@ class KeyframeSpec(StrictModel):
     preset: Optional[Preset] = Field(None, description="named expression")
     intensity: float = Field(1.0, ge=0, le=MAX_INTENSITY, description="scales the preset")
     aus: AuIntensities = Field(default_factory=dict, description="AU intensities 0-5, over the preset")
-    landmarks: Optional[Uri] = Field(None, description="a landmark file (GANnotation)")
+    landmarks: Optional[Union[Uri, list[tuple[float, float]]]] = Field(
+        None, description="a landmark file (GANnotation), or its points inline: [[x, y], ...]")
     easing: Easing = Field("linear", description="easing of the segment that starts at this keyframe")
 
     @model_validator(mode="after")
@@ -97,6 +105,8 @@ class KeyframeSpec(StrictModel):
             raise ValueError("give 'preset', 'aus' or 'landmarks'")
         if self.landmarks is not None and (self.preset is not None or self.aus):
             raise ValueError("a keyframe holds either an expression (preset/aus) or 'landmarks', not both")
+        if "intensity" in self.model_fields_set and self.preset is None:
+            raise ValueError("'intensity' scales a preset, but the keyframe has no 'preset'")
         return self
 
 

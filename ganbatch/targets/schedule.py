@@ -28,7 +28,8 @@ The plain-dict form (`schedule_from_dict`; `read_keyframes` loads it from YAML, 
 
 A keyframe holds an expression (`preset`, with `intensity` scaling it, and/or `aus` set over the preset, or over the
 base AUs when there is no preset) or a landmark set (`landmarks`: a file path, relative to the YAML file, or an
-inline [[x, y], ...] list). One schedule holds one kind: all AU keyframes or all landmark keyframes. A keyframe at the
+inline [[x, y], ...] list). The dict form is validated as a `KeyframesFile`, whose keyframes are the job schema's
+`KeyframeSpec` (jobs/animate.py): a keyframe file and a job's inline keyframes follow the same rules. One schedule holds one kind: all AU keyframes or all landmark keyframes. A keyframe at the
 very end of `duration` lands on the last frame.
 """
 import numbers
@@ -38,11 +39,14 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import yaml
+from pydantic import Field, ValidationError
 from scipy.interpolate import PchipInterpolator
 
 from ganbatch import safe_yaml
+from ganbatch.jobs.animate import KeyframeSpec
+from ganbatch.jobs.common import StrictModel
 from ganbatch.limits import MAX_FRAMES
-from ganbatch.targets.aus import NUM_AUS, AUError, apply_aus, check_aus, expression_aus
+from ganbatch.targets.aus import NUM_AUS, apply_aus, check_aus, expression_aus
 from ganbatch.targets.landmarks import as_frames, read_landmarks
 
 
@@ -251,76 +255,54 @@ def expression_schedule(
     return Schedule(keyframes=keyframes, fps=fps, frames=length, pingpong=pingpong, input_first=input_first)
 
 
-_SCHEDULE_FIELDS = ("fps", "duration", "frames", "pingpong", "loop", "input_first", "keyframes")
-_KEYFRAME_FIELDS = ("at", "frame", "preset", "intensity", "aus", "landmarks", "easing")
+class KeyframesFile(StrictModel):
+    """The dict form of a schedule (see the module doc): timing, and keyframes in the job schema's KeyframeSpec."""
+
+    fps: float = Field(25.0, gt=0, description="frames per second")
+    duration: Optional[float] = Field(None, gt=0, description="seconds of the path")
+    frames: Optional[int] = Field(None, ge=1, description="frame count of the path (instead of duration)")
+    pingpong: bool = Field(False, description="then play it backwards to the start")
+    loop: int = Field(1, ge=1, description="how many times the (ping-ponged) path plays")
+    input_first: bool = Field(False, description="frame 0 of the video is the untouched input image")
+    keyframes: list[KeyframeSpec] = Field(min_length=1)
 
 
-def _given(mapping: Mapping[str, Any], known: Sequence[str], where: str) -> dict:
-    """The entries of `mapping` that are not None; a ScheduleError for keys outside `known`."""
-    unknown = [key for key in mapping if key not in known]
-    if unknown:
-        raise ScheduleError(f"{where}: unknown field '{unknown[0]}'; known: {', '.join(known)}")
-    return {key: value for key, value in mapping.items() if value is not None}
+def _where(path: tuple) -> str:
+    """`keyframe 1, field 'aus'` for a problem at keyframes[1].aus..., `schedule, field 'fps'` for one at fps."""
+    if path[:1] == ("keyframes",) and len(path) > 1:
+        return f"keyframe {path[1]}" + (f", field '{path[2]}'" if len(path) > 2 else "")
+    return "schedule" + (f", field '{path[0]}'" if path else "")
 
 
-def _keyframe_value(fields: dict, where: str, base_aus, base_dir: Optional[str]) -> np.ndarray:
-    landmarks, preset, aus = fields.get("landmarks"), fields.get("preset"), fields.get("aus")
-    if landmarks is not None:
-        if preset is not None or aus:
-            raise ScheduleError(f"{where}: holds either an expression (preset/aus) or 'landmarks', not both")
+def _validated(spec: Any) -> KeyframesFile:
+    """`spec` validated as a KeyframesFile; a ScheduleError naming each problem's keyframe and field."""
+    from ganbatch.jobs.problems import Origin
+    from ganbatch.jobs.validation import validation_problems
+
+    try:
+        return KeyframesFile.model_validate(spec)
+    except ValidationError as error:
+        problems = validation_problems(error.errors(), spec, KeyframesFile, lambda path: Origin("schedule"))
+        raise ScheduleError("; ".join(f"{_where(p.path)}: {p.message}" for p in problems)) from None
+
+
+def _keyframe_value(index: int, keyframe: KeyframeSpec, base_aus, base_dir: Optional[str]) -> np.ndarray:
+    """The AU vector or landmark set of a validated keyframe (its landmark file read relative to `base_dir`)."""
+    if keyframe.landmarks is not None:
         try:
-            if isinstance(landmarks, (str, os.PathLike)):
-                path = os.path.join(base_dir, landmarks) if base_dir else landmarks
+            if isinstance(keyframe.landmarks, str):
+                path = os.path.join(base_dir, keyframe.landmarks) if base_dir else keyframe.landmarks
                 points = read_landmarks(path)
             else:
-                points = as_frames(landmarks, "inline landmarks")
-        except (OSError, ValueError, TypeError) as error:  # a LandmarkError is a ValueError
-            raise ScheduleError(f"{where}, field 'landmarks': {error}") from None
+                points = as_frames(keyframe.landmarks, "inline landmarks")
+        except (OSError, ValueError) as error:  # a LandmarkError is a ValueError
+            raise ScheduleError(f"keyframe {index}, field 'landmarks': {error}") from None
         if len(points) != 1:
-            raise ScheduleError(f"{where}, field 'landmarks': {len(points)} frames; a keyframe takes one landmark set")
+            raise ScheduleError(f"keyframe {index}, field 'landmarks': {len(points)} frames; a keyframe takes one "
+                                "landmark set")
         return points[0]
-    if preset is None and not aus:
-        raise ScheduleError(f"{where}: give 'preset', 'aus' or 'landmarks'")
-    if "intensity" in fields and preset is None:
-        raise ScheduleError(f"{where}, field 'intensity': scales a preset, but the keyframe has no 'preset'")
-    value = base_aus
-    if preset is not None:
-        intensity = fields.get("intensity", 1.0)
-        try:
-            _check_number(intensity, "intensity", minimum=0)
-        except ScheduleError as error:
-            raise ScheduleError(f"{where}, field 'intensity': {error}") from None
-        try:
-            value = expression_aus(str(preset), intensity)
-        except AUError as error:
-            raise ScheduleError(f"{where}, field 'preset': {error}") from None
-    if aus:
-        if not isinstance(aus, Mapping):
-            raise ScheduleError(f"{where}, field 'aus': expected a mapping like {{AU12: 4.0}}, got {aus!r}")
-        try:
-            # keys as text: a YAML key 12 means AU12, not position 12 of the vector
-            value = apply_aus(value, {str(name): float(intensity) for name, intensity in aus.items()})
-        except (ValueError, TypeError) as error:  # AUError is a ValueError
-            raise ScheduleError(f"{where}, field 'aus': {error}") from None
-    return value
-
-
-def _keyframe_from_dict(index: int, entry, base_aus, base_dir: Optional[str]) -> Keyframe:
-    where = f"keyframe {index}"
-    if not isinstance(entry, Mapping):
-        raise ScheduleError(f"{where}: expected a mapping like {{at: 0.5, preset: happy}}, got {entry!r}")
-    fields = _given(entry, _KEYFRAME_FIELDS, where)
-    if ("at" in fields) == ("frame" in fields):
-        raise ScheduleError(f"{where}: give exactly one of 'at' (seconds) or 'frame'")
-    timing = "at" if "at" in fields else "frame"
-    easing = fields.get("easing", "linear")
-    if easing not in EASING_NAMES:
-        raise ScheduleError(f"{where}, field 'easing': unknown easing {easing!r}; known: {', '.join(EASING_NAMES)}")
-    value = _keyframe_value(fields, where, base_aus, base_dir)
-    try:
-        return Keyframe(value=value, easing=easing, **{timing: fields[timing]})
-    except ScheduleError as error:
-        raise ScheduleError(f"{where}, field '{timing}': {error}") from None
+    value = expression_aus(keyframe.preset, keyframe.intensity) if keyframe.preset is not None else base_aus
+    return apply_aus(value, keyframe.aus) if keyframe.aus else value
 
 
 def schedule_from_dict(
@@ -334,17 +316,17 @@ def schedule_from_dict(
     `base_aus` (17,) is what `aus` apply over in keyframes without a preset (default: neutral, all zeros);
     relative landmark paths are taken relative to `base_dir`. None values count as absent.
     """
-    if not isinstance(spec, Mapping):
-        raise ScheduleError(f"schedule: expected a mapping with 'keyframes', got {type(spec).__name__}")
-    fields = _given(spec, _SCHEDULE_FIELDS, "schedule")
-    keyframes = fields.pop("keyframes", None)
-    if not isinstance(keyframes, Sequence) or isinstance(keyframes, str) or not keyframes:
-        raise ScheduleError("schedule, field 'keyframes': expected a non-empty list of keyframes")
+    validated = _validated(spec)
     directory = os.fspath(base_dir) if base_dir is not None else None
     base_aus = np.zeros(NUM_AUS, np.float32) if base_aus is None else check_aus(base_aus, "base_aus")
-    built = [_keyframe_from_dict(i, entry, base_aus, directory) for i, entry in enumerate(keyframes)]
+    keyframes = [
+        Keyframe(value=_keyframe_value(index, keyframe, base_aus, directory), easing=keyframe.easing,
+                 **({"at": keyframe.at} if keyframe.at is not None else {"frame": keyframe.frame}))
+        for index, keyframe in enumerate(validated.keyframes)
+    ]
+    timing = validated.model_dump(exclude={"keyframes"})
     try:
-        return Schedule(keyframes=built, **fields)
+        return Schedule(keyframes=keyframes, **timing)
     except ScheduleError as error:
         raise ScheduleError(f"schedule: {error}") from None
 
