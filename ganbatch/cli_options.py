@@ -81,7 +81,8 @@ def union_members_text(model: type[BaseModel], dotted: str) -> str:
     having, owners = _owners(model, dotted)
     if len(having) == len(owners):
         return ""
-    tags = [str(field.default) for owner in having for field in owner.model_fields.values() if _is_tag(field.annotation)]
+    tags = [str(field.default) for owner in having for field in owner.model_fields.values()
+            if _is_tag(field.annotation)]
     return f"{', '.join(tags) or ', '.join(owner.__name__ for owner in having)} only"
 
 
