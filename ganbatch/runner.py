@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from ganbatch.errors import JobError
 from ganbatch.jobs.paths import format_path
-from ganbatch.jobs.pipeline import PipelineJob
+from ganbatch.jobs.chain import PipelineJob
 from ganbatch.jobs.references import step_references, strings, substitute_step_outputs
 
 RUNNER_MODULES = {"synth": "ganbatch.synth.run", "train": "ganbatch.train", "animate": "ganbatch.animate",

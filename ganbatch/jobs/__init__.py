@@ -6,7 +6,7 @@ from pydantic import Field, TypeAdapter
 from ganbatch.jobs.animate import AnimateJob, TargetSpec
 from ganbatch.jobs.eval import EvalJob
 from ganbatch.jobs.export import ExportJob
-from ganbatch.jobs.pipeline import PipelineJob
+from ganbatch.jobs.chain import PipelineJob
 from ganbatch.jobs.synth import SynthJob
 from ganbatch.jobs.train import TrainJob
 

@@ -21,7 +21,7 @@ from ganbatch import safe_yaml
 from ganbatch.jobs import JOB_ADAPTER, Job
 from ganbatch.jobs.document import JobDocument, read_manifest
 from ganbatch.jobs.paths import Path, parse_path
-from ganbatch.jobs.pipeline import STEP_REFERENCE_ERROR, reference_problems
+from ganbatch.jobs.chain import STEP_REFERENCE_ERROR, reference_problems
 from ganbatch.jobs.problems import ManifestError, Origin, Problem
 from ganbatch.jobs.references import resolve_env
 from ganbatch.jobs.validation import validation_problems

@@ -1,4 +1,5 @@
-"""`kind: pipeline`: named jobs run in file order, later steps using earlier steps' outputs as `${steps.STEP.OUTPUT}`.
+"""`kind: pipeline`, a chain of jobs: named jobs run in file order, later steps using earlier steps' outputs as
+`${steps.STEP.OUTPUT}` (named apart from animate/pipeline.py, the Ray streaming pipeline of one animate job).
 
 `steps:` maps each step's name to its job. Until a pipeline runs, a field holding a reference keeps the reference
 text, which validates as a placeholder path; the runner substitutes the real outputs and validates each step again
