@@ -1,17 +1,10 @@
 """Click options generated from the job schema: one option per pydantic field, its name, type, choices, help and
 --help section taken from the field, so that each option is spelt once, in the schema.
 
-    SYNTH = SchemaOptions(SynthJob, {
-        "output": [Flag("out", metavar="DIR|s3://..."), Flag("layouts", name="--layout"), "contact_sheet"],
-        "data set": ["identities", "per_identity", "size", "seed", "test_fraction"],
-    })
+    SYNTH = SchemaOptions(SynthJob, {"output": [Flag("out", metavar="DIR|s3://..."), ...], "data set": [...]})
 
-    @click.command(cls=GroupedCommand, sections={**SYNTH.sections, "job": JOB_PARAMS})
-    @SYNTH
-    @job_options(kind="synth")
-    @click.pass_context
-    def synth(ctx, **_):
-        run_command(ctx, "synth", SYNTH.fields)
+and the command takes `@SYNTH` as a decorator, `SYNTH.sections` for its --help and `SYNTH.fields` for
+`cli_jobs.run_command` (see `ganbatch synth` in cli.py).
 
 A field is named by its dotted path in the job (`crop.backend`; `targets.fps` for the field of a list's items;
 union members are searched in order). The option is `--<last name>` (underscores as dashes); a `Flag` declares the
@@ -19,7 +12,6 @@ few that differ: another name, a metavar, other help, repeatable. Literal fields
 on/off pair, list fields a repeatable option. No option has a default: only values the user gave reach the job
 (see `cli_jobs.flag_values`), so the schema stays the one source of defaults, which `field_help` shows.
 """
-import types
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -29,22 +21,13 @@ import click
 from pydantic import BaseModel
 
 from ganbatch.cli_help import literal_choices
-
-
-def _unwrap(annotation: Any) -> list[Any]:
-    """`annotation` with Annotated, Optional and Union unwrapped into its member types (None left out)."""
-    origin = typing.get_origin(annotation)
-    if origin is typing.Annotated:
-        return _unwrap(typing.get_args(annotation)[0])
-    if origin is typing.Union or origin is types.UnionType:
-        return [member for argument in typing.get_args(annotation) for member in _unwrap(argument)]
-    return [] if annotation is type(None) else [annotation]
+from ganbatch.jobs.validation import union_members
 
 
 def _models(annotation: Any) -> list[type[BaseModel]]:
     """The pydantic models that `annotation` holds, directly, in a union or as the items of a list."""
     found = []
-    for member in _unwrap(annotation):
+    for member in union_members(annotation):
         if typing.get_origin(member) is list:
             found += _models(typing.get_args(member)[0])
         elif isinstance(member, type) and issubclass(member, BaseModel):
@@ -99,7 +82,7 @@ def leaf_fields(model: type[BaseModel], under: str = "") -> list[str]:
     paths: list[str] = []
     for owner in owners:
         for name, field in owner.model_fields.items():
-            members = _unwrap(field.annotation)
+            members = union_members(field.annotation)
             if members and all(isinstance(m, type) and issubclass(m, BaseModel) for m in members):
                 found = leaf_fields(owner, name)
                 paths += [f"{prefix}{path}" for path in found if f"{prefix}{path}" not in paths]
@@ -141,7 +124,7 @@ def choice(model: type[BaseModel], dotted: str) -> click.Choice:
 
 def value_type(annotation: Any) -> Any:
     """The click type of a field's value: bool, int, float or str (str for anything else, e.g. a dict)."""
-    for member in _unwrap(annotation):
+    for member in union_members(annotation):
         if typing.get_origin(member) is list:
             return value_type(typing.get_args(member)[0])
         if member in (bool, int, float, str):
@@ -151,7 +134,7 @@ def value_type(annotation: Any) -> Any:
 
 def is_list(annotation: Any) -> bool:
     """Whether a field holds a list of values (not of sub-models)."""
-    return any(typing.get_origin(member) is list for member in _unwrap(annotation)) and not _models(annotation)
+    return any(typing.get_origin(member) is list for member in union_members(annotation)) and not _models(annotation)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,6 @@
 or `--set`, each generated option is named, typed and helped from its field, help lists every closed set's choices,
 and the few flags that differ are declared once."""
 import functools
-import operator
 import typing
 
 import click

@@ -158,7 +158,7 @@ def _models_at(schema: Any, data: Any, path: Path) -> list[type[BaseModel]]:
     node = data
     for part in path:
         following = []
-        for shape in (s for annotation in candidates for s in _shapes(annotation)):
+        for shape in (s for annotation in candidates for s in union_members(annotation)):
             if isinstance(shape, type) and issubclass(shape, BaseModel):
                 if _fits(shape, node) and part in shape.model_fields:
                     following.append(shape.model_fields[part].annotation)
@@ -169,19 +169,19 @@ def _models_at(schema: Any, data: Any, path: Path) -> list[type[BaseModel]]:
         candidates = following
         node = node[part] if isinstance(node, (dict, list)) else None
     return [
-        shape for annotation in candidates for shape in _shapes(annotation)
+        shape for annotation in candidates for shape in union_members(annotation)
         if isinstance(shape, type) and issubclass(shape, BaseModel) and _fits(shape, node)
     ]
 
 
-def _shapes(annotation: Any) -> list[Any]:
-    """`annotation` with Annotated, Optional and Union unwrapped into its member types."""
+def union_members(annotation: Any) -> list[Any]:
+    """`annotation` with Annotated, Optional and Union unwrapped into its member types (None left out)."""
     origin = typing.get_origin(annotation)
     if origin is typing.Annotated:
-        return _shapes(typing.get_args(annotation)[0])
+        return union_members(typing.get_args(annotation)[0])
     if origin is typing.Union or origin is types.UnionType:
-        return [shape for member in typing.get_args(annotation) for shape in _shapes(member)]
-    return [annotation]
+        return [shape for member in typing.get_args(annotation) for shape in union_members(member)]
+    return [] if annotation is type(None) else [annotation]
 
 
 def _fits(model: type[BaseModel], node: Any) -> bool:
