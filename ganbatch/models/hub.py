@@ -38,8 +38,7 @@ def resolve_model_uri(uri: str) -> str:
     if not bundled.is_file():
         raise ModelNotFoundError(
             f"--model {uri}: the bundled demo model is missing from this installation (expected {bundled}); "
-            + ("this release does not ship it yet (`ganbatch run jobs/demo_gannotation.yaml` trains it); "
-               if uri == DEMO_GANNOTATION_NAME else "") + "pass a checkpoint path or s3:// URI")
+            "pass a checkpoint path or s3:// URI")
     return str(bundled)
 
 
