@@ -21,7 +21,6 @@ import functools
 import json
 import logging
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Optional
@@ -354,7 +353,7 @@ def run_animate(job: AnimateJob) -> AnimateResult:
         write_preview(result.rows, out)
     if job.output.report if job.output.report is not None else len(work.items) > REPORT_MIN_ITEMS:
         _write_gallery(job, result, out)
-    print(_summary(result, result.outputs["manifest"]), file=sys.stderr)
+    log.info(_summary(result, result.outputs["manifest"]))
     return result
 
 
