@@ -7,7 +7,8 @@ import pytest
 
 from browser import count, load, needs_chromium, screenshot
 from ganbatch.animate.gallery import PAGE_SIZE, relative_to, render_page, write_gallery
-from ganbatch.media import encode_video, write_image
+from ganbatch.io.images import write_image
+from ganbatch.io.video import encode_video
 
 
 def _row(out, name, status="ok", error=None, input_uri="/photos/a.png", target="happy"):

@@ -48,7 +48,8 @@ from ganbatch.cli import main
 from ganbatch.errors import one_line, root_cause
 from ganbatch.jobs.load import load_job
 from ganbatch.jobs.problems import ManifestError, Origin, Problem
-from ganbatch.media import ImageDecodeError, VideoEncodeError, decode_image, probe_image
+from ganbatch.io.images import ImageDecodeError, decode_image, probe_image
+from ganbatch.io.video import VideoEncodeError
 from ganbatch.models.checkpoint import (
     LAYOUTS,
     NOT_VERIFIABLE,

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from ganbatch import media
-from ganbatch.io import storage
-from ganbatch.media import ImageDecodeError, VideoEncodeError
+from ganbatch import layout
+from ganbatch.io import images, storage, video
+from ganbatch.io.images import ImageDecodeError
+from ganbatch.io.video import VideoEncodeError
 
 
 def _encode(array, image_format, **options):
@@ -60,7 +61,7 @@ def _script(tmp_path, body):
 ])
 def test_decode_formats(image_format, options, tolerance):
     expected = _blocks()
-    decoded = media.decode_image(_encode(expected, image_format, **options), f"face.{image_format.lower()}")
+    decoded = images.decode_image(_encode(expected, image_format, **options), f"face.{image_format.lower()}")
     assert decoded.dtype == np.uint8 and decoded.shape == (24, 40, 3)
     assert np.abs(decoded.astype(int) - expected).mean() <= tolerance
 
@@ -69,7 +70,7 @@ def test_exif_orientation_is_applied():
     original = _blocks()
     exif = Image.Exif()
     exif[0x0112] = 6  # Orientation 6: the stored pixels must be turned 90 degrees clockwise for display
-    decoded = media.decode_image(_encode(original, "JPEG", quality=95, exif=exif.tobytes()), "phone.jpg")
+    decoded = images.decode_image(_encode(original, "JPEG", quality=95, exif=exif.tobytes()), "phone.jpg")
     expected = np.rot90(original, k=-1)  # clockwise
     assert decoded.shape == (40, 24, 3)
     assert np.abs(decoded.astype(int) - expected).mean() < 12
@@ -77,22 +78,22 @@ def test_exif_orientation_is_applied():
 
 def test_grayscale_palette_and_16bit_become_rgb():
     gray = np.tile(np.arange(0, 250, 10, dtype=np.uint8), (20, 1))
-    decoded = media.decode_image(_encode(gray, "PNG"), "gray.png")
+    decoded = images.decode_image(_encode(gray, "PNG"), "gray.png")
     assert decoded.shape == (20, 25, 3) and (decoded == gray[..., None]).all()
 
     wide = (np.tile(np.arange(25, dtype=np.uint16), (20, 1)) * 257 * 10).astype(np.uint16)  # 16-bit: v * 257
-    decoded = media.decode_image(_encode(wide, "PNG"), "deep.png")
+    decoded = images.decode_image(_encode(wide, "PNG"), "deep.png")
     assert (decoded == (np.arange(25) * 10).astype(np.uint8)[None, :, None]).all()
 
     palette_image = Image.fromarray(_blocks()).quantize(colors=4)
     buffer = io.BytesIO()
     palette_image.save(buffer, format="PNG")
-    assert (media.decode_image(buffer.getvalue(), "palette.png") == _blocks()).all()
+    assert (images.decode_image(buffer.getvalue(), "palette.png") == _blocks()).all()
 
     cmyk = Image.fromarray(_blocks()).convert("CMYK")
     buffer = io.BytesIO()
     cmyk.save(buffer, format="JPEG", quality=95)
-    assert media.decode_image(buffer.getvalue(), "print.jpg").shape == (24, 40, 3)
+    assert images.decode_image(buffer.getvalue(), "print.jpg").shape == (24, 40, 3)
 
 
 def test_transparency_is_composited_over_white():
@@ -101,7 +102,7 @@ def test_transparency_is_composited_over_white():
     rgba[:, :8, 3] = 255  # left half opaque
     rgba[:, 8:12, 3] = 0  # transparent
     rgba[:, 12:, 3] = 102  # 40 % opaque
-    decoded = media.decode_image(_encode(rgba, "PNG"), "cutout.png").astype(int)
+    decoded = images.decode_image(_encode(rgba, "PNG"), "cutout.png").astype(int)
     assert (decoded[:, :8] == (255, 0, 0)).all()
     assert (decoded[:, 8:12] == 255).all()
     # over white: 255 * (1 - a) + colour * a with a = 0.4 -> green and blue 153
@@ -110,7 +111,7 @@ def test_transparency_is_composited_over_white():
     gray_alpha = Image.fromarray(np.dstack([np.zeros((16, 16), np.uint8), np.zeros((16, 16), np.uint8)]), "LA")
     buffer = io.BytesIO()
     gray_alpha.save(buffer, format="PNG")
-    assert (media.decode_image(buffer.getvalue(), "clear.png") == 255).all()
+    assert (images.decode_image(buffer.getvalue(), "clear.png") == 255).all()
 
 
 def test_bad_images_raise_with_distinct_reasons():
@@ -126,12 +127,12 @@ def test_bad_images_raise_with_distinct_reasons():
     reasons = set()
     for name, (data, expected) in cases.items():
         with pytest.raises(ImageDecodeError, match=expected) as info:
-            media.decode_image(data, name)
+            images.decode_image(data, name)
         assert info.value.name == name and str(info.value).startswith(f"{name}: ")
         reasons.add(info.value.reason)
     assert len(reasons) == len(cases)
     small = _encode(np.zeros((8, 12, 3), np.uint8), "PNG")
-    assert media.decode_image(small, "small.png", min_size=8).shape == (8, 12, 3)
+    assert images.decode_image(small, "small.png", min_size=8).shape == (8, 12, 3)
 
 
 @pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
@@ -139,7 +140,7 @@ def test_decompression_bombs_are_refused(monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
     for side in (40, 64):  # 1600 px: above the limit; 4096 px: above twice the limit, where PIL itself refuses
         with pytest.raises(ImageDecodeError, match="decompression bomb"):
-            media.decode_image(_encode(np.zeros((side, side, 3), np.uint8), "PNG"), "bomb.png")
+            images.decode_image(_encode(np.zeros((side, side, 3), np.uint8), "PNG"), "bomb.png")
 
 
 # ------------------------------------------------------------------------------------------------ video
@@ -147,9 +148,9 @@ def test_decompression_bombs_are_refused(monkeypatch):
 
 def test_ffmpeg_executable_precedence(monkeypatch):
     monkeypatch.delenv("FFMPEG_BINARY", raising=False)
-    assert media.ffmpeg_executable() == imageio_ffmpeg.get_ffmpeg_exe()
+    assert video.ffmpeg_executable() == imageio_ffmpeg.get_ffmpeg_exe()
     monkeypatch.setenv("FFMPEG_BINARY", "/opt/ffmpeg/bin/ffmpeg")
-    assert media.ffmpeg_executable() == "/opt/ffmpeg/bin/ffmpeg"
+    assert video.ffmpeg_executable() == "/opt/ffmpeg/bin/ffmpeg"
 
 
 @pytest.mark.parametrize("video_format, size, fps, tolerance", [
@@ -161,9 +162,9 @@ def test_ffmpeg_executable_precedence(monkeypatch):
 def test_encode_formats(tmp_path, video_format, size, fps, tolerance):
     frames = _moving_gradient()
     target = tmp_path / ("frames" if video_format == "png" else f"clip.{video_format}")
-    path = media.encode_video(frames, target, fps=10, format=video_format)
+    path = video.encode_video(frames, target, fps=10, format=video_format)
     assert path == target
-    info = media.probe_video(path)
+    info = video.probe_video(path)
     assert (info["frames"], (info["width"], info["height"]), info["fps"]) == (12, size, fps)
     if video_format == "png":
         decoded = np.stack([np.asarray(Image.open(p)) for p in sorted(path.iterdir())])
@@ -175,8 +176,8 @@ def test_encode_formats(tmp_path, video_format, size, fps, tolerance):
 
 
 def test_mp4_is_h264_yuv420p_with_faststart(tmp_path):
-    path = media.encode_video(_moving_gradient(), tmp_path / "clip.mp4", fps=25, format="mp4", crf=23)
-    info = media.probe_video(path)
+    path = video.encode_video(_moving_gradient(), tmp_path / "clip.mp4", fps=25, format="mp4", crf=23)
+    info = video.probe_video(path)
     assert (info["codec"], info["pix_fmt"], info["fps"]) == ("h264", "yuv420p", 25.0)
     data = path.read_bytes()
     assert 0 < data.find(b"moov") < data.find(b"mdat")
@@ -184,20 +185,20 @@ def test_mp4_is_h264_yuv420p_with_faststart(tmp_path):
 
 def test_webm_is_vp9_and_gif_loops_forever(tmp_path):
     frames = _moving_gradient(count=4)
-    assert media.probe_video(media.encode_video(frames, tmp_path / "a.webm", fps=10, format="webm"))["codec"] == "vp9"
-    with Image.open(media.encode_video(frames, tmp_path / "a.gif", fps=10, format="gif")) as gif:
+    assert video.probe_video(video.encode_video(frames, tmp_path / "a.webm", fps=10, format="webm"))["codec"] == "vp9"
+    with Image.open(video.encode_video(frames, tmp_path / "a.gif", fps=10, format="gif")) as gif:
         assert gif.info["loop"] == 0 and gif.n_frames == 4
 
 
 def test_streaming_writer_appears_only_when_closed(tmp_path):
     frames = _moving_gradient(count=7)
     target = tmp_path / "stream.mp4"
-    with media.VideoWriter(target, fps=10, format="mp4") as writer:
+    with video.VideoWriter(target, fps=10, format="mp4") as writer:
         writer.write(frames[0])  # one (H, W, 3) frame
         writer.write(frames[1:5])  # a batch
         writer.write(frames[5:])
         assert not target.exists()
-    assert writer.frames_written == 7 and media.probe_video(target)["frames"] == 7
+    assert writer.frames_written == 7 and video.probe_video(target)["frames"] == 7
     assert [p.name for p in tmp_path.iterdir()] == ["stream.mp4"]
 
 
@@ -205,7 +206,7 @@ def test_failing_ffmpeg_reports_stderr_and_leaves_nothing(tmp_path, monkeypatch)
     out = tmp_path / "out"
     monkeypatch.setenv("FFMPEG_BINARY", _script(tmp_path, 'echo "codec exploded" >&2; exit 3'))
     with pytest.raises(VideoEncodeError, match=r"exit status 3\)[\s\S]*codec exploded") as info:
-        media.encode_video(_moving_gradient(), out / "clip.mp4", fps=10, format="mp4")
+        video.encode_video(_moving_gradient(), out / "clip.mp4", fps=10, format="mp4")
     assert info.value.path == str(out / "clip.mp4")
     assert list(out.iterdir()) == []
 
@@ -216,7 +217,7 @@ def test_killed_ffmpeg_reports_signal_and_leaves_nothing(tmp_path, monkeypatch):
     monkeypatch.setenv("FFMPEG_BINARY", _script(tmp_path, crash))
     frames = np.zeros((20, 64, 64, 3), np.uint8)  # 240 KB: more than a pipe buffer
     with pytest.raises(VideoEncodeError, match=r"killed by signal 9[\s\S]*about to be killed"):
-        media.encode_video(frames, out / "clip.webm", fps=10, format="webm")
+        video.encode_video(frames, out / "clip.webm", fps=10, format="webm")
     assert list(out.iterdir()) == []
 
 
@@ -224,14 +225,14 @@ def test_real_ffmpeg_error_is_in_the_message(tmp_path, monkeypatch):
     real = imageio_ffmpeg.get_ffmpeg_exe()
     monkeypatch.setenv("FFMPEG_BINARY", _script(tmp_path, f'exec "{real}" -no_such_option_xyz "$@"'))
     with pytest.raises(VideoEncodeError, match="no_such_option_xyz"):
-        media.encode_video(_moving_gradient(count=2), tmp_path / "out" / "clip.gif", fps=10, format="gif")
+        video.encode_video(_moving_gradient(count=2), tmp_path / "out" / "clip.gif", fps=10, format="gif")
     assert list((tmp_path / "out").iterdir()) == []
 
 
 def test_error_inside_writer_block_removes_partial_output(tmp_path):
     for video_format, name in (("mp4", "clip.mp4"), ("png", "frames")):
         with pytest.raises(KeyError):
-            with media.VideoWriter(tmp_path / name, fps=10, format=video_format) as writer:
+            with video.VideoWriter(tmp_path / name, fps=10, format=video_format) as writer:
                 writer.write(_moving_gradient(count=3))
                 raise KeyError("renderer failed")
     assert list(tmp_path.iterdir()) == []
@@ -239,18 +240,18 @@ def test_error_inside_writer_block_removes_partial_output(tmp_path):
 
 def test_writer_rejects_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="crf for mp4 must be in 0..51"):
-        media.VideoWriter(tmp_path / "a.mp4", fps=10, format="mp4", crf=60)
+        video.VideoWriter(tmp_path / "a.mp4", fps=10, format="mp4", crf=60)
     with pytest.raises(ValueError, match="crf applies to mp4 and webm only"):
-        media.VideoWriter(tmp_path / "a.gif", fps=10, format="gif", crf=20)
+        video.VideoWriter(tmp_path / "a.gif", fps=10, format="gif", crf=20)
     with pytest.raises(ValueError, match="unknown video format 'avi'"):
-        media.VideoWriter(tmp_path / "a.avi", fps=10, format="avi")
+        video.VideoWriter(tmp_path / "a.avi", fps=10, format="avi")
     with pytest.raises(ValueError, match="frames are 45x31, the video is 64x64"):
-        with media.VideoWriter(tmp_path / "a.mp4", fps=10, format="mp4", size=(64, 64)) as writer:
+        with video.VideoWriter(tmp_path / "a.mp4", fps=10, format="mp4", size=(64, 64)) as writer:
             writer.write(_moving_gradient(count=1))
     with pytest.raises(ValueError, match="expected uint8"):
-        media.encode_video(np.zeros((2, 16, 16, 3), np.float32), tmp_path / "b.mp4", fps=10, format="mp4")
+        video.encode_video(np.zeros((2, 16, 16, 3), np.float32), tmp_path / "b.mp4", fps=10, format="mp4")
     with pytest.raises(VideoEncodeError, match="no frames were written"):
-        media.VideoWriter(tmp_path / "c.mp4", fps=10, format="mp4").close()
+        video.VideoWriter(tmp_path / "c.mp4", fps=10, format="mp4").close()
     assert list(tmp_path.iterdir()) == []
 
 
@@ -269,13 +270,13 @@ def animation():
 
 def test_layouts_place_panels(animation):
     frames, source, attention = animation
-    assert (media.compose_frames(frames) == frames).all()
+    assert (layout.compose_frames(frames) == frames).all()
 
-    pair = media.compose_frames(frames, layout="side-by-side", source=source)
+    pair = layout.compose_frames(frames, layout="side-by-side", source=source)
     assert pair.shape == (3, 8, 20, 3)
     assert (pair[:, :, :10] == source).all() and (pair[:, :, 10:] == frames).all()
 
-    triple = media.compose_frames(frames, layout="with-mask", source=source, attention=attention)
+    triple = layout.compose_frames(frames, layout="with-mask", source=source, attention=attention)
     assert triple.shape == (3, 8, 30, 3) and triple.dtype == np.uint8
     assert (triple[:, :, :20] == pair).all()
     mask = triple[:, :, 20:].astype(int)
@@ -287,10 +288,10 @@ def test_layouts_place_panels(animation):
 def test_layout_upscaling_resizes_each_panel(animation):
     frames, _, attention = animation
     flat = np.full((8, 10, 3), 77, np.uint8)
-    scaled = media.compose_frames(frames, layout="with-mask", source=flat, attention=attention, size=24)
+    scaled = layout.compose_frames(frames, layout="with-mask", source=flat, attention=attention, size=24)
     assert scaled.shape == (3, 24, 90, 3)
     assert (scaled[:, :, :30] == 77).all()  # a flat panel stays flat: no bleeding from its neighbour
-    single = media.compose_frames(frames, size=16)
+    single = layout.compose_frames(frames, size=16)
     assert single.shape == (3, 16, 20, 3)
     # 2x upscaling then averaging 2x2 blocks gives back roughly the original frames
     blocks = single.reshape(3, 8, 2, 10, 2, 3).mean(axis=(2, 4))
@@ -300,30 +301,57 @@ def test_layout_upscaling_resizes_each_panel(animation):
 def test_layout_errors_name_the_field(animation):
     frames, source, attention = animation
     with pytest.raises(ValueError, match="source: the side-by-side layout needs"):
-        media.compose_frames(frames, layout="side-by-side")
+        layout.compose_frames(frames, layout="side-by-side")
     with pytest.raises(ValueError, match="source: shape"):
-        media.compose_frames(frames, layout="side-by-side", source=source[:4])
+        layout.compose_frames(frames, layout="side-by-side", source=source[:4])
     with pytest.raises(ValueError, match="attention: shape"):
-        media.compose_frames(frames, layout="with-mask", source=source, attention=attention[0])
+        layout.compose_frames(frames, layout="with-mask", source=source, attention=attention[0])
     with pytest.raises(ValueError, match="unknown layout 'grid'"):
-        media.compose_frames(frames, layout="grid")
+        layout.compose_frames(frames, layout="grid")
 
 
 def test_preview_strip_picks_evenly_spaced_frames():
     frames = np.stack([np.full((4, 5, 3), 10 * t, np.uint8) for t in range(11)])
-    strip = media.preview_strip(frames, n=6)
+    strip = layout.preview_strip(frames, n=6)
     assert strip.shape == (4, 30, 3)
     assert [int(strip[0, 5 * i, 0]) for i in range(6)] == [0, 20, 40, 60, 80, 100]
-    assert media.preview_strip(frames[:3], n=6).shape == (4, 15, 3)
+    assert layout.preview_strip(frames[:3], n=6).shape == (4, 15, 3)
 
 
 def test_write_image_local_and_s3(tmp_path, s3_bucket):
     image = _blocks()
-    media.write_image(tmp_path / "preview.png", image)
+    images.write_image(tmp_path / "preview.png", image)
     assert (np.asarray(Image.open(tmp_path / "preview.png")) == image).all()
     assert os.listdir(tmp_path) == ["preview.png"]
     uri = f"s3://{s3_bucket}/previews/strip.png"
-    media.write_image(uri, image)
-    assert (media.decode_image(storage.read_bytes(uri), uri) == image).all()
+    images.write_image(uri, image)
+    assert (images.decode_image(storage.read_bytes(uri), uri) == image).all()
     with pytest.raises(ValueError, match="unknown image extension '.xyz'"):
-        media.write_image(tmp_path / "preview.xyz", image)
+        images.write_image(tmp_path / "preview.xyz", image)
+
+
+# ------------------------------------------------------------------------------------------------ reading
+
+
+def test_read_video_decodes_files_and_png_folders_local_and_s3(tmp_path, s3_bucket):
+    frames = _moving_gradient(count=5, height=32, width=48)
+    folder = video.encode_video(frames, tmp_path / "clip_frames", fps=10, format="png")
+    assert (video.read_video(str(folder)) == frames).all()  # PNG frames are lossless
+    clip = video.encode_video(frames, tmp_path / "clip.mp4", fps=10, format="mp4")
+    decoded = video.read_video(str(clip))
+    assert decoded.shape == frames.shape and (decoded == _decoded_frames(clip)).all()
+    uri = f"s3://{s3_bucket}/videos/clip.mp4"
+    storage.upload_file(clip, uri)
+    assert (video.read_video(uri) == decoded).all()
+    with video.open_video(clip) as (meta, stream):
+        assert meta["size"] == (48, 32) and next(stream).shape == (32, 48, 3)
+
+
+@pytest.mark.parametrize("suffix", images.IMAGE_SUFFIXES)
+def test_every_listed_image_suffix_decodes(tmp_path, suffix):
+    """The one list of photo suffixes (animate inputs, training data, calibration) names only decodable formats."""
+    lossy = suffix in (".jpg", ".jpeg", ".webp")
+    Image.fromarray(_blocks()).save(tmp_path / f"face{suffix}", **({"quality": 95} if lossy else {}))
+    data = (tmp_path / f"face{suffix}").read_bytes()
+    error = np.abs(images.decode_image(data, f"face{suffix}").astype(int) - _blocks())
+    assert error.mean() <= 4 if lossy else error.max() == 0

@@ -8,7 +8,7 @@ fps, seconds, error, model, target; the latest row per output is shown) and writ
   for png folders), its input photo, the target, the status and, for failed items, the error. The rows are embedded
   as JSON and shown PAGE_SIZE per page by a few lines of inline JavaScript, so 10,000 items make one 3 MB page that
   opens at once; `#status=failed&page=2` in the address selects a filter and a page.
-- `_gallery/posters/...jpg`: one poster frame per video (ffmpeg, the same binary `media` uses), and
+- `_gallery/posters/...jpg`: one poster frame per video (ffmpeg, the same binary `io.video` uses), and
   `_gallery/inputs/...jpg`: a small copy of each input photo (inputs may live outside the destination or in a
   private bucket).
 
@@ -72,7 +72,7 @@ def _input_name(uri: str) -> str:
 
 def _ffmpeg_poster(video: Path, poster: Path) -> None:
     """The first frame of `video` as a JPEG THUMBNAIL_HEIGHT pixels high."""
-    from ganbatch.media import ffmpeg_executable
+    from ganbatch.io.video import ffmpeg_executable
 
     subprocess.run([ffmpeg_executable(), "-v", "error", "-y", "-i", str(video), "-frames:v", "1",
                     "-vf", f"scale=-2:{THUMBNAIL_HEIGHT}", "-q:v", "4", str(poster)],

@@ -30,8 +30,8 @@ from urllib.parse import unquote, urlparse
 import numpy as np
 
 from ganbatch.io import storage
+from ganbatch.io.images import IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 LIST_SUFFIXES = (".txt", ".jsonl")
 _GLOB_CHARS = "*?["
 

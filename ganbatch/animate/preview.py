@@ -2,28 +2,13 @@
 import tempfile
 from pathlib import Path
 
-import imageio_ffmpeg
 import numpy as np
 
 from ganbatch.io import storage
-from ganbatch.media import compose_frames, decode_image, encode_video
+from ganbatch.io.video import encode_video, read_video
+from ganbatch.layout import compose_frames
 
 PREVIEW_NAME = "preview.gif"
-
-
-def read_video(uri: str) -> np.ndarray:
-    """The uint8 (T, H, W, 3) frames of a video file or of a folder/prefix of numbered PNG frames."""
-    if not uri.lower().endswith((".mp4", ".webm", ".gif")):
-        return np.stack([decode_image(storage.read_bytes(frame), frame)
-                         for frame in storage.list_uris(uri, suffixes=(".png",))])
-    with storage.local_copy(uri) as path:
-        reader = imageio_ffmpeg.read_frames(str(path))
-        try:
-            width, height = next(reader)["size"]
-            frames = [np.frombuffer(data, np.uint8).reshape(height, width, 3) for data in reader]
-        finally:
-            reader.close()
-    return np.stack(frames)
 
 
 def tile_videos(videos: list[np.ndarray], height: int) -> np.ndarray:

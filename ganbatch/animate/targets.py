@@ -15,12 +15,12 @@ import posixpath
 from dataclasses import dataclass
 from typing import ClassVar, Optional
 
-import imageio_ffmpeg
 import numpy as np
 import yaml
 
 from ganbatch import safe_yaml
 from ganbatch.io import storage
+from ganbatch.io.video import open_video
 from ganbatch.faces import largest_face
 from ganbatch.jobs.animate import TargetSpec
 from ganbatch.targets import (
@@ -284,18 +284,13 @@ def driving_landmarks(uri: str, detector) -> np.ndarray:
     """
     points = []
     try:
-        with storage.local_copy(uri) as path:
-            reader = imageio_ffmpeg.read_frames(str(path))
-            try:
-                width, height = next(reader)["size"]
-                for data in reader:
-                    face = largest_face(detector.detect(np.frombuffer(data, np.uint8).reshape(height, width, 3)))
-                    if face is not None and face.landmarks is None:
-                        raise TargetError(f"{uri}: face backend '{detector.name}' finds no landmarks; use "
-                                          "face-alignment or dlib (crop.backend, --detector)")
-                    points.append(None if face is None else to_gannotation66(face.landmarks))
-            finally:
-                reader.close()
+        with storage.local_copy(uri) as path, open_video(path) as (_, frames):
+            for frame in frames:
+                face = largest_face(detector.detect(frame))
+                if face is not None and face.landmarks is None:
+                    raise TargetError(f"{uri}: face backend '{detector.name}' finds no landmarks; use "
+                                      "face-alignment or dlib (crop.backend, --detector)")
+                points.append(None if face is None else to_gannotation66(face.landmarks))
     except (storage.StorageError, OSError, RuntimeError) as error:
         raise TargetError(f"{uri}: cannot read the driving video ({error})") from None
     found = [index for index, value in enumerate(points) if value is not None]

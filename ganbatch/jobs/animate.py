@@ -214,7 +214,7 @@ class OutputSpec(StrictModel):
 
     @model_validator(mode="after")
     def _crf_fits_the_format(self):
-        from ganbatch.media import CRF_RANGE
+        from ganbatch.io.video import CRF_RANGE
 
         if self.crf is not None:
             if self.format not in CRF_RANGE:

@@ -13,13 +13,13 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from ganbatch.io.images import IMAGE_SUFFIXES
 from ganbatch.models.checkpoint import GeneratorInfo
 from ganbatch.models.families import get_family
 from ganbatch.synth import face_landmarks, render_face, sample_expression_aus, sample_identities
 from ganbatch.targets.landmarks import to_gannotation66
 
 CALIBRATION_SEED = 20_000  # apart from the data-set (< 10000) and eval (10000 + seed) identities
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
 def model_size(info: GeneratorInfo) -> int:
@@ -64,9 +64,9 @@ def folder_batches(info: GeneratorInfo, folder, *, batch_size: int = 4, limit: i
     model's size), with synthetic expression targets; ValueError when the folder holds no image."""
     family = get_family(info.family)
     size = model_size(info)
-    paths = sorted(path for path in Path(folder).iterdir() if path.suffix.lower() in _IMAGE_SUFFIXES)[:limit]
+    paths = sorted(path for path in Path(folder).iterdir() if path.suffix.lower() in IMAGE_SUFFIXES)[:limit]
     if not paths:
-        raise ValueError(f"calibration folder {folder} holds no images ({', '.join(_IMAGE_SUFFIXES)})")
+        raise ValueError(f"calibration folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
     rng = np.random.default_rng(seed)
     identities = sample_identities(len(paths), seed=seed)  # only their expressions' landmarks are used
     pairs = []

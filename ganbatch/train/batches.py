@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ganbatch.media import decode_image
+from ganbatch.io.images import decode_image
 from ganbatch.models.families import ModelFamily
 from ganbatch.targets.aus import AU_SCALE
 from ganbatch.targets.landmarks import flip_landmarks

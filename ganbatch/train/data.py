@@ -30,11 +30,10 @@ from urllib.parse import unquote, urlparse
 import numpy as np
 
 from ganbatch.io import storage
-from ganbatch.media import ImageDecodeError, probe_image
+from ganbatch.io.images import IMAGE_SUFFIXES, ImageDecodeError, probe_image
 from ganbatch.targets.aus import NUM_AUS, AUError, read_aus_pkl, read_openface_csv
 from ganbatch.targets.landmarks import LandmarkError, read_landmarks, to_gannotation66
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 LANDMARK_SUFFIXES = (".txt", ".csv", ".npy")
 IDS_FILE = "train_ids.csv"
 AUS_PICKLE = "aus_openface.pkl"

@@ -138,7 +138,7 @@ class RunMonitor:
     def samples(self, step: int, grid) -> None:
         """Write a sample grid (uint8 H x W x 3, `preview.sample_grid`) as samples/step_<N>.png and as a TensorBoard
         image (`samples`, in the images tab)."""
-        from ganbatch.media import write_image
+        from ganbatch.io.images import write_image
 
         relative = f"{SAMPLES_FOLDER}/step_{step:08d}.png"
         write_image(self.files.path(relative), grid)

@@ -7,7 +7,7 @@ Rendering goes through `render.render_clip`.
 """
 import numpy as np
 
-from ganbatch.media import preview_strip
+from ganbatch.layout import preview_strip
 from ganbatch.models.checkpoint import describe_generator
 from ganbatch.models.networks import AttentionGenerator
 from ganbatch.render import render_clip

@@ -1,9 +1,10 @@
-"""Media in and out: decoding photos to RGB arrays, encoding frames to video, and arranging output frames.
+"""Video in and out through one ffmpeg: encoding uint8 RGB frames (fed raw on stdin), decoding and probing files.
 
-Video goes through an ffmpeg subprocess fed raw RGB frames on stdin. The executable is, in order of precedence,
-``$FFMPEG_BINARY``, then imageio-ffmpeg's :func:`imageio_ffmpeg.get_ffmpeg_exe` (its bundled binary, which itself
-falls back to ``$IMAGEIO_FFMPEG_EXE`` first and to ``ffmpeg`` on PATH when it ships none). Every output is written
-under a temporary sibling name and renamed into place only when complete (see :func:`storage.atomic_local_path`).
+The executable is, in order of precedence, ``$FFMPEG_BINARY``, then imageio-ffmpeg's
+:func:`imageio_ffmpeg.get_ffmpeg_exe` (its bundled binary, which itself falls back to ``$IMAGEIO_FFMPEG_EXE`` first
+and to ``ffmpeg`` on PATH when it ships none). ffmpeg-python builds the encoders' command lines; imageio-ffmpeg's
+reader decodes (:func:`open_video`). Every output is written under a temporary sibling name and renamed into place
+only when complete (see :func:`ganbatch.io.atomic.atomic_local_path`).
 """
 from __future__ import annotations
 
@@ -12,37 +13,24 @@ import io
 import os
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
 import ffmpeg
 import imageio_ffmpeg
 import numpy as np
-import torch
-import torch.nn.functional as F
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
 from ganbatch.io import storage
+from ganbatch.io.atomic import atomic_local_path
+from ganbatch.io.images import check_uint8, decode_image
 
-IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF")
 VIDEO_FORMATS = ("mp4", "webm", "gif", "png")
-LAYOUTS = ("single", "side-by-side", "with-mask")
 # Constant-quality defaults and valid ranges: x264 (8-bit) accepts 0-51, libvpx-vp9 0-63; lower is better.
 DEFAULT_CRF = {"mp4": 18, "webm": 31}
 CRF_RANGE = {"mp4": (0, 51), "webm": (0, 63)}
 _STDERR_TAIL_BYTES = 2000
-
-
-class ImageDecodeError(ValueError):
-    """The image ``name`` cannot be used, for ``reason`` (corrupt, not an image, too small, too large)."""
-
-    def __init__(self, name: str, reason: str):
-        super().__init__(f"{name}: {reason}")
-        self.name = name
-        self.reason = reason
-
-    def __reduce__(self):  # rebuilt from its fields when it crosses a process boundary (Ray workers)
-        return type(self), (self.name, self.reason)
 
 
 class VideoEncodeError(RuntimeError):
@@ -55,97 +43,6 @@ class VideoEncodeError(RuntimeError):
 
     def __reduce__(self):
         return type(self), (self.path, self.reason)
-
-
-# --------------------------------------------------------------------------------------------------- images
-
-
-def decode_image(data: bytes, name: str, *, min_size: int = 16) -> np.ndarray:
-    """Decode a JPEG/PNG/WebP/BMP/TIFF file's bytes into a uint8 (H, W, 3) RGB array.
-
-    The EXIF orientation is applied; grayscale, palette, CMYK and 16-bit images are converted to 8-bit RGB and
-    transparent images are composited over white. Raises :class:`ImageDecodeError` naming ``name`` for data that is
-    not an image (described, never quoted), corrupt or truncated data, images whose shorter side is below
-    ``min_size`` px, and decompression bombs (more than ``PIL.Image.MAX_IMAGE_PIXELS`` pixels). Truncated files are
-    errors as long as ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES`` keeps its default, False.
-    """
-    with _opened(data, name, min_size) as image:
-        image.load()
-        return _to_rgb(ImageOps.exif_transpose(image))
-
-
-def probe_image(data: bytes, name: str, *, min_size: int = 16) -> tuple[int, int]:
-    """(width, height) from an image's header, with decode_image's checks except those that need the pixels
-    (truncated data): cheap enough to check a whole data set before any work starts."""
-    with _opened(data, name, min_size) as image:
-        return image.size
-
-
-@contextlib.contextmanager
-def _opened(data: bytes, name: str, min_size: int):
-    """The PIL image of `data`, its size checked; every failure, in the body too, as an ImageDecodeError."""
-    if not data:
-        raise ImageDecodeError(name, "empty file")
-    try:
-        with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as image:
-            width, height = image.size
-            if Image.MAX_IMAGE_PIXELS and width * height > Image.MAX_IMAGE_PIXELS:
-                raise ImageDecodeError(
-                    name, f"decompression bomb: {width}x{height} exceeds {Image.MAX_IMAGE_PIXELS} pixels"
-                )
-            if min(width, height) < min_size:
-                raise ImageDecodeError(name, f"image is {width}x{height}, smaller than {min_size} px")
-            yield image
-    except ImageDecodeError:
-        raise
-    except UnidentifiedImageError as error:
-        raise ImageDecodeError(name, f"{_what_it_is(data)}, not an image in a supported format "
-                                     f"({', '.join(IMAGE_FORMATS)})") from error
-    except Image.DecompressionBombError as error:
-        raise ImageDecodeError(name, f"decompression bomb: {error}") from error
-    except (OSError, SyntaxError, ValueError) as error:
-        raise ImageDecodeError(name, f"corrupt or truncated image data: {error}") from error
-
-
-def _what_it_is(data: bytes) -> str:
-    """A short description of data that is not a supported image (never the data itself, which may be private)."""
-    try:
-        with Image.open(io.BytesIO(data)) as other:
-            return f"a {other.format} image"
-    except Exception:  # noqa: BLE001 - any failure just means PIL does not know it either
-        pass
-    try:
-        data[:4096].decode("utf-8")
-    except UnicodeDecodeError as error:
-        if error.start < 4092:  # not merely a character cut at the end of the sample
-            return f"binary data ({len(data)} bytes)"
-    return f"text ({len(data)} bytes)"
-
-
-def _to_rgb(image: Image.Image) -> np.ndarray:
-    """8-bit RGB pixels of any PIL mode; transparency is composited over white."""
-    if image.mode.startswith("I"):  # 16-bit grayscale (PNG/TIFF): rescale 0..65535 to 0..255 instead of clipping
-        gray = np.clip(np.asarray(image, dtype=np.float64), 0, 65535) / 257.0
-        return np.repeat(np.round(gray).astype(np.uint8)[..., None], 3, axis=2)
-    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
-        rgba = image.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(white, rgba)
-    return np.asarray(image.convert("RGB"), dtype=np.uint8)
-
-
-def write_image(uri: str | os.PathLike, array: np.ndarray) -> None:
-    """Save a uint8 (H, W, 3) or (H, W) array atomically, locally or on S3, in the format of ``uri``'s extension."""
-    suffix = Path(str(uri)).suffix.lower()
-    image_format = Image.registered_extensions().get(suffix)
-    if image_format is None:
-        raise ValueError(f"{uri}: unknown image extension {suffix!r}")
-    buffer = io.BytesIO()
-    Image.fromarray(_check_uint8(array, str(uri))).save(buffer, format=image_format)
-    storage.write_bytes(uri, buffer.getvalue())
-
-
-# --------------------------------------------------------------------------------------------------- video
 
 
 def ffmpeg_executable() -> str:
@@ -209,7 +106,7 @@ class VideoWriter:
         """Append one (H, W, 3) frame or a (T, H, W, 3) batch of uint8 RGB frames."""
         if self._closed:
             raise ValueError(f"{self.path}: write() after close()")
-        frames = _check_frames(frames, str(self.path))
+        frames = check_frames(frames, str(self.path))
         frame_size = (frames.shape[2], frames.shape[1])
         if self.size is not None and tuple(self.size) != frame_size:
             raise ValueError(f"{self.path}: frames are {frame_size[0]}x{frame_size[1]}, "
@@ -217,7 +114,7 @@ class VideoWriter:
         self.size = frame_size
         with self._abort_on_error():
             if self._encoder is None:
-                temporary = self._outputs.enter_context(storage.atomic_local_path(self.path))
+                temporary = self._outputs.enter_context(atomic_local_path(self.path))
                 self._encoder = self._start_encoder(temporary)
             self._encoder.write(frames)
         self.frames_written += len(frames)
@@ -265,7 +162,7 @@ def encode_video(frames: np.ndarray, path: str | os.PathLike, *, fps: float, for
 def probe_video(path: str | os.PathLike) -> dict:
     """Frame count (by decoding every frame), fps, width, height, codec and pixel format of a video.
 
-    For a PNG frame folder, fps, codec and pix_fmt are None. Uses imageio-ffmpeg's reader.
+    For a PNG frame folder, fps, codec and pix_fmt are None.
     """
     path = Path(path)
     if path.is_dir():
@@ -275,9 +172,8 @@ def probe_video(path: str | os.PathLike) -> dict:
         with Image.open(frames[0]) as first:
             width, height = first.size
         return {"frames": len(frames), "fps": None, "width": width, "height": height, "codec": None, "pix_fmt": None}
-    reader = imageio_ffmpeg.read_frames(str(path))
-    meta = next(reader)
-    count = sum(1 for _ in reader)
+    with open_video(path) as (meta, frames):
+        count = sum(1 for _ in frames)
     width, height = meta["size"]
     return {
         "frames": count,
@@ -287,6 +183,28 @@ def probe_video(path: str | os.PathLike) -> dict:
         "codec": meta["codec"].rstrip(","),
         "pix_fmt": meta["pix_fmt"].split("(")[0],
     }
+
+
+@contextlib.contextmanager
+def open_video(path: str | os.PathLike) -> Iterator[tuple[dict, Iterator[np.ndarray]]]:
+    """(metadata, frames) of a local video file: imageio-ffmpeg's metadata (size, fps, codec, pix_fmt, ...) and an
+    iterator decoding its uint8 (H, W, 3) RGB frames one at a time; the ffmpeg process ends with the block."""
+    reader = imageio_ffmpeg.read_frames(str(path))
+    try:
+        meta = next(reader)
+        width, height = meta["size"]
+        yield meta, (np.frombuffer(data, np.uint8).reshape(height, width, 3) for data in reader)
+    finally:
+        reader.close()
+
+
+def read_video(uri: str) -> np.ndarray:
+    """The uint8 (T, H, W, 3) frames of a video file or of a folder/prefix of numbered PNG frames (local or s3://)."""
+    if not uri.lower().endswith((".mp4", ".webm", ".gif")):
+        return np.stack([decode_image(storage.read_bytes(frame), frame)
+                         for frame in storage.list_uris(uri, suffixes=(".png",))])
+    with storage.local_copy(uri) as path, open_video(path) as (_, frames):
+        return np.stack(list(frames))
 
 
 def _ffmpeg_command(output: Path, format: str, fps: float, crf: int | None, size: tuple[int, int]) -> list[str]:
@@ -381,71 +299,9 @@ class _PngFolderEncoder:
         """Nothing to stop: the caller removes the temporary folder."""
 
 
-# --------------------------------------------------------------------------------------------------- layouts
-
-
-def compose_frames(frames: np.ndarray, *, layout: str = "single", source: np.ndarray | None = None,
-                   attention: np.ndarray | None = None, size: int | None = None) -> np.ndarray:
-    """Arrange animated frames for output; returns uint8 (T, H', W', 3).
-
-    ``single`` is the frames alone; ``side-by-side`` puts the ``source`` photo (H, W, 3) left of them;
-    ``with-mask`` adds the attention mask (T, H, W) floats in [0, 1] on the right as grayscale, where white
-    (attention 1) marks pixels kept from the input. ``size`` rescales every panel to that height in px (bicubic,
-    keeping the aspect ratio) before they are put side by side.
-    """
-    frames = _check_frames(frames, "frames")
-    count, height, width = frames.shape[:3]
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout: unknown layout {layout!r} (choose from {', '.join(LAYOUTS)})")
-    panels = [frames]
-    if layout in ("side-by-side", "with-mask"):
-        if source is None:
-            raise ValueError(f"source: the {layout} layout needs the source image")
-        source = _check_uint8(source, "source")
-        if source.shape != (height, width, 3):
-            raise ValueError(f"source: shape {source.shape} does not match the frames' {(height, width, 3)}")
-        panels.insert(0, np.broadcast_to(source, frames.shape))
-    if layout == "with-mask":
-        if attention is None:
-            raise ValueError("attention: the with-mask layout needs the attention masks")
-        attention = np.asarray(attention)
-        if attention.shape != (count, height, width):
-            raise ValueError(f"attention: shape {attention.shape} does not match the frames' {(count, height, width)}")
-        gray = np.round(np.clip(attention, 0.0, 1.0) * 255.0).astype(np.uint8)
-        panels.append(np.repeat(gray[..., None], 3, axis=3))
-    if size is not None:
-        panels = [_resize_frames(panel, size) for panel in panels]
-    return np.concatenate(panels, axis=2) if len(panels) > 1 else np.ascontiguousarray(panels[0])
-
-
-def preview_strip(frames: np.ndarray, n: int = 6) -> np.ndarray:
-    """``n`` evenly spaced frames (first and last included) side by side: a uint8 (H, n*W, 3) image."""
-    frames = _check_frames(frames, "frames")
-    n = min(n, len(frames))
-    indices = np.round(np.linspace(0, len(frames) - 1, n)).astype(int)
-    return np.concatenate(list(frames[indices]), axis=1)
-
-
-def _resize_frames(frames: np.ndarray, height: int) -> np.ndarray:
-    """Bicubic resize of uint8 (T, H, W, 3) frames to the given height, keeping the aspect ratio."""
-    if height < 1:
-        raise ValueError(f"size: output height must be positive, got {height}")
-    width = max(1, round(frames.shape[2] * height / frames.shape[1]))
-    batch = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
-    resized = F.interpolate(batch, size=(height, width), mode="bicubic", align_corners=False, antialias=True)
-    return resized.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
-
-
-def _check_uint8(array: np.ndarray, name: str) -> np.ndarray:
-    array = np.asarray(array)
-    if array.dtype != np.uint8:
-        raise ValueError(f"{name}: expected uint8 pixels, got {array.dtype}")
-    return array
-
-
-def _check_frames(frames: np.ndarray, name: str) -> np.ndarray:
+def check_frames(frames: np.ndarray, name: str) -> np.ndarray:
     """Validate uint8 RGB frames, promoting a single (H, W, 3) frame to a batch of one."""
-    frames = _check_uint8(frames, name)
+    frames = check_uint8(frames, name)
     if frames.ndim == 3:
         frames = frames[None]
     if frames.ndim != 4 or frames.shape[3] != 3 or 0 in frames.shape:
