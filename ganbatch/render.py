@@ -5,7 +5,7 @@ import numpy as np
 import torch
 
 from ganbatch.models.checkpoint import GeneratorInfo
-from ganbatch.models.families import get_family
+from ganbatch.families import get_family
 from ganbatch.models.networks import SAMPLING_STEPS, AttentionGenerator
 from ganbatch.models.runtime import Runtime, TorchRuntime
 

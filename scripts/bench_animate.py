@@ -55,7 +55,8 @@ from ganbatch.animate.targets import load_targets
 from ganbatch.cluster import local_cpus
 from ganbatch.faces import CropTransform, paste_back
 from ganbatch.jobs.animate import CropSpec, OutputSpec, TargetSpec
-from ganbatch.models import GANimationGenerator, describe_generator, get_family, save_generator
+from ganbatch.families import get_family
+from ganbatch.models import GANimationGenerator, describe_generator, save_generator
 from ganbatch.models.runtime import TorchRuntime
 from ganbatch.render import PRECISIONS, render_clip
 

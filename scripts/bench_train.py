@@ -31,7 +31,7 @@ from pathlib import Path
 
 from ganbatch.cluster import ray_session
 from ganbatch.jobs.train import TrainJob
-from ganbatch.models.families import get_family
+from ganbatch.families import get_family
 from ganbatch.synth.dataset import write_dataset
 from ganbatch.train import batches as batches_module
 from ganbatch.train import find_training_data, run_train

@@ -3,22 +3,24 @@ driver's progress lines."""
 import numpy as np
 from PIL import Image
 
+from ganbatch.families import get_family
+from ganbatch.families.ganimation import PREVIEW_EXPRESSIONS
 from ganbatch.train.monitor import RunFiles, RunMonitor, progress_line, start_line
-from ganbatch.train.preview import PREVIEW_EXPRESSIONS, column_labels, sample_grid
+from ganbatch.train.preview import sample_grid
 
 
 def test_grid_columns_are_named():
-    assert column_labels("ganimation", len(PREVIEW_EXPRESSIONS)) == ["input", *PREVIEW_EXPRESSIONS]
-    assert column_labels("gannotation", 2) == ["input", "target 1", "target 2"]
+    assert get_family("ganimation").column_labels(len(PREVIEW_EXPRESSIONS)) == ["input", *PREVIEW_EXPRESSIONS]
+    assert get_family("gannotation").column_labels(2) == ["input", "target 1", "target 2"]
 
 
 def test_sample_grid_has_a_labelled_header_row():
     from ganbatch.models.ganimation import GANimationGenerator
-    from ganbatch.train.preview import HEADER_HEIGHT, preview_aus
+    from ganbatch.train.preview import HEADER_HEIGHT
 
     generator = GANimationGenerator(conv_dim=8, repeat_num=1).eval()
     faces = np.random.default_rng(0).integers(0, 255, (2, 64, 64, 3), dtype=np.uint8)
-    grid = sample_grid(generator, faces, preview_aus())
+    grid = sample_grid(generator, faces, get_family("ganimation").preview_targets(None, len(PREVIEW_EXPRESSIONS)))
     assert grid.shape == (HEADER_HEIGHT + 2 * 2 * 64, 64 * (1 + len(PREVIEW_EXPRESSIONS)), 3)
     header = grid[:HEADER_HEIGHT]
     for column in range(1 + len(PREVIEW_EXPRESSIONS)):  # each header cell holds text (white pixels)

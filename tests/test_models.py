@@ -4,14 +4,14 @@ import pytest
 import torch
 from torch import nn
 
+from ganbatch.families import get_family
+from ganbatch.jobs.train import NetworkSpec
 from ganbatch.models import (
     GANimationDiscriminator,
     GANimationGenerator,
     GANnotationDiscriminator,
     GANnotationGenerator,
-    get_family,
 )
-from ganbatch.jobs.train import NetworkSpec
 from ganbatch.targets.landmarks import landmark_heatmaps
 
 SIZE = 32

@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from ganbatch.io import storage
-from ganbatch.models.families import get_family
+from ganbatch.families import get_family
 from ganbatch.synth.dataset import write_dataset
 from ganbatch.targets.aus import read_aus_pkl, write_openface_csv
 from ganbatch.targets.landmarks import flip_landmarks, read_landmarks, to_gannotation66
@@ -184,8 +184,8 @@ def test_epochs_visit_every_image_once(synthetic):
 def test_flip_mirrors_image_and_landmarks_together(synthetic):
     data = find_training_data(str(synthetic), "gannotation")
     maker = BatchMaker(data, synthetic, get_family("gannotation"), 64, seed=0, global_batch=1, critic_steps=1)
-    image, points = maker._view(0, flip=False, jitter_draws=np.zeros(3))
-    flipped_image, flipped_points = maker._view(0, flip=True, jitter_draws=np.zeros(3))
+    image, points = maker.view(0, flip=False, jitter_draws=np.zeros(3))
+    flipped_image, flipped_points = maker.view(0, flip=True, jitter_draws=np.zeros(3))
     assert np.array_equal(flipped_image, image[:, ::-1])
     assert np.allclose(flipped_points, flip_landmarks(points, 64))
 

@@ -5,12 +5,13 @@ import pytest
 import torch
 
 from ganbatch.jobs.train import TrainJob
-from ganbatch.train import losses
-from ganbatch.train.batches import Batch
+from ganbatch.models import losses
+from ganbatch.families import Batch
+from ganbatch.families.ganimation import GANIMATION
 from ganbatch.train import precision
 from ganbatch.train.precision import cpu_has_native_bf16, resolve_precision
 from ganbatch.train.state import STATE_FILE, build_state, save_state
-from ganbatch.train.steps import ganimation_generator_losses, linear_decay
+from ganbatch.train.steps import linear_decay
 
 
 def test_gradient_penalty_of_a_linear_critic_is_norm_minus_one_squared():
@@ -136,13 +137,13 @@ def test_ganimation_pixel_term_is_the_l1_to_the_partner_image_on_paired_samples(
     nets = build_state(_tiny_job("ganimation", "wgan-gp"), "cpu").nets
     batch = _paired_ganimation_batch()
     objective = _tiny_job("ganimation", "wgan-gp", lambda_pixel=7.0).resolved_objective()
-    total, terms = ganimation_generator_losses(nets, batch, objective)
+    total, terms = GANIMATION.generator_losses(nets, batch, objective)
     with torch.no_grad():
         fake = nets.generator(nets.as_input(batch.real), batch.cond_target)[0]
     # sample 0 is paired, sample 1 is not: half of sample 0's mean absolute difference (a batch mean)
     assert terms["pixel"].item() == pytest.approx((fake[0] - batch.target[0]).abs().mean().item() / 2, rel=1e-5)
     published = _tiny_job("ganimation", "wgan-gp").resolved_objective()
-    published_total, _ = ganimation_generator_losses(nets, batch, published)
+    published_total, _ = GANIMATION.generator_losses(nets, batch, published)
     assert total.item() == pytest.approx(published_total.item() + 7.0 * terms["pixel"].item(), rel=1e-5)
 
 

@@ -32,7 +32,7 @@ from ganbatch.jobs.animate import CropSpec, OutputSpec
 from ganbatch.io.images import decode_image
 from ganbatch.io.video import VideoWriter
 from ganbatch.layout import compose_frames
-from ganbatch.models.families import get_family
+from ganbatch.families import get_family
 from ganbatch.models.runtime import Runtime
 from ganbatch.render import Clip
 from ganbatch.targets import to_gannotation66

@@ -41,13 +41,12 @@ from ganbatch.eval import metrics
 from ganbatch.eval.au_regressor import AURegressor, load_au_regressor, predict_aus
 from ganbatch.eval.report import write_report
 from ganbatch.models.checkpoint import GeneratorInfo
-from ganbatch.models.families import get_family
+from ganbatch.families import get_family
 from ganbatch.models.runtime import Runtime, open_runtime
 from ganbatch.models.networks import AttentionGenerator
 from ganbatch.render import render_clip
 from ganbatch.synth import face_landmarks, render_face, sample_expression_aus, sample_identities
 from ganbatch.targets.aus import AU_NAMES, AU_SCALE, EXPRESSIONS, NUM_AUS, expression_aus
-from ganbatch.targets.landmarks import to_gannotation66
 
 EVAL_SEED_OFFSET = 10_000
 PRESET_TARGETS = tuple(name for name in EXPRESSIONS if name != "neutral")
@@ -100,10 +99,9 @@ def interpolation_path(source: np.ndarray, target: np.ndarray, frames: int) -> n
 
 
 def _conditions(family_name: str, identity, aus_frames: np.ndarray, size: int) -> np.ndarray:
-    """The generator targets that ask for `aus_frames` (T, 17) on `identity`: the AUs, or the faces' 66 landmarks."""
-    if get_family(family_name).condition == "aus":
-        return aus_frames
-    return to_gannotation66(np.stack([face_landmarks(identity, aus, size) for aus in aus_frames]))
+    """The generator targets that ask for `aus_frames` (T, 17) on `identity` (`ModelFamily.eval_targets`: the AUs,
+    or the synthetic faces' landmarks)."""
+    return get_family(family_name).eval_targets(aus_frames, lambda aus: face_landmarks(identity, aus, size))
 
 
 def _mean(values) -> float:

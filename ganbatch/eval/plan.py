@@ -10,7 +10,7 @@ import time
 import numpy as np
 
 from ganbatch.eval.benchmark import PRESET_TARGETS
-from ganbatch.models.families import get_family
+from ganbatch.families import get_family
 from ganbatch.models.header import read_model_config
 from ganbatch.progress import format_duration
 

@@ -1,35 +1,23 @@
 """`kind: train`: GANimation or GANnotation training on Ray Train, checkpointed and resumable.
 
-Loss weights, the adversarial loss, the critic/generator step ratio and the Adam settings default to the published
-values of the chosen family; a field left unset (null) takes that family's value (`resolved_objective`,
-`resolved_optimizer`):
-
-- GANimation (albertpumarola/GANimation, `options/train_options.py`, trained with `--batch_size 25`): WGAN-GP
-  (lambda_D_gp 10), 5 critic steps per generator step, AU regression lambda_D_cond 4000 on an MSE that the original
-  divides once more by the batch size (4000 / 25 = 160 per mean squared error), cycle 10, attention mean 0.1,
-  attention smoothness 1e-5 on a sum over the whole batch (1e-5 x 25 = 2.5e-4 per image), Adam lr 1e-4, betas
-  (0.5, 0.999). Here every term is a mean over the batch, so the weights keep their meaning at any batch size and
-  worker count. An option beyond the paper, off by default (lambda_pixel 0): paired supervision for data sets that
-  hold several images per identity with the same pose (e.g. `ganbatch synth`): a `paired_fraction` of the samples
-  take a same-identity partner's exact AUs as target, and lambda_pixel weighs the L1 between the generated frame and
-  that partner image; the other samples keep the published random targets.
-- GANnotation (ESanchezLozano/GANnotation `training/`): adversarial 1, target-frame L1 100, self-consistency 100,
-  triple consistency 100, Adam betas (0.5, 0.9), weight decay 5e-4, gradient norm clipped at 1; its `disiters`
-  rule gives 1 critic step per generator step with the hinge loss and 4 with WGAN-GP. The hinge loss is the default
-  (the paper's). Its released trainer has no attention mask; the mask smoothness term takes GANimation's weight.
-  Its perceptual (VGG-16) and identity losses need pretrained weights that are not available here: they are left
-  out, not approximated.
+The objective is the chosen family's (`models.families`: a union discriminated by `family`, so a setting of another
+family's objective is an error); loss weights, the adversarial loss, the critic/generator step ratio and the Adam
+settings default to the family's published values: a field left unset (null) takes that family's value
+(`resolved_objective`, `resolved_optimizer`).
 """
-from typing import ClassVar, Literal, Optional
+import json
+from typing import Annotated, ClassVar, Literal, Optional, Union
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from ganbatch.jobs.common import Execution, StrictModel, Uri
+from ganbatch.families import FAMILIES, ObjectiveSpec
 
-Family = Literal["ganimation", "gannotation"]
+Family = Literal[tuple(FAMILIES)]
+# the `family` of each member is set from the job's family (`TrainJob._family_objective`)
+Objective = Annotated[Union[tuple(family.objective for family in FAMILIES.values())], Field(discriminator="family")]
 MAX_BATCH = 4096  # global batch size
 MAX_STEPS = 10_000_000  # generator steps (and the step intervals)
-Adversarial = Literal["wgan-gp", "hinge", "lsgan"]
 CRITIC_MAX_LAYERS = 6  # the published critic's stride-2 convolutions (GANimation/StarGAN at 128 px)
 
 
@@ -73,37 +61,6 @@ class NetworkSpec(StrictModel):
         return self.model_copy(update={"d_conv_dim": self.critic_width(), "d_layers": self.critic_layers()})
 
 
-class ObjectiveSpec(StrictModel):
-    """Loss weights and the adversarial game; unset (null) fields take the family's published value."""
-
-    adversarial: Optional[Adversarial] = Field(None, description="adversarial loss; default: wgan-gp (GANimation), "
-                                                                 "hinge (GANnotation)")
-    lambda_adv: float = Field(1.0, ge=0, description="adversarial term of the generator and the critic")
-    lambda_gp: float = Field(10.0, ge=0, description="gradient penalty (wgan-gp only)")
-    lambda_au: float = Field(160.0, ge=0, description="GANimation: AU regression MSE, real (critic) and fake "
-                                                      "(generator); the original's 4000 / batch 25")
-    lambda_cycle: Optional[float] = Field(None, ge=0, description="cycle / self-consistency L1; default: 10 "
-                                                                  "(GANimation), 100 (GANnotation)")
-    lambda_mask: Optional[float] = Field(None, ge=0, description="attention mask mean; default: 0.1 (GANimation), "
-                                                                 "0 (GANnotation)")
-    lambda_tv: float = Field(2.5e-4, ge=0, description="attention mask smoothness (per-image total variation); "
-                                                       "the original's 1e-5 x batch 25")
-    lambda_pixel: Optional[float] = Field(None, ge=0, description="L1 to a same-identity image; GANnotation: the "
-                                                                  "target frame (pairs) or the input (no pair); "
-                                                                  "GANimation: the partner of the paired samples; "
-                                                                  "default: 100 (GANnotation), 0 (GANimation)")
-    lambda_triple: float = Field(100.0, ge=0, description="GANnotation: triple consistency L1")
-    critic_steps: Optional[int] = Field(None, ge=1, description="critic steps per generator step, each on a fresh "
-                                                                "batch; default: 5 (GANimation), 1 with hinge/lsgan "
-                                                                "or 4 with wgan-gp (GANnotation)")
-    au_noise: float = Field(0.1, ge=0, description="GANimation target AUs: another image's AUs / 5 + "
-                                                   "U(-au_noise, au_noise)")
-    paired_fraction: float = Field(0.5, ge=0, le=1, description="GANimation with lambda_pixel > 0: fraction of "
-                                                                "the samples that take a same-identity partner's "
-                                                                "AUs (no noise) as target and its image as the "
-                                                                "pixel target; the rest keep random targets")
-
-
 class OptimizerSpec(StrictModel):
     """Adam with a constant learning rate, then a linear decay to zero at the last step."""
 
@@ -142,17 +99,6 @@ class TrainExecution(Execution):
                                                                 "start from a checkpoint")
 
 
-# Per-family values of the fields above that default to null.
-FAMILY_OBJECTIVE = {
-    "ganimation": {"adversarial": "wgan-gp", "lambda_cycle": 10.0, "lambda_mask": 0.1, "lambda_pixel": 0.0},
-    "gannotation": {"adversarial": "hinge", "lambda_cycle": 100.0, "lambda_mask": 0.0, "lambda_pixel": 100.0},
-}
-FAMILY_OPTIMIZER = {
-    "ganimation": {"beta2": 0.999, "weight_decay": 0.0, "grad_clip": 0.0},
-    "gannotation": {"beta2": 0.9, "weight_decay": 5e-4, "grad_clip": 1.0},
-}
-
-
 class TrainJob(StrictModel):
     """Train a generator/critic pair; writes OUT/NAME/ checkpoints and OUT/NAME/model.pt."""
 
@@ -164,7 +110,8 @@ class TrainJob(StrictModel):
     out: Uri = Field(description="storage for runs (folder or s3:// prefix)")
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="run name; re-running the same name resumes")
     network: NetworkSpec = Field(default_factory=NetworkSpec)
-    objective: ObjectiveSpec = Field(default_factory=ObjectiveSpec)
+    objective: Objective = Field(default_factory=dict, validate_default=True,
+                                 description="the family's loss weights and adversarial game")
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
     augment: AugmentSpec = Field(default_factory=AugmentSpec)
     batch_size: int = Field(4, ge=1, le=MAX_BATCH, description="global batch size (split evenly across workers)")
@@ -184,23 +131,50 @@ class TrainJob(StrictModel):
             raise ValueError(f"batch_size {self.batch_size} does not split evenly over {workers} workers")
         return self
 
+    @field_validator("objective", mode="before")
+    @classmethod
+    def _family_objective(cls, value, info: ValidationInfo):
+        """Tag the objective with the job's family; one line naming them for another family's settings."""
+        family = info.data.get("family")
+        if family is None:  # the family itself is wrong: that is the one error to report
+            return next(iter(FAMILIES.values())).objective.model_construct()
+        if isinstance(value, ObjectiveSpec):
+            if value.family != family:
+                raise ValueError(f"a {value.family} objective on a {family} job")
+            return value
+        if not isinstance(value, dict):
+            return value
+        own = FAMILIES[family].objective.model_fields
+        foreign = {key: other for key in value if key not in own for other in FAMILIES.values()
+                   if key in other.objective.model_fields}
+        if foreign:
+            names = ", ".join(foreign)
+            owners = " and ".join(dict.fromkeys(other.name for other in foreign.values()))
+            raise ValueError(f"{names}: {owners} setting{'s' if len(foreign) > 1 else ''}, not used by a {family} "
+                             f"job")
+        return {**value, "family": family}
+
+    @classmethod
+    def from_saved_json(cls, text: str) -> "TrainJob":
+        """The job of a run's job.json. Runs saved before the objective was per family hold the settings of every
+        family's objective (another family's were ignored): those are dropped."""
+        data = json.loads(text)
+        family = FAMILIES.get(data.get("family")) if isinstance(data, dict) else None
+        if family is not None and isinstance(data.get("objective"), dict):
+            other = {name for each in FAMILIES.values() if each is not family for name in each.objective.model_fields}
+            data = {**data, "objective": {key: value for key, value in data["objective"].items()
+                                          if key in family.objective.model_fields or key not in other}}
+        return cls.model_validate(data)
+
     def resolved_objective(self) -> ObjectiveSpec:
-        """The objective with the family's published values in the unset fields; paired_fraction is 0 unless a
-        GANimation objective has a pixel term (no sample is paired then)."""
-        objective = self.objective.model_copy(update={
-            key: value for key, value in FAMILY_OBJECTIVE[self.family].items() if getattr(self.objective, key) is None
-        })
-        if objective.critic_steps is None:
-            steps = 5 if self.family == "ganimation" else (4 if objective.adversarial == "wgan-gp" else 1)
-            objective = objective.model_copy(update={"critic_steps": steps})
-        if self.family != "ganimation" or objective.lambda_pixel == 0:
-            objective = objective.model_copy(update={"paired_fraction": 0.0})
-        return objective
+        """The objective with the family's published values in the unset fields (see the family's objective)."""
+        return self.objective.resolved()
 
     def resolved_optimizer(self) -> OptimizerSpec:
         """The optimizer settings with the family's published values in the unset fields, decay_start included."""
         optimizer = self.optimizer.model_copy(update={
-            key: value for key, value in FAMILY_OPTIMIZER[self.family].items() if getattr(self.optimizer, key) is None
+            key: value for key, value in FAMILIES[self.family].optimizer_defaults.items()
+            if getattr(self.optimizer, key) is None
         })
         if optimizer.decay_start is None:
             optimizer = optimizer.model_copy(update={"decay_start": (2 * self.steps) // 3})

@@ -1,4 +1,4 @@
-"""Networks of both families, their registry, and checkpoint loading/saving (pure torch, no Ray)."""
+"""Networks of both families and checkpoint loading/saving (pure torch, no Ray); the families: `ganbatch.families`."""
 from ganbatch.models.checkpoint import (
     LAYOUTS,
     CheckpointError,
@@ -10,7 +10,6 @@ from ganbatch.models.checkpoint import (
     load_generator,
     save_generator,
 )
-from ganbatch.models.families import FAMILIES, ModelFamily, get_family
 from ganbatch.models.ganimation import GANimationDiscriminator, GANimationGenerator
 from ganbatch.models.gannotation import GANnotationDiscriminator, GANnotationGenerator
 from ganbatch.models.networks import AttentionGenerator, PatchCritic, TrunkOptions
@@ -20,19 +19,16 @@ __all__ = [
     "CheckpointError",
     "CheckpointFormatError",
     "CheckpointIntegrityError",
-    "FAMILIES",
     "GANimationDiscriminator",
     "GANimationGenerator",
     "GANnotationDiscriminator",
     "GANnotationGenerator",
     "GeneratorInfo",
     "LAYOUTS",
-    "ModelFamily",
     "PatchCritic",
     "TrunkOptions",
     "UntrustedCheckpointError",
     "describe_generator",
-    "get_family",
     "load_generator",
     "save_generator",
 ]

@@ -15,7 +15,7 @@ from PIL import Image, ImageOps
 
 from ganbatch.io.images import IMAGE_SUFFIXES
 from ganbatch.models.checkpoint import GeneratorInfo
-from ganbatch.models.families import get_family
+from ganbatch.families import get_family
 from ganbatch.synth import face_landmarks, render_face, sample_expression_aus, sample_identities
 from ganbatch.targets.landmarks import to_gannotation66
 

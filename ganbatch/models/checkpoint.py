@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ganbatch.models.families import get_family
+from ganbatch.families import get_family
 from ganbatch.models.ganimation import GANimationGenerator
 from ganbatch.models.gannotation import GANnotationGenerator
 from ganbatch.models.networks import SAMPLING_STEPS, AttentionGenerator, TrunkOptions

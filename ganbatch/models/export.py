@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from ganbatch.models.checkpoint import CheckpointFormatError, GeneratorInfo
-from ganbatch.models.families import get_family
+from ganbatch.families import get_family
 from ganbatch.models.networks import AttentionGenerator
 
 FORMATS = ("onnx", "openvino")

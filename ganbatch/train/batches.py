@@ -9,26 +9,18 @@ build their shards:
   permutation of the N images seeded by (seed, e): epochs without replacement.
 - Per sample, a generator seeded by (seed, p) draws the flip, the jitter (per image), the target and the
   gradient-penalty mixing weight. Worker r of W builds slots [r * B/W, (r + 1) * B/W) of each global batch.
-- GANimation targets: the AUs of a uniformly drawn image / 5, plus U(-au_noise, au_noise) per AU (as the original).
-  With paired targets (`paired_fraction` > 0, the objective's lambda_pixel > 0), after those draws a sample whose
-  image has same-identity partners is paired with probability paired_fraction: a partner drawn uniformly (the same
-  `TrainingData.partners` as GANnotation's pairs) gives the target, its exact AUs / 5 without noise, and the target
-  frame, viewed with the sample's own flip and jitter so that the two images stay aligned. Other samples keep the
-  random target, with the input as target frame and has_pair 0.
-- GANnotation pairs: an image whose identity has other images is paired with one of them, drawn uniformly: the
-  target landmarks and target frame are that image's. An image without a partner gets the landmarks of a uniformly
-  drawn image and no target frame (has_pair 0): its pixel term becomes self-reconstruction. The third landmark set
-  (triple consistency) is that of another uniformly drawn image. All images of a sample share the flip.
+- The family draws the rest of a sample from the same generator (`ModelFamily.sample_targets`: GANimation's AU
+  targets and optional pairs, GANnotation's pairs and third landmarks; see their modules) and turns the samples into
+  a `Batch` (`ModelFamily.collate`).
 
 Images are decoded once, resized to the network size (bicubic, antialiased) and kept per process: a data set
 whose images fit in ARRAY_CACHE_BYTES at the network size (6,000 images at 64 px take 74 MB) goes into one uint8
 array filled as images are first drawn, so no step after the first epoch decodes anything; larger sets use an LRU
 cache of _DECODED_CACHE images.
-Batches hold images as float32 in [-1, 1], the generators' output space (`to_generator_input` maps to a family's
-input range).
+Batches hold images as float32 in [-1, 1], the generators' output space (`ModelFamily.to_generator_input` maps to
+a family's input range).
 """
 import functools
-from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -37,47 +29,12 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ganbatch.io.images import decode_image
-from ganbatch.models.families import ModelFamily
-from ganbatch.targets.aus import AU_SCALE
+from ganbatch.families import Batch, ModelFamily
 from ganbatch.targets.landmarks import flip_landmarks
 from ganbatch.train.data import TrainingData
 
 _DECODED_CACHE = 4096  # images per process (~200 MB at 128 px)
 ARRAY_CACHE_BYTES = 1 << 30  # data sets up to this size at the network size are cached whole, in one array
-
-
-def to_generator_input(family: ModelFamily, images: torch.Tensor) -> torch.Tensor:
-    """Images in the output space [-1, 1] -> the family's generator input range [input_low, 1]."""
-    return (images + 1) * (0.5 * (1 - family.input_low)) + family.input_low
-
-
-@dataclass
-class Batch:
-    """A worker's shard of one global batch; fields not used by the family are None.
-
-    real (B, 3, S, S) in [-1, 1]; alpha (B,) gradient-penalty mixing weights. GANimation: cond_real, cond_target
-    (B, 17) AUs / 5, and with paired targets also target and has_pair. GANnotation: heat_real, heat_target,
-    heat_third (B, 66, S, S) landmark heatmaps. Both: target (B, 3, S, S) the paired frame (the input itself where
-    has_pair is 0); has_pair (B,) 0/1.
-    """
-
-    real: torch.Tensor
-    alpha: torch.Tensor
-    cond_real: torch.Tensor | None = None
-    cond_target: torch.Tensor | None = None
-    heat_real: torch.Tensor | None = None
-    heat_target: torch.Tensor | None = None
-    heat_third: torch.Tensor | None = None
-    target: torch.Tensor | None = None
-    has_pair: torch.Tensor | None = None
-
-    def to(self, device) -> "Batch":
-        """The batch with every tensor moved to device."""
-        return Batch(**{f.name: None if getattr(self, f.name) is None else getattr(self, f.name).to(device)
-                        for f in fields(self)})
-
-    def __len__(self) -> int:
-        return len(self.real)
 
 
 def _jitter(image: np.ndarray, points: np.ndarray | None, draws: np.ndarray, amount: float):
@@ -118,7 +75,7 @@ class BatchMaker:
         self.jitter = jitter
         self.au_noise = au_noise
         self.paired_fraction = paired_fraction  # GANimation only: GANnotation pairs every image that has a partner
-        self._partners = data.partners()
+        self.partners = data.partners()
         if len(data) * size * size * 3 <= ARRAY_CACHE_BYTES:
             self._pixels = np.empty((len(data), size, size, 3), np.uint8)  # pages are committed as they are filled
             self._scales = np.zeros((len(data), 2), np.float64)  # 0: not decoded yet
@@ -149,7 +106,7 @@ class BatchMaker:
         epoch, offset = divmod(position, len(self.data))
         return int(self._permutation(epoch)[offset])
 
-    def _view(self, index: int, flip: bool, jitter_draws: np.ndarray):
+    def view(self, index: int, flip: bool, jitter_draws: np.ndarray):
         """Image `index` at the network size, augmented, with its landmarks (None for AU data) moved along."""
         image, (scale_x, scale_y) = self._load(index)
         points = None
@@ -167,29 +124,9 @@ class BatchMaker:
         index = self.sample_index(position)
         flip = self.flip and bool(rng.random() < 0.5)
         jitter_draws = rng.uniform(-1, 1, 3)
-        image, points = self._view(index, flip, jitter_draws)
+        image, points = self.view(index, flip, jitter_draws)
         sample = {"real": image, "alpha": rng.random()}
-        partners = self._partners[index]
-        if self.data.aus is not None:
-            other = int(rng.integers(len(self.data)))
-            noise = rng.uniform(-self.au_noise, self.au_noise, self.data.aus.shape[1])
-            sample["cond_real"] = self.data.aus[index] / AU_SCALE
-            sample["cond_target"] = self.data.aus[other] / AU_SCALE + noise
-            if self.paired_fraction > 0:
-                paired = len(partners) > 0 and bool(rng.random() < self.paired_fraction)
-                sample.update(target=image, has_pair=float(paired))
-                if paired:
-                    partner = int(partners[rng.integers(len(partners))])
-                    sample.update(cond_target=self.data.aus[partner] / AU_SCALE,
-                                  target=self._view(partner, flip, jitter_draws)[0])
-            return sample
-        has_pair = len(partners) > 0
-        target_index = int(partners[rng.integers(len(partners))]) if has_pair else int(rng.integers(len(self.data)))
-        target_image, target_points = self._view(target_index, flip, rng.uniform(-1, 1, 3))
-        _, third_points = self._view(int(rng.integers(len(self.data))), flip, rng.uniform(-1, 1, 3))
-        sample.update(points_real=points, points_target=target_points, points_third=third_points,
-                      target=target_image if has_pair else image, has_pair=float(has_pair))
-        return sample
+        return self.family.sample_targets(self, sample, rng, index, flip, jitter_draws, points)
 
     def batch(self, step: int, critic_iteration: int) -> Batch:
         """This worker's shard of the global batch of critic iteration `critic_iteration` of step `step`
@@ -207,14 +144,7 @@ class BatchMaker:
         def heatmaps(key):
             return self.family.targets_to_cond(np.stack([s[key] for s in samples]), self.size)
 
-        if self.data.aus is not None:
-            paired = self.paired_fraction > 0
-            return Batch(real=images("real"), alpha=vectors("alpha"), cond_real=vectors("cond_real"),
-                         cond_target=vectors("cond_target"), target=images("target") if paired else None,
-                         has_pair=vectors("has_pair") if paired else None)
-        return Batch(real=images("real"), alpha=vectors("alpha"), heat_real=heatmaps("points_real"),
-                     heat_target=heatmaps("points_target"), heat_third=heatmaps("points_third"),
-                     target=images("target"), has_pair=vectors("has_pair"))
+        return self.family.collate(self, images, vectors, heatmaps)
 
     def preview_faces(self, count: int) -> np.ndarray:
         """`count` un-augmented images spread over the data set (uint8 (count, S, S, 3)), for sample grids."""
@@ -225,4 +155,4 @@ class BatchMaker:
         """Landmarks (count, 66, 2) at the network size of `count` images spread over the data set, for sample
         grids (GANnotation)."""
         indices = np.linspace(len(self.data) - 1, 0, count).round().astype(int)
-        return np.stack([self._view(int(i), False, np.zeros(3))[1] for i in indices])
+        return np.stack([self.view(int(i), False, np.zeros(3))[1] for i in indices])

@@ -31,6 +31,7 @@ import numpy as np
 
 from ganbatch.io import storage
 from ganbatch.io.images import IMAGE_SUFFIXES, ImageDecodeError, probe_image
+from ganbatch.families import get_family
 from ganbatch.targets.aus import NUM_AUS, AUError, read_aus_pkl, read_openface_csv
 from ganbatch.targets.landmarks import LandmarkError, read_landmarks, to_gannotation66
 
@@ -209,6 +210,10 @@ def _landmark_table(root: str, files: list[str]) -> tuple[dict[str, np.ndarray],
     return table, f"{LANDMARK_FOLDER}/"
 
 
+# the label reader of each kind of condition (`ModelFamily.condition`)
+_LABEL_TABLES = {"aus": _au_table, "landmarks": _landmark_table}
+
+
 def _check_coverage(root: str, wanted: list[str], images: dict, labels: dict, ids_uri: str | None,
                     label_file: str) -> None:
     """Errors for wanted names without an image or a label, and (without an ids file) labels without images."""
@@ -242,14 +247,9 @@ def find_training_data(uri: str, family: str) -> TrainingData:
     if not files:
         raise DataError(uri, "is empty or does not exist")
     images = _find_images(uri, files)
-    if family == "ganimation":
-        labels, label_file = _au_table(uri, files)
-        layout = "GANimation" if label_file == AUS_PICKLE else "OpenFace CSV"
-    elif family == "gannotation":
-        labels, label_file = _landmark_table(uri, files)
-        layout = "landmark files"
-    else:
-        raise ValueError(f"unknown model family {family!r}")
+    condition = get_family(family).condition
+    labels, label_file = _LABEL_TABLES[condition](uri, files)
+    layout = ("GANimation" if label_file == AUS_PICKLE else "OpenFace CSV") if condition == "aus" else "landmark files"
     ids_uri = storage.join(uri, IDS_FILE) if IDS_FILE in files else None
     wanted = _read_ids(ids_uri) if ids_uri else sorted(images)
     _check_coverage(uri, wanted, images, labels, ids_uri, label_file)
@@ -258,12 +258,12 @@ def find_training_data(uri: str, family: str) -> TrainingData:
         bad = [name for name, row in zip(wanted, stacked) if not np.all(np.isfinite(row))]
         raise DataError(storage.join(uri, label_file), f"{len(bad)} labels hold NaN or infinite values: "
                                                        f"{_examples(bad)}")
-    if family == "ganimation" and stacked.shape[1:] != (NUM_AUS,):
+    if condition == "aus" and stacked.shape[1:] != (NUM_AUS,):
         raise DataError(storage.join(uri, label_file), f"expected {NUM_AUS} AU intensities per image")
     data = TrainingData(
         root=uri, layout=layout, label_file=label_file, names=tuple(wanted),
         images=tuple(images[name] for name in wanted), identities=tuple(identity_of(n) for n in wanted),
-        aus=stacked if family == "ganimation" else None, landmarks=stacked if family == "gannotation" else None,
+        aus=stacked if condition == "aus" else None, landmarks=stacked if condition == "landmarks" else None,
     )
     if not storage.is_s3(uri):
         check_image_headers(data)

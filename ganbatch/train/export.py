@@ -11,7 +11,7 @@ from pathlib import Path
 from ganbatch.errors import ExportError
 from ganbatch.io import storage
 from ganbatch.models.checkpoint import GeneratorInfo, describe_generator, save_generator
-from ganbatch.models.families import get_family
+from ganbatch.families import get_family
 from ganbatch.models.networks import AttentionGenerator
 from ganbatch.train.state import (
     COMPLETE_FILE,

@@ -12,12 +12,12 @@ import ray.train.torch
 import torch
 
 from ganbatch.jobs.train import TrainJob
-from ganbatch.models.families import get_family
+from ganbatch.families import get_family
 from ganbatch.train.batches import BatchMaker
 from ganbatch.train.data import TrainingData, local_images_root
 from ganbatch.train.distributed import broadcast_module, mean_over_workers
 from ganbatch.train.monitor import MODEL_FILE, RunFiles, RunMonitor, console
-from ganbatch.train.preview import PREVIEW_COLUMNS, PREVIEW_FACES, preview_aus, sample_grid
+from ganbatch.train.preview import PREVIEW_COLUMNS, PREVIEW_FACES, sample_grid
 from ganbatch.train.state import TrainState, build_state, export_generator, resume_state, save_state
 
 
@@ -29,12 +29,6 @@ class InjectedFault(RuntimeError):
 def checkpoint_dir_name(step: int) -> str:
     """The name of the checkpoint folder of a step (zero-padded so that names sort by step)."""
     return f"checkpoint_{step:08d}"
-
-
-def _preview_targets(job: TrainJob, batches: BatchMaker):
-    if job.family == "ganimation":
-        return preview_aus()
-    return batches.preview_landmarks(PREVIEW_COLUMNS)
 
 
 class _Accumulator:
@@ -93,16 +87,16 @@ def train_worker(config: dict) -> None:
     torch.set_num_threads(job.execution.threads_per_worker or max(1, int(job.execution.cpus_per_worker)))
     device = ray.train.torch.get_device()
     objective = job.resolved_objective()
+    family = get_family(job.family)
 
     state = build_state(job, device)
     resumed = _restore(state, job, run_uri)
     broadcast_module(state.nets.generator)
     broadcast_module(state.nets.critic)
     start_step = state.step
-    batches = BatchMaker(data, local_images_root(data), get_family(job.family), job.network.size, seed=job.seed,
+    batches = BatchMaker(data, local_images_root(data), family, job.network.size, seed=job.seed,
                          global_batch=job.batch_size, critic_steps=objective.critic_steps, rank=rank,
-                         world_size=world, flip=job.augment.flip, jitter=job.augment.jitter,
-                         au_noise=objective.au_noise, paired_fraction=objective.paired_fraction)
+                         world_size=world, flip=job.augment.flip, jitter=job.augment.jitter, **objective.sampling())
     files = RunFiles(run_uri) if rank == 0 else None
     monitor = None
     if files is not None:
@@ -112,7 +106,7 @@ def train_worker(config: dict) -> None:
                              {"workers": world, "resumed": resumed, "device": str(device),
                               "precision": state.trainer.precision})
         faces = batches.preview_faces(PREVIEW_FACES)
-        targets = _preview_targets(job, batches)
+        targets = family.preview_targets(batches, PREVIEW_COLUMNS)
     sums = _Accumulator()
     images_per_step = objective.critic_steps * job.batch_size
     logged_step = start_step

@@ -1,8 +1,8 @@
 """Sample grids: a few input faces, each rendered for a row of target expressions, with their attention masks.
 
-Layout (uint8 RGB): a header row naming the columns (input, then each target: the expression for GANimation,
-`target N` for GANnotation's landmark sets), then for every input face two rows: the face then its generated
-frames, and below them a cell labelled `mask` then the attention masks in grayscale (white keeps the input pixel).
+Layout (uint8 RGB): a header row naming the columns (`ModelFamily.column_labels`: input, then each target), then
+for every input face two rows: the face then its generated frames, and below them a cell labelled `mask` then the
+attention masks in grayscale (white keeps the input pixel).
 Rendering goes through `render.render_clip`.
 """
 import numpy as np
@@ -10,17 +10,11 @@ import numpy as np
 from ganbatch.layout import preview_strip
 from ganbatch.models.checkpoint import describe_generator
 from ganbatch.models.networks import AttentionGenerator
+from ganbatch.families import get_family
 from ganbatch.render import render_clip
-from ganbatch.targets.aus import expression_aus
 
-PREVIEW_EXPRESSIONS = ("happy", "sad", "surprise", "anger", "disgust", "blink")
 PREVIEW_FACES = 3
-PREVIEW_COLUMNS = len(PREVIEW_EXPRESSIONS)
-
-
-def preview_aus() -> np.ndarray:
-    """The GANimation sample-grid targets: AU vectors (T, 17) of PREVIEW_EXPRESSIONS at full intensity."""
-    return np.stack([expression_aus(name) for name in PREVIEW_EXPRESSIONS])
+PREVIEW_COLUMNS = 6  # targets per row (`ModelFamily.preview_targets`: GANimation's six preview expressions)
 
 
 HEADER_HEIGHT = 16
@@ -35,13 +29,6 @@ def _label(cell: np.ndarray, text: str) -> np.ndarray:
     return np.asarray(image)
 
 
-def column_labels(family: str, columns: int) -> list[str]:
-    """The header of a grid: `input`, then the preview expressions (GANimation) or `target N` (GANnotation)."""
-    if family == "ganimation" and columns == len(PREVIEW_EXPRESSIONS):
-        return ["input", *PREVIEW_EXPRESSIONS]
-    return ["input", *(f"target {index + 1}" for index in range(columns))]
-
-
 def sample_grid(generator: AttentionGenerator, faces: np.ndarray, targets: np.ndarray, device="cpu") -> np.ndarray:
     """The grid (see the module doc) for uint8 faces (K, S, S, 3) and per-column targets in the family's convention
     (GANimation (T, 17) AUs 0-5, GANnotation (T, 66, 2) points at size S)."""
@@ -50,7 +37,7 @@ def sample_grid(generator: AttentionGenerator, faces: np.ndarray, targets: np.nd
     columns = len(targets)
     blank = _label(np.zeros((size, size, 3), np.uint8), "mask")
     header = np.concatenate([_label(np.full((HEADER_HEIGHT, size, 3), 40, np.uint8), text)
-                             for text in column_labels(info.family, columns)], axis=1)
+                             for text in get_family(info.family).column_labels(columns)], axis=1)
     rows = [header]
     for face in faces:
         clip = render_clip(generator, info, face, targets, device=device, return_maps=True)

@@ -10,7 +10,7 @@ import time
 import torch
 
 from ganbatch.jobs.train import TrainJob
-from ganbatch.models.families import get_family
+from ganbatch.families import get_family
 from ganbatch.train.batches import BatchMaker
 from ganbatch.train.data import TrainingData, local_images_root
 from ganbatch.train.state import build_state
@@ -26,8 +26,7 @@ def step_seconds(job: TrainJob, data: TrainingData, workers: int) -> tuple[float
         objective = job.resolved_objective()
         batches = BatchMaker(data, local_images_root(data), get_family(job.family), job.network.size, seed=job.seed,
                              global_batch=job.batch_size, critic_steps=objective.critic_steps, world_size=workers,
-                             flip=job.augment.flip, jitter=job.augment.jitter, au_noise=objective.au_noise,
-                             paired_fraction=objective.paired_fraction)
+                             flip=job.augment.flip, jitter=job.augment.jitter, **objective.sampling())
 
         def one_step(step: int) -> None:
             for iteration in range(objective.critic_steps):

@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 
 from ganbatch.io import storage
 from ganbatch.cluster import cluster_gpus, ray_session
-from ganbatch.errors import JobError, one_line
+from ganbatch.errors import ExportError, JobError, one_line
 from ganbatch.jobs.train import TrainJob
+from ganbatch.families import get_family
 from ganbatch.train.data import DataError, TrainingData, find_training_data
-from ganbatch.train.export import ExportError, export_model, latest_checkpoint
+from ganbatch.train.export import export_model, latest_checkpoint
 from ganbatch.train.monitor import METRICS_FILE, MODEL_FILE, progress_line, start_line
 from ganbatch.train.state import JOB_FILE, ResumeError, check_resumable, parse_job, shape_settings
 
@@ -31,11 +32,6 @@ log = logging.getLogger(__name__)
 
 class WorkerCountError(ValueError):
     """The global batch does not split evenly over the workers chosen for the cluster."""
-
-
-# The weighted terms of each family's objective (see `steps`).
-_TERMS = {"ganimation": ("adv", "gp", "au", "cycle", "mask", "tv", "pixel"),
-          "gannotation": ("adv", "gp", "pixel", "cycle", "triple", "mask", "tv")}
 
 
 @dataclass
@@ -85,6 +81,7 @@ def plan_train(job: TrainJob) -> str:
     """What the job would do: data, networks, objective, schedule, workers and storage."""
     objective = job.resolved_objective()
     optimizer = job.resolved_optimizer()
+    family = get_family(job.family)
     workers = job.execution.workers or "1 (or one per GPU)"
     net = job.network
     lines = [
@@ -93,12 +90,10 @@ def plan_train(job: TrainJob) -> str:
         f"networks: {net.size}px, generator conv_dim {net.conv_dim} x {net.res_blocks} residual blocks, critic "
         f"conv_dim {net.critic_width()} x {net.critic_layers()} stride-2 layers",
         f"objective: {objective.adversarial}, {objective.critic_steps} critic step(s) per generator step, "
-        + ", ".join(f"lambda_{term} {getattr(objective, 'lambda_' + term):g}" for term in _TERMS[job.family]
+        + ", ".join(f"lambda_{term} {getattr(objective, 'lambda_' + term):g}" for term in family.loss_terms
                     if term != "gp" or objective.adversarial == "wgan-gp")
-        + (f" on a paired fraction {objective.paired_fraction:g} of the samples"
-           if objective.paired_fraction > 0 else ""),
-        *(["perceptual and identity losses: not available (no pretrained VGG-16/identity weights), left out"]
-          if job.family == "gannotation" else []),
+        + objective.plan_suffix(),
+        *family.plan_notes,
         f"adam: lr G {optimizer.lr_g:g} / D {optimizer.lr_d:g}, betas ({optimizer.beta1:g}, {optimizer.beta2:g}), "
         f"constant to step {optimizer.decay_start}, then linear to 0",
         f"{job.steps} steps, global batch {job.batch_size} over {workers} worker(s), checkpoint every "

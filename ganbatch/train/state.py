@@ -23,9 +23,9 @@ from ganbatch import __version__
 from ganbatch.io import storage
 from ganbatch.jobs.train import TrainJob
 from ganbatch.models.checkpoint import save_generator
-from ganbatch.models.families import get_family
+from ganbatch.families import Networks, get_family
 from ganbatch.train.precision import resolve_precision
-from ganbatch.train.steps import Networks, Trainer, linear_decay, make_optimizer
+from ganbatch.train.steps import Trainer, linear_decay, make_optimizer
 
 STATE_FILE = "state.pt"
 JOB_FILE = "job.json"
@@ -161,7 +161,7 @@ def read_state(path: Path, map_location="cpu") -> dict:
 def parse_job(text: str, where: str) -> TrainJob:
     """The job of a checkpoint's job.json text."""
     try:
-        return TrainJob.model_validate_json(text)
+        return TrainJob.from_saved_json(text)
     except ValueError as error:
         raise ResumeError(f"{where}: not a valid training job ({error})") from None
 
