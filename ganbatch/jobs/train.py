@@ -1,6 +1,6 @@
 """`kind: train`: GANimation or GANnotation training on Ray Train, checkpointed and resumable.
 
-The objective is the chosen family's (`models.families`: a union discriminated by `family`, so a setting of another
+The objective is the chosen family's (`ganbatch.families`: a union discriminated by `family`, so a setting of another
 family's objective is an error); loss weights, the adversarial loss, the critic/generator step ratio and the Adam
 settings default to the family's published values: a field left unset (null) takes that family's value
 (`resolved_objective`, `resolved_optimizer`).
@@ -10,8 +10,8 @@ from typing import Annotated, ClassVar, Literal, Optional, Union
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from ganbatch.jobs.common import Execution, StrictModel, Uri
 from ganbatch.families import FAMILIES, ObjectiveSpec
+from ganbatch.jobs.common import Execution, StrictModel, Uri
 
 Family = Literal[tuple(FAMILIES)]
 # the `family` of each member is set from the job's family (`TrainJob._family_objective`)
