@@ -83,13 +83,13 @@ def flag_values(ctx: click.Context, flags: FlagMap) -> list[tuple[str, Any, str]
     return given
 
 
-# Said once when a job uses a bundled demo model (`models.hub`: "demo", "demo-gannotation").
+# Said once when a job uses a bundled demo model (`models.locate`: "demo", "demo-gannotation").
 DEMO_NOTE = ("note: the demo model ({name}) was trained on synthetic faces only; on real photos expect artefacts "
              "(train one on your faces: see the README)")
 
 
 def is_demo_model(uri: str) -> bool:
-    """Whether a model URI names a bundled demo model (`demo`, `demo-<family>`; see models.hub)."""
+    """Whether a model URI names a bundled demo model (`demo`, `demo-<family>`; see models.locate)."""
     return uri == "demo" or uri.startswith("demo-")
 
 

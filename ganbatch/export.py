@@ -15,7 +15,7 @@ from pathlib import Path
 from ganbatch.io import storage
 from ganbatch.models.checkpoint import GeneratorInfo, save_generator
 from ganbatch.models.export import EXPORT_PRECISIONS, IR_CONFIG, IR_MODEL, IR_WEIGHTS, export_generator
-from ganbatch.models.hub import resolve_model_uri
+from ganbatch.models.locate import resolve_model_uri
 from ganbatch.models.networks import AttentionGenerator
 
 FORMATS = ("pt", "onnx", "openvino")

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_animate import bench_setup, reference_fps, report  # noqa: E402  (same clips, same loop)
 
 from ganbatch.models import save_generator  # noqa: E402
-from ganbatch.models.hub import open_model  # noqa: E402
+from ganbatch.models.locate import open_model  # noqa: E402
 from ganbatch.models.runtime import RuntimeUnavailableError, TorchRuntime, open_runtime  # noqa: E402
 from ganbatch.models.runtime_auto import detect_machine  # noqa: E402
 from ganbatch.render import render_clip  # noqa: E402

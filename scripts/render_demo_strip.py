@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from ganbatch.eval.benchmark import eval_identities
-from ganbatch.models.hub import open_model
+from ganbatch.models.locate import open_model
 from ganbatch.render import render_clip
 from ganbatch.synth import face_landmarks, render_face
 from ganbatch.targets.aus import NUM_AUS, expression_aus

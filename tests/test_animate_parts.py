@@ -27,8 +27,8 @@ from ganbatch.animate.targets import (
 from ganbatch.cli import main
 from ganbatch.jobs.animate import AnimateExecution, CropSpec, OutputSpec, TargetSpec
 from ganbatch.models import GANimationGenerator, describe_generator
-from ganbatch.models import hub
-from ganbatch.models.hub import ModelNotFoundError, open_model
+from ganbatch.models import locate
+from ganbatch.models.locate import ModelNotFoundError, open_model
 from ganbatch.models.runtime import TorchRuntime
 from ganbatch.render import render_clip
 from ganbatch.targets import AU_NAMES, expression_aus, write_openface_csv
@@ -311,8 +311,8 @@ def test_local_manifest_appends_across_runs(tmp_path):
 
 def test_model_uris(tmp_path, monkeypatch):
     generator, info = open_model("demo")
-    assert (info.family, info.image_size, info.source) == ("ganimation", 64, str(hub.DEMO_MODEL))
-    monkeypatch.setattr(hub, "DEMO_MODEL", tmp_path / "not_installed.pt")
+    assert (info.family, info.image_size, info.source) == ("ganimation", 64, str(locate.DEMO_MODEL))
+    monkeypatch.setattr(locate, "DEMO_MODEL", tmp_path / "not_installed.pt")
     with pytest.raises(ModelNotFoundError, match="bundled demo model is missing"):
         open_model("demo")
     with pytest.raises(ModelNotFoundError, match="missing.pt"):

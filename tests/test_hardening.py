@@ -62,7 +62,7 @@ from ganbatch.models.checkpoint import (
     save_generator,
 )
 from ganbatch.models.families import get_family
-from ganbatch.models.hub import DEMO_MODEL, open_model
+from ganbatch.models.locate import DEMO_MODEL, open_model
 from ganbatch.safe_yaml import YamlLimitError
 from ganbatch.targets.schedule import ScheduleError, read_keyframes
 from ganbatch.train.data import DataError, find_training_data

@@ -10,7 +10,7 @@ from ganbatch.jobs.load import load_job, parse_override
 from ganbatch.jobs.paths import format_path, parse_path
 from ganbatch.jobs.problems import ManifestError, Origin
 from ganbatch.models import load_generator
-from ganbatch.models.hub import DEMO_GANNOTATION_MODEL, DEMO_MODEL
+from ganbatch.models.locate import DEMO_GANNOTATION_MODEL, DEMO_MODEL
 
 JOBS = Path(__file__).resolve().parents[1] / "jobs"
 EXAMPLE_ENV = {"GANBATCH_BUCKET": "example-bucket", "RAY_ADDRESS": "ray://head-node:10001"}

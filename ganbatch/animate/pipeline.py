@@ -61,7 +61,7 @@ from ganbatch.jobs.animate import REPORT_MIN_ITEMS, AnimateJob
 from ganbatch.models.checkpoint import CheckpointError
 from ganbatch.models.families import get_family
 from ganbatch.models.header import read_model_config, target_problems
-from ganbatch.models.hub import resolve_model_uri
+from ganbatch.models.locate import resolve_model_uri
 from ganbatch.models.runtime import RuntimeUnavailableError, model_info
 from ganbatch.progress import Progress, describe_cluster, describe_setup, format_duration
 from ganbatch.targets import AUError

@@ -47,8 +47,8 @@ def _own_header(path) -> dict | None:
 def read_model_config(uri: str, *, trust_pickle: bool = False) -> ModelHeader:
     """The ModelHeader of the model `uri` names (`demo`, a path, `file://` or `s3://`; see the module doc).
     Raises the same errors as opening the model when it is missing or unreadable."""
-    from ganbatch.models.families import get_family
-    from ganbatch.models.hub import ModelNotFoundError, local_model_file, resolve_model_uri
+    from ganbatch.families import get_family
+    from ganbatch.models.locate import ModelNotFoundError, local_model_file, resolve_model_uri
 
     location = resolve_model_uri(uri)
     try:

@@ -30,7 +30,7 @@ from ganbatch.models.export import (
     exported_kind,
     read_exported_info,
 )
-from ganbatch.models.hub import ModelNotFoundError, local_model_file, open_model, resolve_model_uri
+from ganbatch.models.locate import ModelNotFoundError, local_model_file, open_model, resolve_model_uri
 from ganbatch.models.networks import AttentionGenerator
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
@@ -155,7 +155,7 @@ def _exported_kind(location: str) -> str | None:
     if location.lower().endswith(_CHECKPOINT_SUFFIXES):
         return None
     if is_s3(location):
-        from ganbatch.io import storage  # the cloud stack only for s3:// models, as in hub.local_model_file
+        from ganbatch.io import storage  # the cloud stack only for s3:// models, as in locate.local_model_file
 
         return "openvino" if storage.exists(storage.join(location, IR_MODEL)) else None
     return exported_kind(location.removeprefix("file://"))
@@ -266,7 +266,7 @@ def open_runtime(model_uri: str, *, runtime: str = "torch", device="cpu", precis
     "auto" picks the fastest runtime and precision available here that stays within tolerance of fp32 (then
     precision is ignored; see `ganbatch.models.runtime_auto`). Raises RuntimeUnavailableError when the runtime
     cannot run here (naming the extra to install), ValueError for a bad runtime, precision or device, and the
-    errors of `ganbatch.models.hub.open_model`.
+    errors of `ganbatch.models.locate.open_model`.
     """
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
