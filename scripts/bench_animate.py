@@ -49,7 +49,7 @@ import torch
 from PIL import Image
 
 from ganbatch.animate.item import ItemSettings, encode_item, generate_clips, prepare_item
-from ganbatch.animate.manifest import read_manifest
+from ganbatch.animate.manifest import read_manifest_rows
 from ganbatch.animate.plan import WorkItem
 from ganbatch.animate.targets import load_targets
 from ganbatch.cluster import local_cpus
@@ -197,7 +197,7 @@ def animate_fps(model: Path, face_folder: Path, out: Path, frames: int, args, pr
     wall = time.perf_counter() - start
     if finished.returncode != 0:
         raise SystemExit(f"ganbatch animate failed (exit {finished.returncode}):\n{finished.stderr[-3000:]}")
-    rows = read_manifest(str(out / "manifest.jsonl"))
+    rows = read_manifest_rows(str(out / "manifest.jsonl"))
     total_frames = sum(row["frames"] for row in rows)
     item_seconds = sum(row["seconds"] for row in rows)
     startup = re.search(r"start-up [^;]*", finished.stderr)

@@ -47,8 +47,8 @@ def _parse(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
-def read_manifest(uri: str) -> list[dict]:
-    """The rows of an existing manifest (empty when there is none)."""
+def read_manifest_rows(uri: str) -> list[dict]:
+    """The rows of an existing manifest.jsonl (empty when there is none)."""
     try:
         text = storage.read_bytes(uri).decode("utf-8")
     except storage.StorageError:

@@ -30,7 +30,7 @@ from ganbatch.io import storage
 from ganbatch.animate.gallery import write_gallery
 from ganbatch.animate.item import ItemSettings, describe_error
 from ganbatch.animate.lock import LOCK_NAME, claim_destination
-from ganbatch.animate.manifest import ManifestWriter, manifest_row, read_manifest
+from ganbatch.animate.manifest import ManifestWriter, manifest_row, read_manifest_rows
 from ganbatch.animate.plan import (
     InputListing,
     PlanError,
@@ -332,7 +332,7 @@ def run_animate(job: AnimateJob) -> AnimateResult:
     result = AnimateResult(ok=True, outputs={"out": job.out, "manifest": storage.join(job.out, job.manifest)})
     with storage.retry_budget(job.execution.storage_retry_seconds), claim_destination(out):
         _clean_destination(out)
-        previous = read_manifest(manifest_uri)
+        previous = read_manifest_rows(manifest_uri)
         try:
             manifest = ManifestWriter(manifest_uri)
         except storage.StorageError as error:
@@ -359,7 +359,7 @@ def run_animate(job: AnimateJob) -> AnimateResult:
 
 def _write_gallery(job: AnimateJob, result: AnimateResult, out: str) -> None:
     """DEST/index.html over every row of the manifest (this run's and earlier runs'); a failure is a note."""
-    rows = read_manifest(storage.join(out, job.manifest)) or result.rows
+    rows = read_manifest_rows(storage.join(out, job.manifest)) or result.rows
     rate = f"{result.frames / result.seconds:.1f}" if result.seconds else "-"
     summary = {"model": job.model, "made": f"{result.succeeded} ok, {result.failed} failed, {result.skipped} skipped",
                "time": f"{result.seconds:.1f} s", "frames/s": rate}
