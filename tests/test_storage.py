@@ -235,3 +235,13 @@ def test_client_is_shared_across_threads(s3_server):
         thread.join()
     assert len({id(c) for c in clients}) == 1 and clients[0] is storage.s3_client()
     assert clients[0].meta.endpoint_url == s3_server
+
+
+def test_absolute_is_the_one_form_workers_get(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert storage.absolute("s3://bucket/run/") == "s3://bucket/run/"
+    assert storage.absolute("photos") == str(tmp_path / "photos")
+    assert storage.absolute(Path("a") / ".." / "b") == str(tmp_path / "b")
+    assert storage.absolute("file:///data/my%20faces") == "/data/my faces"
+    assert storage.absolute("~/runs") == str(tmp_path / "home" / "runs")

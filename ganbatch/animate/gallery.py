@@ -47,7 +47,7 @@ def relative_to(uri: str, base: str) -> str | None:
     if storage.is_s3(base) != storage.is_s3(uri):
         return None
     if not storage.is_s3(base):
-        base, uri = os.path.abspath(base.removeprefix("file://")), os.path.abspath(uri.removeprefix("file://"))
+        base, uri = storage.absolute(base), storage.absolute(uri)
     if not uri.startswith(base + "/"):
         return None
     return uri[len(base) + 1:]

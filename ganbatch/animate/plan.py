@@ -25,7 +25,6 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
-from urllib.parse import unquote, urlparse
 
 import numpy as np
 
@@ -102,12 +101,6 @@ class WorkItem:
 
 def _is_glob(uri: str) -> bool:
     return not storage.is_s3(uri) and any(char in uri for char in _GLOB_CHARS)
-
-
-def _local(uri: str) -> str:
-    """An absolute local path for a plain path or file:// URI (workers need not share the driver's folder)."""
-    path = unquote(urlparse(uri).path) if uri.startswith("file://") else uri
-    return os.path.abspath(os.path.expanduser(path))
 
 
 def _stem(uri: str, root: Optional[str]) -> str:
@@ -280,7 +273,7 @@ def output_relative(stem: str, label: str, format: str) -> str:
 
 def worker_uri(uri: str) -> str:
     """A URI as workers use it (they need not share the driver's folder): s3:// as it is, local paths absolute."""
-    return uri.rstrip("/") if storage.is_s3(uri) else _local(uri)
+    return uri.rstrip("/") if storage.is_s3(uri) else storage.absolute(uri)
 
 
 def check_destination(out: str) -> None:
@@ -289,7 +282,7 @@ def check_destination(out: str) -> None:
     folder, removed at once)."""
     if storage.is_s3(out):
         return
-    path = Path(_local(out))
+    path = Path(storage.absolute(out))
     if path.exists() and not path.is_dir():
         raise PlanError(f"--out {out}: is an existing file, not a folder")
     existing = next(parent for parent in (path, *path.parents) if parent.exists())
@@ -311,7 +304,7 @@ def inside_destination(out: str, relative: str) -> bool:
         prefix = out.rstrip("/").removeprefix("s3://")
         key = storage.join(out, relative).removeprefix("s3://")
         return posixpath.normpath(key) == key and key.startswith(prefix + "/")
-    base = os.path.realpath(_local(out))
+    base = os.path.realpath(storage.absolute(out))
     target = os.path.realpath(os.path.join(base, relative))
     return target != base and os.path.commonpath([base, target]) == base
 

@@ -17,7 +17,7 @@ to ``retry_seconds()`` in total (``RETRY_SECONDS`` by default; see :func:`retry_
 request's retries cannot: a multipart upload restarted, a stream cut while reading, an outage longer than botocore's
 few attempts. After that budget the operation fails with a :class:`StorageError` saying how long it tried.
 
-Naming (`is_s3`, `join`, `StorageError`) and atomic local writes (`atomic_local_path`) are here too, from
+Naming (`is_s3`, `join`, `absolute`, `StorageError`) and atomic local writes (`atomic_local_path`) are here too, from
 ``ganbatch.io.uris`` and ``ganbatch.io.atomic``, which code that must not import boto3 (the model layer) uses directly.
 """
 from __future__ import annotations
@@ -48,12 +48,12 @@ from botocore.exceptions import (
     NoCredentialsError,
 )
 
-from ganbatch.io.atomic import atomic_local_path, is_temporary, remove
 from ganbatch.io import uris
-from ganbatch.io.uris import StorageError, basename, existing_local_path, is_s3, join
+from ganbatch.io.atomic import atomic_local_path, is_temporary, remove
+from ganbatch.io.uris import StorageError, absolute, basename, existing_local_path, is_s3, join
 
-__all__ = ["RETRY_SECONDS", "StorageError", "atomic_local_path", "download_file", "exists", "guess_content_type",
-           "is_s3", "is_transient", "join", "list_uris", "local_copy", "read_bytes",
+__all__ = ["RETRY_SECONDS", "StorageError", "absolute", "atomic_local_path", "download_file", "exists",
+           "guess_content_type", "is_s3", "is_transient", "join", "list_uris", "local_copy", "read_bytes",
            "remove_stale_temporaries", "retry_budget", "retry_seconds", "s3_client", "upload_file", "write_bytes"]
 
 log = logging.getLogger(__name__)

@@ -48,6 +48,16 @@ def local_path(uri: str | os.PathLike) -> Path:
     return Path(uri)
 
 
+def absolute(uri: str | os.PathLike) -> str:
+    """The one absolute form of a location (workers run in other folders): s3:// URIs as they are; a plain path or
+    file:// URI as an absolute local path, ``~`` expanded."""
+    uri = os.fspath(uri)
+    if is_s3(uri):
+        return uri
+    path = unquote(urlparse(uri).path) if uri.startswith("file://") else uri
+    return os.path.abspath(os.path.expanduser(path))
+
+
 def existing_local_path(uri: str | os.PathLike) -> Path:
     """local_path(uri), or StorageError "not found" when nothing is there."""
     path = local_path(uri)

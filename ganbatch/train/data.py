@@ -25,7 +25,6 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from urllib.parse import unquote, urlparse
 
 import numpy as np
 
@@ -101,15 +100,6 @@ def identity_of(stem: str) -> str:
 def _stem(name: str) -> str:
     path = PurePosixPath(name.strip())
     return path.stem if path.suffix.lower() in IMAGE_SUFFIXES else path.name
-
-
-def _absolute(uri: str) -> str:
-    """s3:// URIs as they are; local paths and file:// URIs as absolute paths (workers run in other folders)."""
-    if storage.is_s3(uri):
-        return uri
-    if uri.startswith("file://"):
-        uri = unquote(urlparse(uri).path)
-    return os.path.abspath(uri)
 
 
 def _listing(uri: str) -> list[str]:
@@ -242,7 +232,7 @@ def find_training_data(uri: str, family: str) -> TrainingData:
     Raises DataError naming the file or folder for missing files, unreadable labels, wrong AU columns or landmark
     counts, and images and labels that do not match (with counts and examples).
     """
-    uri = _absolute(str(uri))
+    uri = storage.absolute(str(uri))
     files = _listing(uri)
     if not files:
         raise DataError(uri, "is empty or does not exist")

@@ -49,8 +49,7 @@ class TrainResult:
 
 def run_uri(job: TrainJob) -> str:
     """OUT/NAME, with a local OUT made absolute (Ray Train needs absolute local storage paths)."""
-    out = job.out if storage.is_s3(job.out) else os.path.abspath(job.out.removeprefix("file://"))
-    return storage.join(out, job.name)
+    return storage.join(storage.absolute(job.out), job.name)
 
 
 def _outputs(job: TrainJob) -> dict[str, str]:
