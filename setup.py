@@ -12,21 +12,25 @@ setup(
     include_package_data=True,
     package_data={"ganbatch": ["assets/*", "assets/**/*"]},
     install_requires=[
-        # torch is pinned by scripts/setup.sh before this runs (a bare requirement would pull a CUDA build)
-        "torch>=2.1",
+        # exactly the distributions ganbatch imports (tests/test_dependencies.py checks this list against the code)
+        # torch is pinned by scripts/setup.sh before this runs (a bare requirement would pull a CUDA build); the
+        # floor is the version the suite is tested with
+        "torch>=2.13.0",
         "numpy>=1.24",
         "click>=8.1",
         "pyyaml>=6",
         "pydantic>=2.5",
+        "pydantic-core>=2.14",  # imported for PydanticCustomError (pydantic itself pins the exact version)
         "pillow>=10",
-        "imageio>=2.31",
-        "imageio-ffmpeg>=0.4.9",
-        "ffmpeg-python>=0.2",
+        "imageio-ffmpeg>=0.4.9",  # the ffmpeg binary and the frame reader
+        "ffmpeg-python>=0.2",  # the encoders' command lines
         "boto3>=1.28",
+        "botocore>=1.31",  # imported for its Config and errors; reads AWS_ENDPOINT_URL natively from 1.31
         "ray[train,data]>=2.40",
+        "pyarrow>=14",  # Ray Train's storage filesystem for S3 runs
         "scikit-image>=0.22",
         "scipy>=1.10",
-        "tensorboard>=2.14",
+        "tensorboard>=2.14",  # behind torch.utils.tensorboard
         "tqdm>=4.60",
     ],
     extras_require={
