@@ -61,7 +61,7 @@ from ganbatch.models.checkpoint import (
     load_generator,
     save_generator,
 )
-from ganbatch.models.families import get_family
+from ganbatch.families import get_family
 from ganbatch.models.locate import DEMO_MODEL, open_model
 from ganbatch.safe_yaml import YamlLimitError
 from ganbatch.targets.schedule import ScheduleError, read_keyframes

@@ -59,7 +59,7 @@ from ganbatch.errors import JobError
 from ganbatch.faces import BackendUnavailable, get_detector
 from ganbatch.jobs.animate import REPORT_MIN_ITEMS, AnimateJob
 from ganbatch.models.checkpoint import CheckpointError
-from ganbatch.models.families import get_family
+from ganbatch.families import get_family
 from ganbatch.models.header import read_model_config, target_problems
 from ganbatch.models.locate import resolve_model_uri
 from ganbatch.models.runtime import RuntimeUnavailableError, model_info
