@@ -12,6 +12,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
+from ganbatch.errors import JobError
 from ganbatch.io import storage
 from ganbatch.cli import main
 from ganbatch.jobs.train import TrainJob
@@ -156,8 +157,8 @@ def test_gannotation_on_s3_storage_with_two_workers_and_export(ray_local, data, 
 def test_bad_data_fails_before_starting_ray(tmp_path):
     (tmp_path / "imgs").mkdir()
     Image.new("RGB", (64, 64)).save(tmp_path / "imgs" / "a.jpg")
-    result = run_train(TrainJob(family="ganimation", data=str(tmp_path), out=str(tmp_path / "runs"), name="x"))
-    assert not result.ok and "no AU labels" in result.error
+    with pytest.raises(JobError, match="train x: .*no AU labels"):
+        run_train(TrainJob(family="ganimation", data=str(tmp_path), out=str(tmp_path / "runs"), name="x"))
 
 
 def test_export_of_a_run_without_checkpoints_says_so(tmp_path):

@@ -6,6 +6,10 @@ NAME makes Ray Train find the snapshot and hand the latest checkpoint to the wor
 on to `steps`; a finished run asked for more steps continues. Worker-group failures restart from the latest
 checkpoint up to `execution.max_failures` times.
 
+Errors follow the job contract (`ganbatch.errors`): what the user can fix (unreadable data, a resume that does not
+fit, storage) raises TrainError before Ray starts; a run that started and failed returns `ok=False` with the reason
+and the step it stopped at (the CLI turns it into JobFailed).
+
 Workers form a torch.distributed process group through Ray Train's TorchConfig default: gloo for CPU workers,
 nccl for GPU workers (`execution.gpus_per_worker`). For S3 storage Ray Train writes through pyarrow; when
 AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL is set (MinIO, moto, ...), an explicit
@@ -68,12 +72,7 @@ def _workers(job: TrainJob) -> int:
 def _storage(job: TrainJob) -> tuple[str, object]:
     """(storage_path, storage_filesystem or None) for Ray Train's RunConfig."""
     out = os.path.dirname(run_uri(job))
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    if not storage.is_s3(out) or not endpoint:
-        return out, None
-    import pyarrow.fs
-
-    return out.removeprefix("s3://"), pyarrow.fs.S3FileSystem(endpoint_override=endpoint)
+    return storage.pyarrow_filesystem(out) if storage.is_s3(out) else (out, None)
 
 
 def plan_train(job: TrainJob) -> str:
@@ -102,13 +101,14 @@ def plan_train(job: TrainJob) -> str:
     return "\n".join(lines + _checks(job))
 
 
-class TrainPlanError(JobError):
-    """A train job that a dry run finds cannot start: its data or its resume."""
+class TrainError(JobError):
+    """A train job that cannot start, found by the dry run or the run itself: its data, its resume or its
+    storage."""
 
 
 def _checks(job: TrainJob) -> list[str]:
     """The deep part of the plan: the data read, workers and precision resolved, the resume checked and the time
-    estimated from a measured step (see `probe`). Raises TrainPlanError where the run would fail."""
+    estimated from a measured step (see `probe`). Raises TrainError where the run would fail."""
     try:
         data = find_training_data(job.data, job.family)
         latest = latest_checkpoint(run_uri(job))
@@ -119,7 +119,7 @@ def _checks(job: TrainJob) -> list[str]:
             _check_resume(saved, job, latest[1], warn=False)
             changes = job_changes(saved, job)
     except (DataError, ResumeError, ExportError, storage.StorageError) as error:
-        raise TrainPlanError(f"train {job.name}: {error}") from None
+        raise TrainError(f"train {job.name}: {error}") from None
     lines = [f"data: {data.describe()}"]
     start = latest[0] if latest else 0
     if latest:
@@ -217,7 +217,7 @@ def run_train(job: TrainJob) -> TrainResult:
                 export_model(run, outputs["model"])
             return TrainResult(ok=True, outputs=outputs, start_step=start, step=start)
     except (DataError, ResumeError, ExportError, storage.StorageError) as error:
-        return _failed(job, outputs, error)
+        raise TrainError(f"train {job.name}: {one_line(error)}") from None
     import ray.train
 
     try:
