@@ -245,3 +245,17 @@ def test_absolute_is_the_one_form_workers_get(tmp_path, monkeypatch):
     assert storage.absolute(Path("a") / ".." / "b") == str(tmp_path / "b")
     assert storage.absolute("file:///data/my%20faces") == "/data/my faces"
     assert storage.absolute("~/runs") == str(tmp_path / "home" / "runs")
+
+
+def test_ray_trains_filesystem_reaches_the_run_files_s3(s3_bucket, monkeypatch):
+    """The pyarrow filesystem Ray Train writes checkpoints with uses storage's endpoint, so what one writes the
+    other reads."""
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "5")
+    path, filesystem = storage.pyarrow_filesystem(f"s3://{s3_bucket}/runs/")
+    assert path == f"{s3_bucket}/runs"
+    with filesystem.open_output_stream(f"{path}/checkpoint_000001/state.pt") as stream:
+        stream.write(b"weights")
+    assert storage.read_bytes(f"s3://{s3_bucket}/runs/checkpoint_000001/state.pt") == b"weights"
+    storage.write_bytes(f"s3://{s3_bucket}/runs/metrics.jsonl", b"{}\n")
+    with filesystem.open_input_stream(f"{path}/metrics.jsonl") as stream:
+        assert stream.read() == b"{}\n"

@@ -53,8 +53,9 @@ from ganbatch.io.atomic import atomic_local_path, is_temporary, remove
 from ganbatch.io.uris import StorageError, absolute, basename, existing_local_path, is_s3, join
 
 __all__ = ["RETRY_SECONDS", "StorageError", "absolute", "atomic_local_path", "download_file", "exists",
-           "guess_content_type", "is_s3", "is_transient", "join", "list_uris", "local_copy", "read_bytes",
-           "remove_stale_temporaries", "retry_budget", "retry_seconds", "s3_client", "upload_file", "write_bytes"]
+           "guess_content_type", "is_s3", "is_transient", "join", "list_uris", "local_copy", "pyarrow_filesystem",
+           "read_bytes", "remove_stale_temporaries", "retry_budget", "retry_seconds", "s3_client", "upload_file",
+           "write_bytes"]
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,30 @@ def s3_client():
             config = Config(retries=retries, connect_timeout=_CONNECT_TIMEOUT, read_timeout=_READ_TIMEOUT)
             _S3_CLIENTS[key] = boto3.session.Session().client("s3", config=config)
         return _S3_CLIENTS[key]
+
+
+def pyarrow_filesystem(uri: str | os.PathLike):
+    """(path, pyarrow S3 filesystem) for ``s3://bucket/prefix``, with :func:`s3_client`'s settings: its endpoint
+    (when not AWS's own), region (the bucket's when none is configured), retry mode and attempts, and timeouts.
+
+    Ray Train writes checkpoints through pyarrow.fs only, so this gives it the run files' S3 settings. Credentials
+    are left to the AWS SDK's chain, which reads the same variables and profile as boto3 and, unlike a copy of
+    them, renews expiring ones.
+    """
+    import pyarrow.fs
+
+    bucket, key = _split_s3(uri)
+    client = s3_client()
+    retries = client.meta.config.retries
+    strategy = (pyarrow.fs.AwsDefaultS3RetryStrategy if retries.get("mode") == "legacy"
+                else pyarrow.fs.AwsStandardS3RetryStrategy)(max_attempts=retries.get("max_attempts", 3))
+    endpoint = client.meta.endpoint_url
+    custom = not urlparse(endpoint).hostname.endswith(".amazonaws.com")
+    region = boto3.session.Session().region_name or (None if custom else pyarrow.fs.resolve_s3_region(bucket))
+    filesystem = pyarrow.fs.S3FileSystem(
+        endpoint_override=endpoint if custom else None, region=region, retry_strategy=strategy,
+        connect_timeout=client.meta.config.connect_timeout, request_timeout=client.meta.config.read_timeout)
+    return f"{bucket}/{key}".rstrip("/"), filesystem
 
 
 def retry_seconds() -> float:
