@@ -1,4 +1,4 @@
-"""The model layer (networks, checkpoints, runtimes, the renderer, targets) works on local files without the cloud
+"""The model layer (families, networks, checkpoints, runtimes, the renderer, targets) works on local files without the cloud
 stack: importing and using it never imports boto3, Ray or ganbatch.io.storage."""
 import subprocess
 import sys
@@ -7,8 +7,8 @@ PROGRAM = r"""
 import importlib, pkgutil, sys, tempfile
 from pathlib import Path
 
-import ganbatch.models, ganbatch.targets
-for package in (ganbatch.models, ganbatch.targets):
+import ganbatch.families, ganbatch.models, ganbatch.targets
+for package in (ganbatch.families, ganbatch.models, ganbatch.targets):
     for module in pkgutil.iter_modules(package.__path__, package.__name__ + "."):
         importlib.import_module(module.name)
 import ganbatch.render
