@@ -21,7 +21,7 @@ from ganbatch.render import render_clip
 from ganbatch.synth.dataset import write_dataset
 from ganbatch.targets.aus import expression_aus
 from ganbatch.train import run_train
-from ganbatch.train.export import list_checkpoints
+from ganbatch.train.checkpoints import list_checkpoints
 from ganbatch.train.preview import HEADER_HEIGHT
 from ganbatch.train.state import STATE_FILE, read_state
 

@@ -3,7 +3,8 @@
 Runner protocol (`ganbatch.runner`): `run_train(job) -> TrainResult` and `plan_train(job) -> str`.
 """
 from ganbatch.train.data import DataError, TrainingData, find_training_data
-from ganbatch.train.export import export_model, latest_checkpoint
+from ganbatch.train.checkpoints import latest_checkpoint
+from ganbatch.train.export import export_model
 from ganbatch.train.run import TrainResult, plan_train, run_train, run_uri
 
 __all__ = ["DataError", "TrainResult", "TrainingData", "export_model", "find_training_data",

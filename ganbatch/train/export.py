@@ -1,10 +1,8 @@
-"""Finding a run's checkpoints and reading its generator (`ganbatch export RUN --out model.pt|.onnx|IR`).
+"""A run's generator (`ganbatch export RUN --out model.pt|.onnx|IR`, and the model a finished run writes).
 
-A run (OUT/NAME, local or s3://) keeps its checkpoints in `checkpoint_<step>/` folders (zero-padded steps). The
-latest is the highest step whose folder holds both `state.pt` and `job.json`; a folder whose state.pt cannot be read
-(an upload cut short) is skipped for the previous one.
+It comes from the run's latest readable checkpoint (see `checkpoints`): a folder whose state.pt cannot be read (an
+upload cut short) is skipped for the previous one.
 """
-import re
 import tempfile
 from pathlib import Path
 
@@ -13,8 +11,8 @@ from ganbatch.io import storage
 from ganbatch.models.checkpoint import GeneratorInfo, describe_generator, save_generator
 from ganbatch.families import get_family
 from ganbatch.models.networks import AttentionGenerator
+from ganbatch.train.checkpoints import download_checkpoint, list_checkpoints
 from ganbatch.train.state import (
-    COMPLETE_FILE,
     JOB_FILE,
     STATE_FILE,
     ResumeError,
@@ -23,44 +21,6 @@ from ganbatch.train.state import (
     read_state,
     verify_checkpoint,
 )
-
-_CHECKPOINT = re.compile(r"^checkpoint_(\d+)$")
-
-
-def list_checkpoints(run: str) -> list[tuple[int, str]]:
-    """(step, URI) of the run's complete checkpoint folders (state.pt and job.json present), latest first."""
-    try:
-        files = storage.list_uris(run, recursive=True)
-    except storage.StorageError:
-        return []
-    prefix = run.rstrip("/") + "/"
-    contents: dict[str, set[str]] = {}
-    for uri in files:
-        parts = uri[len(prefix):].replace("\\", "/").split("/")
-        if len(parts) == 2 and _CHECKPOINT.match(parts[0]):
-            contents.setdefault(parts[0], set()).add(parts[1])
-    complete = [(int(_CHECKPOINT.match(name).group(1)), storage.join(run, name))
-                for name, names in contents.items() if {STATE_FILE, JOB_FILE} <= names]
-    return sorted(complete, reverse=True)
-
-
-def latest_checkpoint(run: str) -> tuple[int, str] | None:
-    """(step, URI) of the run's latest complete checkpoint, or None when it has none."""
-    checkpoints = list_checkpoints(run)
-    return checkpoints[0] if checkpoints else None
-
-
-def _download_checkpoint(uri: str, folder: Path) -> Path:
-    """The checkpoint at uri copied into folder and checked against its completion marker (when it has one)."""
-    folder.mkdir()
-    for name in (STATE_FILE, JOB_FILE, COMPLETE_FILE):
-        try:
-            storage.download_file(storage.join(uri, name), folder / name)
-        except storage.StorageError:
-            if name != COMPLETE_FILE:  # checkpoints written before markers existed have none
-                raise
-    verify_checkpoint(folder)
-    return folder
 
 
 def run_generator(run: str) -> tuple[AttentionGenerator, GeneratorInfo, int]:
@@ -73,7 +33,8 @@ def run_generator(run: str) -> tuple[AttentionGenerator, GeneratorInfo, int]:
     with tempfile.TemporaryDirectory(prefix="ganbatch-export-") as folder:
         for step, uri in checkpoints:
             try:
-                local = _download_checkpoint(uri, Path(folder) / str(step))
+                local = download_checkpoint(uri, Path(folder) / str(step))
+                verify_checkpoint(local)
                 job = parse_job((local / JOB_FILE).read_text(), storage.join(uri, JOB_FILE))
                 content = read_state(local / STATE_FILE)
             except (ResumeError, storage.StorageError, RuntimeError, EOFError) as error:

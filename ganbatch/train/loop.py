@@ -14,6 +14,7 @@ import torch
 from ganbatch.jobs.train import TrainJob
 from ganbatch.families import get_family
 from ganbatch.train.batches import BatchMaker
+from ganbatch.train.checkpoints import checkpoint_dir_name
 from ganbatch.train.data import TrainingData, local_images_root
 from ganbatch.train.distributed import broadcast_module, mean_over_workers
 from ganbatch.train.monitor import MODEL_FILE, RunFiles, RunMonitor, console
@@ -24,11 +25,6 @@ from ganbatch.train.state import TrainState, build_state, export_generator, resu
 
 class InjectedFault(RuntimeError):
     """Raised by `execution.fail_at_step` (fault injection for tests)."""
-
-
-def checkpoint_dir_name(step: int) -> str:
-    """The name of the checkpoint folder of a step (zero-padded so that names sort by step)."""
-    return f"checkpoint_{step:08d}"
 
 
 class _Accumulator:

@@ -27,7 +27,8 @@ from ganbatch.errors import ExportError, JobError, one_line
 from ganbatch.jobs.train import TrainJob
 from ganbatch.families import get_family
 from ganbatch.train.data import DataError, TrainingData, find_training_data
-from ganbatch.train.export import export_model, latest_checkpoint
+from ganbatch.train.checkpoints import latest_checkpoint
+from ganbatch.train.export import export_model
 from ganbatch.train.monitor import METRICS_FILE, MODEL_FILE, progress_line, start_line
 from ganbatch.train.state import JOB_FILE, ResumeError, check_resumable, parse_job, shape_settings
 

@@ -216,7 +216,7 @@ def resume_state(state: TrainState, job: TrainJob, latest: Path, run_uri: str,
     first (those named below `latest_name`, the latest's folder name in the run, by default latest's own). Each
     one skipped is reported in one line. ResumeError when the networks differ (no fallback: the job
     is wrong, not the file) or no checkpoint can be read."""
-    from ganbatch.train.export import list_checkpoints  # export builds on this module
+    from ganbatch.train.checkpoints import download_checkpoint, list_checkpoints  # they build on this module
 
     try:
         load_state(state, latest, job)
@@ -230,11 +230,7 @@ def resume_state(state: TrainState, job: TrainJob, latest: Path, run_uri: str,
             continue  # the one that failed, or newer ones Ray Train did not report as complete (names sort by step)
         try:
             with tempfile.TemporaryDirectory(prefix="ganbatch-resume-") as folder:
-                for name in (STATE_FILE, JOB_FILE, COMPLETE_FILE):
-                    source = storage.join(uri, name)
-                    if name != COMPLETE_FILE or storage.exists(source):
-                        storage.download_file(source, Path(folder) / name)
-                load_state(state, Path(folder), job)
+                load_state(state, download_checkpoint(uri, Path(folder)), job)
         except (IncompleteCheckpointError, storage.StorageError) as error:
             problems.append(f"{uri}: {error}")
             report(f"resume: skipping checkpoint {uri}: {error}")
