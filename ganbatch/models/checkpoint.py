@@ -362,24 +362,29 @@ def load_generator(path, *, trust_pickle: bool = False, map_location="cpu") -> t
     return generator.to(map_location).eval(), info
 
 
-def save_generator(generator: AttentionGenerator, path, config: dict | None = None) -> None:
-    """Write generator to path in ganbatch's format, atomically (temporary file in the same folder, then rename).
-
-    config adds anything useful (image_size, training provenance...); family, hparams, trunk options, the
-    condition layout and the tensors' digest (DIGEST_KEY, checked by load_generator) are taken from the generator
-    and its family and override same-named entries.
-    """
-    path = Path(path)
+def generator_config(generator: AttentionGenerator, config: dict | None = None) -> dict:
+    """config (image_size, training provenance...) with what the generator and its family fix: family, hparams,
+    trunk options and the condition layout, which override same-named entries."""
     family = get_family(generator.family)
-    state_dict = {key: tensor.detach().cpu() for key, tensor in generator.state_dict().items()}
-    full_config = {
+    return {
         **(config or {}),
         "family": generator.family,
         "hparams": generator.hparams(),
         "options": generator.options.to_dict(),
         "condition": {"kind": family.condition, **family.condition_layout},
-        DIGEST_KEY: tensor_digest(state_dict),
     }
+
+
+def save_generator(generator: AttentionGenerator, path, config: dict | None = None) -> None:
+    """Write generator to path in ganbatch's format, atomically (temporary file in the same folder, then rename).
+
+    config adds anything useful (image_size, training provenance...); family, hparams, trunk options, the
+    condition layout (`generator_config`) and the tensors' digest (DIGEST_KEY, checked by load_generator) override
+    same-named entries.
+    """
+    path = Path(path)
+    state_dict = {key: tensor.detach().cpu() for key, tensor in generator.state_dict().items()}
+    full_config = {**generator_config(generator, config), DIGEST_KEY: tensor_digest(state_dict)}
     content = {
         "format": OWN_FORMAT,
         "version": OWN_VERSION,

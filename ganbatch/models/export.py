@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from ganbatch.models.checkpoint import CheckpointFormatError, GeneratorInfo
+from ganbatch.models.checkpoint import CheckpointFormatError, GeneratorInfo, generator_config
 from ganbatch.families import get_family
 from ganbatch.models.networks import AttentionGenerator
 
@@ -64,13 +64,8 @@ def export_config(generator: AttentionGenerator, info: GeneratorInfo, *, format:
                   calibration: str | None = None) -> dict:
     """The config an export carries: the checkpoint's (for foreign layouts, rebuilt from the generator) plus the
     layout it came from and how it was exported."""
-    family = get_family(generator.family)
     return {
-        **info.config,
-        "family": generator.family,
-        "hparams": generator.hparams(),
-        "options": generator.options.to_dict(),
-        "condition": {"kind": family.condition, **family.condition_layout},
+        **generator_config(generator, info.config),
         "image_size": info.image_size,
         "variant": info.variant,
         "export": {"format": format, "precision": precision, "calibration": calibration, "source": info.source},

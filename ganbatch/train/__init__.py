@@ -4,8 +4,7 @@ Runner protocol (`ganbatch.runner`): `run_train(job) -> TrainResult` and `plan_t
 """
 from ganbatch.train.data import DataError, TrainingData, find_training_data
 from ganbatch.train.checkpoints import latest_checkpoint
-from ganbatch.train.export import export_model
 from ganbatch.train.run import TrainResult, plan_train, run_train, run_uri
 
-__all__ = ["DataError", "TrainResult", "TrainingData", "export_model", "find_training_data",
+__all__ = ["DataError", "TrainResult", "TrainingData", "find_training_data",
            "latest_checkpoint", "plan_train", "run_train", "run_uri"]

@@ -1,4 +1,4 @@
-"""A run's generator (`ganbatch export RUN --out model.pt|.onnx|IR`, and the model a finished run writes).
+"""A run's generator, for `ganbatch.export` (`ganbatch export RUN`, and the model a finished run writes).
 
 It comes from the run's latest readable checkpoint (see `checkpoints`): a folder whose state.pt cannot be read (an
 upload cut short) is skipped for the previous one.
@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ganbatch.errors import ExportError
 from ganbatch.io import storage
-from ganbatch.models.checkpoint import GeneratorInfo, describe_generator, save_generator
+from ganbatch.models.checkpoint import GeneratorInfo, describe_generator
 from ganbatch.families import get_family
 from ganbatch.models.networks import AttentionGenerator
 from ganbatch.train.checkpoints import download_checkpoint, list_checkpoints
@@ -49,13 +49,3 @@ def run_generator(run: str) -> tuple[AttentionGenerator, GeneratorInfo, int]:
             info = describe_generator(generator.eval(), image_size=config["image_size"], source=uri, config=config)
             return generator, info, step
     raise ExportError(f"{run}: no readable checkpoint: " + "; ".join(problems))
-
-
-def export_model(run: str, out: str) -> int:
-    """Write the generator of the run's latest readable checkpoint to `out` (local or s3://) in ganbatch's format,
-    with the run's provenance in its config; returns the checkpoint's step."""
-    generator, info, step = run_generator(run)
-    with tempfile.TemporaryDirectory(prefix="ganbatch-export-") as folder:
-        save_generator(generator, Path(folder) / "model.pt", info.config)
-        storage.upload_file(Path(folder) / "model.pt", out)
-    return step
