@@ -33,10 +33,10 @@ import torch
 from torch import nn
 
 from ganbatch.families import get_family
+from ganbatch.io.atomic import atomic_local_path
 from ganbatch.models.ganimation import GANimationGenerator
 from ganbatch.models.gannotation import GANnotationGenerator
 from ganbatch.models.networks import SAMPLING_STEPS, AttentionGenerator, TrunkOptions
-from ganbatch.io.atomic import atomic_local_path
 
 OWN_FORMAT = "ganbatch"
 OWN_VERSION = 1

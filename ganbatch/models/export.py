@@ -24,8 +24,8 @@ from pathlib import Path
 
 import torch
 
-from ganbatch.models.checkpoint import CheckpointFormatError, GeneratorInfo, generator_config
 from ganbatch.families import get_family
+from ganbatch.models.checkpoint import CheckpointFormatError, GeneratorInfo, generator_config
 from ganbatch.models.networks import AttentionGenerator
 
 FORMATS = ("onnx", "openvino")

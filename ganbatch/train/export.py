@@ -7,9 +7,9 @@ import tempfile
 from pathlib import Path
 
 from ganbatch.errors import ExportError
+from ganbatch.families import get_family
 from ganbatch.io import storage
 from ganbatch.models.checkpoint import GeneratorInfo, describe_generator
-from ganbatch.families import get_family
 from ganbatch.models.networks import AttentionGenerator
 from ganbatch.train.checkpoints import download_checkpoint, list_checkpoints
 from ganbatch.train.state import (

@@ -20,10 +20,10 @@ from pathlib import Path
 import torch
 
 from ganbatch import __version__
+from ganbatch.families import Networks, get_family
 from ganbatch.io import storage
 from ganbatch.jobs.train import TrainJob
 from ganbatch.models.checkpoint import save_generator
-from ganbatch.families import Networks, get_family
 from ganbatch.train.precision import resolve_precision
 from ganbatch.train.steps import Trainer, linear_decay, make_optimizer
 
