@@ -53,9 +53,9 @@ GENERATOR_MEMORY = 512 * 1024**2  # bytes Ray reserves per generator actor: a fu
 @dataclass(frozen=True)
 class GeneratorSpec:
     """What a generator actor needs: the model (URI, runtime, device, precision, pickle trust), the frames per
-    forward pass, whether encoding needs the attention maps, and the storage retry budget. Kept small on purpose: an
-    actor's constructor arguments over Ray's inline limit (100 KB) live in the object store, where losing them with
-    a node makes the actor's restart fail (ray-project/ray#53727); the targets, which can be large, stay out."""
+    forward pass, whether encoding needs the attention maps, and the storage retry budget. Only what the actor
+    uses: Ray Data hands the map function, these arguments included, to every actor (and every restart) through
+    the object store, owned by the driver, so the run's targets, which can be large, stay out."""
 
     model: str
     runtime: str
