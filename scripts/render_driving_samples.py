@@ -20,7 +20,7 @@ from ganbatch.io.video import encode_video
 from ganbatch.synth import face_landmarks, read_identities, render_face
 from ganbatch.targets.aus import NUM_AUS, expression_aus
 from ganbatch.targets.landmarks import write_landmarks
-from ganbatch.targets.schedule import ease_in_out
+from ganbatch.targets.schedule import Keyframe, Schedule
 
 FPS = 25
 PATH = ("neutral", "happy", "surprise", "neutral")  # one second per change
@@ -28,11 +28,10 @@ SAMPLE_FACES = 6  # scripts/render_demo_samples.py's default count
 
 
 def path_aus() -> np.ndarray:
-    """The AU vectors (T, 17) of the path, FPS frames per change plus the last frame."""
-    stops = [np.zeros(NUM_AUS) if name == "neutral" else expression_aus(name) for name in PATH]
-    weights = ease_in_out(np.arange(FPS) / FPS)[:, None]
-    frames = [(1 - weights) * start + weights * stop for start, stop in zip(stops, stops[1:])]
-    return np.concatenate([*frames, stops[-1][None]])
+    """The AU vectors (T, 17) of the path: one eased keyframe per second (a `ganbatch.targets` schedule)."""
+    keyframes = [Keyframe(value=np.zeros(NUM_AUS) if name == "neutral" else expression_aus(name), at=float(second),
+                          easing="ease-in-out") for second, name in enumerate(PATH)]
+    return Schedule(keyframes=keyframes, fps=FPS).targets()
 
 
 def main() -> None:

@@ -232,8 +232,8 @@ def test_an_item_failure_is_a_row_naming_the_reason(tiny, tmp_path):
 
 
 def stages(cpus, gpus=0.0, nodes=1, todo=100, frames=16, **execution):
-    return plan_stages(AnimateExecution(**execution), cpus=cpus, gpus=gpus, cpu_nodes=nodes, todo=todo,
-                       frames_per_clip=frames)
+    return plan_stages(AnimateExecution(**execution), cpus=cpus, gpus=gpus, cpu_nodes=nodes, node_cpus=cpus / nodes,
+                       todo=todo, frames_per_clip=frames)
 
 
 def test_on_a_cluster_the_actors_of_a_lost_node_restart_next_to_the_cpu_stages():

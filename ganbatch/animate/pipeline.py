@@ -159,7 +159,7 @@ def _shortest_clip(targets: list[Target], fallback: int) -> int:
 def _stage_plan(job: AnimateJob, targets: list[Target], todo: int, resources: dict) -> StagePlan:
     try:
         return plan_stages(job.execution, cpus=resources["CPU"], gpus=resources["GPU"],
-                           cpu_nodes=resources["cpu_nodes"], node_cpus=resources.get("node_cpus"),
+                           cpu_nodes=resources["cpu_nodes"], node_cpus=resources["node_cpus"],
                            todo=max(1, todo),
                            frames_per_clip=_shortest_clip(targets, job.execution.batch_size))
     except ResourceError as error:

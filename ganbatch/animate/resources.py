@@ -57,11 +57,11 @@ class StagePlan:
         ]
 
 
-def plan_stages(execution: AnimateExecution, *, cpus: float, gpus: float, cpu_nodes: int, todo: int,
-                frames_per_clip: int, node_cpus: Optional[float] = None) -> StagePlan:
-    """The StagePlan for a cluster of `cpus` CPUs (on `cpu_nodes` nodes, the smallest with `node_cpus`, default
-    an even part) and `gpus` GPUs and `todo` items whose shortest clip has `frames_per_clip` frames; ResourceError
-    when it cannot be placed (see the module doc)."""
+def plan_stages(execution: AnimateExecution, *, cpus: float, gpus: float, cpu_nodes: int, node_cpus: float,
+                todo: int, frames_per_clip: int) -> StagePlan:
+    """The StagePlan for a cluster of `cpus` CPUs (on `cpu_nodes` nodes, the smallest with `node_cpus`) and `gpus`
+    GPUs and `todo` items whose shortest clip has `frames_per_clip` frames; ResourceError when it cannot be placed
+    (see the module doc)."""
     gpu_share = execution.gpus_per_worker if execution.gpus_per_worker is not None else float(gpus > 0)
     if gpu_share > gpus:
         raise ResourceError(f"workers ask for {gpu_share:g} GPUs each, the cluster has {gpus:g}")
@@ -75,7 +75,6 @@ def plan_stages(execution: AnimateExecution, *, cpus: float, gpus: float, cpu_no
                             f"the cluster has {gpus:g}")
     task_cpus = min(STAGE_TASK_CPUS, cpus / 4)
     room = cpus - 2 * task_cpus  # what the generators may reserve: one prepare and one encode task always fit
-    node_cpus = cpus / max(1, cpu_nodes) if node_cpus is None else node_cpus
     per_surviving_node = math.ceil(workers / max(1, cpu_nodes - 1))  # after one node's loss
     node_room = node_cpus - 2 * task_cpus
     generator_cpus = (execution.cpus_per_worker if execution.cpus_per_worker is not None
