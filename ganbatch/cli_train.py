@@ -15,7 +15,7 @@ TRAIN = SchemaOptions(TrainJob, {
     "inputs": ["family", Flag("data", metavar="DIR|s3://...")],
     "output": [Flag("out", metavar="DIR|s3://..."), "name", "checkpoint_every", "log_every", "sample_every",
                "keep_checkpoints"],
-    "networks": leaf_fields(TrainJob, "network"),
+    "networks": [*leaf_fields(TrainJob, "network"), Flag("init", metavar="MODEL")],
     "schedule": ["batch_size", "steps", "seed", *leaf_fields(TrainJob, "augment")],
     "objective": leaf_fields(TrainJob, "objective"),
     "optimizer": leaf_fields(TrainJob, "optimizer"),

@@ -174,3 +174,67 @@ def test_train_command_dry_run_and_flags(tmp_path, data):
     assert "adversarial: wgan-gp" in result.output and "size: 64" in result.output
     assert "wgan-gp, 4 critic step(s) per generator step" in result.output
     assert "global batch 6 over 2 worker(s)" in result.output
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Starting the generator from a model (`init`: fine-tuning)
+
+
+def _tiny_model(path, family="ganimation", conv_dim=8):
+    """A ganbatch checkpoint of an untrained tiny generator, as `init` would take it."""
+    from ganbatch.families import get_family
+    from ganbatch.models.checkpoint import save_generator
+
+    family = get_family(family)
+    generator = family.generator_cls(conv_dim=conv_dim, repeat_num=1, options=family.training_options)
+    save_generator(generator, path, {"image_size": 64})
+    return path
+
+
+@pytest.mark.slow
+def test_a_run_with_init_starts_from_the_models_weights_and_its_resume_ignores_init(ray_local, data, tmp_path):
+    torch.manual_seed(123)  # other weights than the ones the job's seed draws
+    base = str(_tiny_model(tmp_path / "base.pt"))
+    tiny_steps = {"optimizer": {"lr_g": 1e-12, "lr_d": 1e-12}, "steps": 1, "checkpoint_every": 1,
+                  "execution": {"workers": 1}}
+    tuned = run_train(_job("ganimation", data, tmp_path, "tuned", init=base, **tiny_steps))
+    fresh = run_train(_job("ganimation", data, tmp_path, "fresh", **tiny_steps))
+    assert tuned.ok and fresh.ok
+    weights = {name: _generator_weights(path) for name, path in
+               (("base", base), ("tuned", tuned.outputs["model"]), ("fresh", fresh.outputs["model"]))}
+    assert float((weights["tuned"] - weights["base"]).abs().max()) < 1e-6  # one step at lr 1e-12: the base itself
+    assert float((weights["fresh"] - weights["base"]).abs().mean()) > 1e-2  # the seed's initial weights are not
+    assert load_generator(tuned.outputs["model"])[1].config["training"]["init"] == base
+    saved = json.loads(storage.read_bytes(f"{tuned.outputs['run']}/checkpoint_00000001/job.json"))
+    resumed = run_train(TrainJob.model_validate({**saved, "steps": 2, "init": str(tmp_path / "gone.pt")}))
+    assert resumed.ok and resumed.start_step == 1 and resumed.step == 2  # the run's checkpoint, not the model
+
+
+def _generator_weights(path):
+    generator, _ = load_generator(path)
+    return torch.cat([tensor.flatten() for tensor in generator.state_dict().values()])
+
+
+def test_an_init_model_that_does_not_fit_the_job_fails_in_one_line_before_ray(tmp_path, data):
+    model = _tiny_model(tmp_path / "narrow.pt", conv_dim=8)
+    job = _job("ganimation", data, tmp_path / "runs", "wide", init=str(model), network={"conv_dim": 16})
+    with pytest.raises(JobError, match=r"init .*narrow.pt: a generator that does not fit the job: conv_dim 8 "
+                                       r"\(the job: 16\)$"):
+        run_train(job)
+    other_family = _job("gannotation", data, tmp_path / "runs", "other", init=str(model))
+    with pytest.raises(JobError, match=r"family ganimation \(the job: gannotation\)"):
+        run_train(other_family)
+    with pytest.raises(JobError, match=r"init .*missing.pt: .*not found"):
+        run_train(_job("ganimation", data, tmp_path / "runs", "gone", init=str(tmp_path / "missing.pt")))
+
+
+def test_train_dry_run_checks_and_shows_init(tmp_path, data):
+    model = _tiny_model(tmp_path / "base.pt")
+    flags = ["train", "--family", "ganimation", "--data", data, "--out", str(tmp_path), "--name", "r", "--size", "64",
+             "--conv-dim", "8", "--res-blocks", "1", "--dry-run"]
+    result = CliRunner().invoke(main, [*flags, "--init", str(model)])
+    assert result.exit_code == 0, result.output
+    assert f"init: {model}" in result.output and f"generator: starts from {model}" in result.output
+    wrong = CliRunner().invoke(main, [*flags[:-3], "--conv-dim", "16", "--res-blocks", "1", "--dry-run",
+                                      "--init", str(model)])
+    assert wrong.exit_code == 1 and "conv_dim 8 (the job: 16)" in wrong.output and "Traceback" not in wrong.output

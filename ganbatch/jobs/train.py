@@ -110,6 +110,10 @@ class TrainJob(StrictModel):
     out: Uri = Field(description="storage for runs (folder or s3:// prefix)")
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="run name; re-running the same name resumes")
     network: NetworkSpec = Field(default_factory=NetworkSpec)
+    init: Optional[str] = Field(None, description="start the generator from this model ('demo', a checkpoint path or "
+                                                  "s3:// URI) instead of random weights: fine-tuning; it must have "
+                                                  "the job's family and network; the critic starts fresh; a run "
+                                                  "that resumes from its own checkpoint ignores it")
     objective: Objective = Field(default_factory=dict, validate_default=True,
                                  description="the family's loss weights and adversarial game")
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)

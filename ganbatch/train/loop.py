@@ -19,7 +19,8 @@ from ganbatch.train.data import TrainingData, local_images_root
 from ganbatch.train.distributed import broadcast_module, mean_over_workers
 from ganbatch.train.monitor import MODEL_FILE, RunFiles, RunMonitor, console
 from ganbatch.train.preview import PREVIEW_COLUMNS, PREVIEW_FACES, sample_grid
-from ganbatch.train.state import TrainState, build_state, export_generator, resume_state, save_state
+from ganbatch.train.state import (TrainState, build_state, export_generator, initial_generator_weights, resume_state,
+                                  save_state)
 
 
 
@@ -74,7 +75,8 @@ def _checkpoint(state: TrainState, job: TrainJob, files: RunFiles | None, metric
 
 
 def train_worker(config: dict) -> None:
-    """Ray Train's train_loop_per_worker: config holds "job" (TrainJob data), "data" (TrainingData), "run" (URI)."""
+    """Ray Train's train_loop_per_worker: config holds "job" (TrainJob data), "data" (TrainingData), "run" (URI) and
+    "init" (where the model the generator starts from is: `state.init_location`)."""
     job = TrainJob.model_validate(config["job"])
     data: TrainingData = config["data"]
     run_uri: str = config["run"]
@@ -87,6 +89,8 @@ def train_worker(config: dict) -> None:
 
     state = build_state(job, device)
     resumed = _restore(state, job, run_uri)
+    if job.init and not resumed:
+        state.nets.generator.load_state_dict(initial_generator_weights(job, config["init"]))
     broadcast_module(state.nets.generator)
     broadcast_module(state.nets.critic)
     start_step = state.step

@@ -30,7 +30,8 @@ from ganbatch.families import get_family
 from ganbatch.train.data import DataError, TrainingData, find_training_data
 from ganbatch.train.checkpoints import latest_checkpoint
 from ganbatch.train.monitor import METRICS_FILE, MODEL_FILE, progress_line, start_line
-from ganbatch.train.state import JOB_FILE, ResumeError, check_resumable, parse_job, shape_settings
+from ganbatch.train.state import (JOB_FILE, InitError, ResumeError, check_resumable, init_location,
+                                  initial_generator_weights, parse_job, shape_settings)
 
 log = logging.getLogger(__name__)
 
@@ -119,10 +120,14 @@ def _checks(job: TrainJob) -> list[str]:
             saved = parse_job(storage.read_bytes(job_file).decode(), job_file)
             _check_resume(saved, job, latest[1], warn=False)
             changes = job_changes(saved, job)
-    except (DataError, ResumeError, ExportError, storage.StorageError) as error:
+        elif job.init:
+            initial_generator_weights(job)
+    except (DataError, ResumeError, InitError, ExportError, storage.StorageError) as error:
         raise TrainError(f"train {job.name}: {error}") from None
     lines = [f"data: {data.describe()}"]
     start = latest[0] if latest else 0
+    if job.init and not latest:
+        lines.append(f"generator: starts from {job.init} (its family and network fit the job); the critic: fresh")
     if latest:
         lines.append(f"resumes from step {start}" + (f" with changed settings: {'; '.join(changes)}" if changes else
                                                      " with the same settings"))
@@ -203,6 +208,9 @@ def _prepare(job: TrainJob, run: str) -> tuple[TrainingData, int]:
         _check_resume(parse_job(storage.read_bytes(job_file).decode(), job_file), job, latest[1])
     log.info(f"train {job.name}: {data.describe()}")
     log.info(f"train {job.name}: resuming from step {latest[0]}" if latest else f"train {job.name}: new run at {run}")
+    if job.init and not latest:
+        initial_generator_weights(job)  # a model that does not fit fails here, in one line, not in every worker
+        log.info(f"train {job.name}: the generator starts from {job.init}; the critic starts fresh")
     return data, latest[0] if latest else 0
 
 
@@ -217,7 +225,7 @@ def run_train(job: TrainJob) -> TrainResult:
             if not storage.exists(outputs["model"]):
                 export(run, outputs["model"], format="pt")
             return TrainResult(ok=True, outputs=outputs, start_step=start, step=start)
-    except (DataError, ResumeError, ExportError, storage.StorageError) as error:
+    except (DataError, ResumeError, InitError, ExportError, storage.StorageError) as error:
         raise TrainError(f"train {job.name}: {one_line(error)}") from None
     import ray.train
 
@@ -251,7 +259,8 @@ def _fit(job: TrainJob, data, run: str):
             resources["GPU"] = execution.gpus_per_worker
         trainer = TorchTrainer(
             train_worker,
-            train_loop_config={"job": job.model_dump(mode="json"), "data": data, "run": run},
+            train_loop_config={"job": job.model_dump(mode="json"), "data": data, "run": run,
+                               "init": init_location(job)},
             scaling_config=ray.train.ScalingConfig(num_workers=workers, use_gpu=execution.gpus_per_worker > 0,
                                                    resources_per_worker=resources),
             run_config=ray.train.RunConfig(

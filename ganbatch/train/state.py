@@ -7,7 +7,8 @@ provenance from it), and `complete.json`, written last: the SHA-256 of the other
 match it (an upload or a write cut short, a file changed since) is never taken for complete; one without it (written
 before markers existed) is loaded as it is. On resume, `resume_state` loads Ray Train's latest checkpoint and, when
 that one cannot be read, reports why and falls back to the run's previous complete checkpoint. Random draws need no saved state: every draw is a
-function of the seed and the sample position (see `batches`), and initial weights of the seed.
+function of the seed and the sample position (see `batches`), and initial weights of the seed, except for a job that
+starts its generator from a model (`job.init`, `initial_generator_weights`).
 """
 import hashlib
 import json
@@ -36,6 +37,10 @@ STATE_VERSION = 1
 
 class ResumeError(ValueError):
     """A run's checkpoint does not fit the job (different family or network sizes)."""
+
+
+class InitError(ValueError):
+    """The model a job starts its generator from (`init`) cannot be read or does not fit the job's networks."""
 
 
 class IncompleteCheckpointError(ResumeError):
@@ -91,6 +96,39 @@ def build_state(job: TrainJob, device) -> TrainState:
     return TrainState(trainer=trainer,
                       generator_schedule=torch.optim.lr_scheduler.LambdaLR(generator_optimizer, factor),
                       critic_schedule=torch.optim.lr_scheduler.LambdaLR(critic_optimizer, factor))
+
+
+def init_location(job: TrainJob) -> str | None:
+    """Where the model `job.init` names is, as a worker in another folder or on another machine can read it: the
+    bundled file for a demo name, a local path made absolute, an s3:// URI as it is."""
+    from ganbatch.models.locate import resolve_model_uri
+
+    return storage.absolute(resolve_model_uri(job.init)) if job.init else None
+
+
+def initial_generator_weights(job: TrainJob, location: str | None = None) -> dict[str, torch.Tensor]:
+    """The state_dict of the model `job.init` names (read from `location`, `init_location`'s answer, when given),
+    for the job's fresh generator; InitError (one line) when it cannot be read or differs from the job's generator
+    in family, image size, width, residual blocks or trunk."""
+    from ganbatch.models.checkpoint import CheckpointError
+    from ganbatch.models.locate import open_model
+
+    try:
+        generator, info = open_model(location or job.init)
+    except CheckpointError as error:
+        raise InitError(f"init {job.init}: {error}") from None
+    family = get_family(job.family)
+    net = job.network.resolved()
+    options = family.training_options or family.generator_cls.default_options
+    wanted = {"family": job.family, "image size": net.size, "conv_dim": net.conv_dim, "res_blocks": net.res_blocks,
+              "trunk": options.to_dict()}
+    found = {"family": info.family, "image size": info.image_size or family.default_image_size,
+             "conv_dim": info.hparams.get("conv_dim"), "res_blocks": info.hparams.get("repeat_num"),
+             "trunk": generator.options.to_dict()}
+    differences = [f"{key} {found[key]} (the job: {wanted[key]})" for key in wanted if found[key] != wanted[key]]
+    if differences:
+        raise InitError(f"init {job.init}: a generator that does not fit the job: " + ", ".join(differences))
+    return generator.state_dict()
 
 
 def _sha256(path: Path) -> str:
@@ -197,7 +235,7 @@ def model_config(job: TrainJob, step: int, run_uri: str) -> dict:
         "image_size": job.network.size,
         "training": {
             "run": run_uri, "step": step, "steps": job.steps, "data": job.data, "seed": job.seed,
-            "batch_size": job.batch_size, "workers": job.execution.workers or 1,
+            "batch_size": job.batch_size, "workers": job.execution.workers or 1, "init": job.init,
             "network": job.network.resolved().model_dump(), "objective": job.resolved_objective().model_dump(),
             "optimizer": job.resolved_optimizer().model_dump(), "ganbatch_version": __version__,
         },
