@@ -71,18 +71,33 @@ def test_quickstart_is_synth_train_animate_at_toy_sizes():
 @pytest.mark.parametrize("recipe, model", [("demo_model.yaml", DEMO_MODEL),
                                            ("demo_gannotation.yaml", DEMO_GANNOTATION_MODEL)])
 def test_demo_recipes_are_the_shipped_models_training(recipe, model):
-    """Each demo recipe trains one run in two phases; its last phase is what the bundled model records."""
+    """Each demo recipe trains runs in phases of falling attention-mask weight that end at the published 0.1; a
+    later run fine-tunes the one before it (`init` is that run's model). The last phase is what the bundled model
+    records."""
     job = load_job(JOBS / recipe).job
-    assert [step.kind for step in job.steps.values()] == ["synth", "train", "train"]
-    synth, warmup, final = job.steps.values()
-    assert (warmup.name, warmup.out) == (final.name, final.out) and warmup.steps < final.steps  # resumed, not new
-    assert warmup.objective.lambda_mask > final.objective.lambda_mask == 0.1
+    (synth_key, synth), *phases = job.steps.items()
+    assert synth.kind == "synth" and {phase.kind for _, phase in phases} == {"train"}
+    runs = {}
+    for key, phase in phases:
+        runs.setdefault((phase.name, phase.out), []).append((key, phase))
+    previous = None
+    for run in runs.values():
+        keys = [key for key, _ in run]
+        assert keys == [key for key, phase in phases if (phase.name, phase.out) == (run[0][1].name, run[0][1].out)]
+        steps = [phase.steps for _, phase in run]
+        masks = [phase.objective.lambda_mask for _, phase in run]
+        assert len(run) >= 2 and steps == sorted(set(steps))  # one run resumed to more steps per phase
+        assert masks == sorted(set(masks), reverse=True) and masks[-1] == 0.1
+        expected_init = None if previous is None else f"${{steps.{previous[0]}.model}}"
+        assert {phase.init for _, phase in run} == {expected_init}
+        previous = run[-1]
+    final = phases[-1][1]
     recorded = load_generator(model)[1].config["training"]
     assert recorded["step"] == recorded["steps"] == final.steps
-    # the GANimation demo predates the critic's depth option: it was trained with the then fixed 6 layers, as its
-    # recipe sets; the GANnotation demo records its depth
-    assert {"d_layers": 6, **recorded["network"]} == final.network.resolved().model_dump()
+    assert recorded["network"] == final.network.resolved().model_dump()
     assert recorded["batch_size"] == final.batch_size and recorded["data"] == synth.out
+    base = next((phase for (_, phase), (_, after) in zip(phases, phases[1:]) if after.init), None)
+    assert recorded.get("init") == (f"{base.out}/{base.name}/model.pt" if base else None)
     resolved = final.resolved_objective().model_dump()
     assert {key: recorded["objective"][key] for key in resolved} == resolved
 
