@@ -165,10 +165,16 @@ def test_env_default_form(tmp_path, monkeypatch):
     assert CliRunner().invoke(main, ["validate", "--strict", str(path)]).exit_code == 0
 
 
+def _as_in_a_terminal():
+    """Give the child the default SIGINT action, as a command started from a terminal has. A suite launched in the
+    background of a non-interactive shell (`cmd &`) inherits SIGINT ignored, and so would every command it starts."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _interrupt(command: list[str], ready: str, timeout: float = 300) -> tuple[int, str, float]:
     """Start `command`, wait for a line containing `ready`, send SIGINT; (exit status, output, seconds to exit)."""
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               cwd=Path(__file__).resolve().parents[1])
+                               cwd=Path(__file__).resolve().parents[1], preexec_fn=_as_in_a_terminal)
     seen = []
     deadline = time.monotonic() + timeout
     for line in process.stdout:
@@ -185,7 +191,8 @@ def test_ctrl_c_ends_a_command_with_the_resume_hint_and_status_130(tmp_path):
     command = GANBATCH + ["synth", "--out", str(tmp_path / "data"), "--identities", "500", "--per-identity", "4",
                           "--size", "64", "--layout", "ganimation", "--no-contact-sheet"]
     # synth prints nothing until it ends: interrupt it once its first images are written.
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=_as_in_a_terminal)
     deadline = time.monotonic() + 120
     while not list((tmp_path / "data").rglob("*.jpg")) and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -257,7 +264,8 @@ def test_ctrl_c_during_animate_ends_with_the_hint(tmp_path):
     out = tmp_path / "out"
     command = GANBATCH + ["animate", str(samples), "--model", "demo", "--expression", "happy", "--expression", "sad",
                           "--expression", "surprise", "--frames", "60", "--out", str(out)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=_as_in_a_terminal)
     deadline = time.monotonic() + 300
     while not list(out.glob("*.mp4")) and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.2)
