@@ -1,4 +1,5 @@
 """Job manifests: the documented examples validate; broken manifests give located, complete, value-free errors."""
+import itertools
 import textwrap
 from pathlib import Path
 
@@ -75,28 +76,23 @@ def test_demo_recipes_are_the_shipped_models_training(recipe, model):
     later run fine-tunes the one before it (`init` is that run's model). The last phase is what the bundled model
     records."""
     job = load_job(JOBS / recipe).job
-    (synth_key, synth), *phases = job.steps.items()
+    (_, synth), *phases = job.steps.items()
     assert synth.kind == "synth" and {phase.kind for _, phase in phases} == {"train"}
-    runs = {}
-    for key, phase in phases:
-        runs.setdefault((phase.name, phase.out), []).append((key, phase))
-    previous = None
-    for run in runs.values():
-        keys = [key for key, _ in run]
-        assert keys == [key for key, phase in phases if (phase.name, phase.out) == (run[0][1].name, run[0][1].out)]
+    runs = [list(group) for _, group in itertools.groupby(phases, key=lambda item: (item[1].name, item[1].out))]
+    assert len(runs) == len({(run[0][1].name, run[0][1].out) for run in runs})  # each run's phases in one block
+    for index, run in enumerate(runs):
         steps = [phase.steps for _, phase in run]
         masks = [phase.objective.lambda_mask for _, phase in run]
         assert len(run) >= 2 and steps == sorted(set(steps))  # one run resumed to more steps per phase
         assert masks == sorted(set(masks), reverse=True) and masks[-1] == 0.1
-        expected_init = None if previous is None else f"${{steps.{previous[0]}.model}}"
+        expected_init = f"${{steps.{runs[index - 1][-1][0]}.model}}" if index else None
         assert {phase.init for _, phase in run} == {expected_init}
-        previous = run[-1]
     final = phases[-1][1]
     recorded = load_generator(model)[1].config["training"]
     assert recorded["step"] == recorded["steps"] == final.steps
     assert recorded["network"] == final.network.resolved().model_dump()
     assert recorded["batch_size"] == final.batch_size and recorded["data"] == synth.out
-    base = next((phase for (_, phase), (_, after) in zip(phases, phases[1:]) if after.init), None)
+    base = runs[-2][-1][1] if len(runs) > 1 else None
     assert recorded.get("init") == (f"{base.out}/{base.name}/model.pt" if base else None)
     resolved = final.resolved_objective().model_dump()
     assert {key: recorded["objective"][key] for key in resolved} == resolved

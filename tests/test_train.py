@@ -211,8 +211,7 @@ def test_a_run_with_init_starts_from_the_models_weights_and_its_resume_ignores_i
 
 
 def _generator_weights(path):
-    generator, _ = load_generator(path)
-    return torch.cat([tensor.flatten() for tensor in generator.state_dict().values()])
+    return _flat({"generator": load_generator(path)[0].state_dict()}, "generator")
 
 
 def test_an_init_model_that_does_not_fit_the_job_fails_in_one_line_before_ray(tmp_path, data):
