@@ -71,6 +71,7 @@ def test_families_load_without_torch_and_their_constants_match_the_targets_modul
 
 def test_each_family_has_fields_of_its_own():
     assert _foreign_fields("gannotation") == {"lambda_au": "ganimation", "au_noise": "ganimation",
+                                              "lambda_colour": "ganimation", "lambda_mask_changed": "ganimation",
                                               "paired_fraction": "ganimation"}
     assert _foreign_fields("ganimation") == {"lambda_triple": "gannotation"}
 
@@ -100,6 +101,17 @@ def test_a_manifest_with_another_familys_field_fails_validation_in_one_line(tmp_
     problems = [line for line in result.output.splitlines() if "paired_fraction" in line]
     assert problems == [f"  {manifest}:6: objective: paired_fraction: ganimation setting, not used by a "
                         "gannotation job"]
+
+
+@pytest.mark.parametrize("objective", [{"lambda_colour": 30}, {"lambda_colour": 1, "lambda_pixel": 0},
+                                       {"lambda_mask_changed": 2, "lambda_pixel": 300, "paired_fraction": 0}])
+def test_ganimation_region_terms_without_paired_targets_are_a_one_line_error(objective):
+    with pytest.raises(ValidationError) as raised:
+        _job("ganimation", objective=objective)
+    errors = raised.value.errors()
+    assert len(errors) == 1 and errors[0]["msg"].endswith("need paired targets: set lambda_pixel > 0 and "
+                                                          "paired_fraction > 0")
+    assert _job("ganimation", objective={**objective, "lambda_pixel": 300, "paired_fraction": 0.5})
 
 
 def test_the_job_family_picks_the_objective_and_dumps_round_trip():

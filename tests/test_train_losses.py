@@ -70,6 +70,18 @@ def test_weighted_l1_counts_only_weighted_samples_over_the_whole_batch():
     assert losses.weighted_l1(prediction, target, torch.tensor([1.0, 0.0])).item() == pytest.approx(0.5)
 
 
+def test_changed_pixels_and_region_mean_average_only_over_the_pixels_that_differ():
+    reference = torch.zeros(3, 1, 2, 2)
+    target = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]], [[[0.0, 0.0], [0.0, 0.0]]], [[[2.0, 2.0], [0.0, 0.0]]]])
+    changed = losses.changed_pixels(target, reference, 0.1)
+    assert changed.flatten(1).sum(1).tolist() == [1, 0, 2]
+    error = (torch.full((3, 1, 2, 2), 0.5) - target).abs()
+    # sample 0: one changed pixel, |0.5 - 1| = 0.5; sample 1: nothing changed, 0; sample 2 is not weighted
+    assert losses.region_mean(error, changed, torch.tensor([1.0, 1.0, 0.0])).item() == pytest.approx(0.5 / 3)
+    assert losses.region_mean(error, changed, torch.ones(3)).item() == pytest.approx((0.5 + 0 + 1.5) / 3)
+    assert losses.changed_pixels(target, reference, 5.0).sum() == 0
+
+
 def test_learning_rate_is_constant_then_decays_linearly_to_zero():
     factor = linear_decay(steps=10, decay_start=6)
     assert [factor(s) for s in (0, 5, 6, 8, 10)] == [1.0, 1.0, 1.0, 0.5, 0.0]
@@ -145,6 +157,42 @@ def test_ganimation_pixel_term_is_the_l1_to_the_partner_image_on_paired_samples(
     published = _tiny_job("ganimation", "wgan-gp").resolved_objective()
     published_total, _ = GANIMATION.generator_losses(nets, batch, published)
     assert total.item() == pytest.approx(published_total.item() + 7.0 * terms["pixel"].item(), rel=1e-5)
+
+
+def test_ganimation_colour_term_is_the_colour_maps_l1_where_the_partner_differs_whatever_the_attention():
+    torch.manual_seed(0)
+    nets = build_state(_tiny_job("ganimation", "wgan-gp"), "cpu").nets
+    batch = _paired_ganimation_batch()
+    batch.target[0, :, :8] = batch.real[0, :, :8]  # the partner equals the input in the top rows: not counted there
+    objective = _tiny_job("ganimation", "wgan-gp", lambda_pixel=7.0, lambda_colour=3.0).resolved_objective()
+    total, terms = GANIMATION.generator_losses(nets, batch, objective)
+    with torch.no_grad():
+        colour = nets.generator(nets.as_input(batch.real), batch.cond_target)[1]
+    changed = (batch.target[0] - batch.real[0]).abs().mean(0) > 6 / 127.5
+    assert not changed[:8].any() and changed.float().mean() > 0.5
+    expected = (colour[0] - batch.target[0]).abs()[:, changed].mean().item() / 2  # sample 1 is unpaired
+    assert terms["colour"].item() == pytest.approx(expected, rel=1e-5)
+    without, _ = GANIMATION.generator_losses(nets, batch, objective.model_copy(update={"lambda_colour": 0.0}))
+    assert total.item() == pytest.approx(without.item() + 3.0 * terms["colour"].item(), rel=1e-5)
+    # the pixel term reaches the colour branch only through (1 - attention); this term does not pass the attention
+    colour_weight, attention_weight = nets.generator.color_head[0].weight, nets.generator.attention_head[0].weight
+    gradients = torch.autograd.grad(terms["colour"], [colour_weight, attention_weight], allow_unused=True)
+    assert gradients[0].abs().sum() > 0 and gradients[1] is None
+
+
+def test_ganimation_changed_mask_term_is_the_attention_mean_where_the_partner_differs():
+    torch.manual_seed(0)
+    nets = build_state(_tiny_job("ganimation", "wgan-gp"), "cpu").nets
+    batch = _paired_ganimation_batch()
+    batch.target[0, :, 8:] = batch.real[0, :, 8:]  # the partner differs from the input in the top 8 rows only
+    objective = _tiny_job("ganimation", "wgan-gp", lambda_pixel=1.0, lambda_mask_changed=5.0).resolved_objective()
+    total, terms = GANIMATION.generator_losses(nets, batch, objective)
+    assert "colour" not in terms  # lambda_colour 0: not computed
+    with torch.no_grad():
+        attention = nets.generator(nets.as_input(batch.real), batch.cond_target)[2]
+    assert terms["mask_changed"].item() == pytest.approx(attention[0, :, :8].mean().item() / 2, rel=1e-4)
+    without, _ = GANIMATION.generator_losses(nets, batch, objective.model_copy(update={"lambda_mask_changed": 0.0}))
+    assert total.item() == pytest.approx(without.item() + 5.0 * terms["mask_changed"].item(), rel=1e-5)
 
 
 def test_ganimation_generator_step_with_lambda_pixel_0_is_the_published_step():

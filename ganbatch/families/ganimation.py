@@ -10,7 +10,10 @@ Objective, for input I with AUs y and target AUs y' (published values: `options/
              + lambda_mask * (mean A1 + mean A2) + lambda_tv * (TV(A1) + TV(A2)), A1/A2 the attention masks of the
              two generator passes; with paired targets (not in the paper) also + lambda_pixel * L1(G(I, y'), I')
              over the paired samples, I' the same-identity image whose AUs are y' (a batch mean in which the unpaired
-             samples count as 0).
+             samples count as 0). Two more paired terms, each a mean over the pixels R where I' differs from I
+             (also off by default): + lambda_colour * L1(C, I') on R, C the colour map of the first pass (it trains
+             the colour branch where the attention keeps the input, which otherwise gets no gradient there), and
+             + lambda_mask_changed * mean A1 on R (the colour map is used where the expression changes).
 WGAN-GP (lambda_D_gp 10), 5 critic steps per generator step, AU regression lambda_D_cond 4000 on an MSE that the
 original divides once more by the batch size (4000 / 25 = 160 per mean squared error), cycle 10, attention mean 0.1,
 attention smoothness 1e-5 on a sum over the whole batch (1e-5 x 25 = 2.5e-4 per image), Adam lr 1e-4, betas
@@ -31,13 +34,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ganbatch.families.base import Batch, LossTerms, ModelFamily, Networks, ObjectiveSpec, weighted_total
 
 if TYPE_CHECKING:
     import torch
 
+CHANGED_LEVEL = 6 / 127.5
+"""The region of lambda_colour and lambda_mask_changed: the pixels where the paired target differs from the input
+by more than 6 of 255 levels (images in [-1, 1]; a threshold, so that the region is the same for faint and strong
+changes)."""
 PREVIEW_EXPRESSIONS = ("happy", "sad", "surprise", "anger", "disgust", "blink")
 
 
@@ -53,10 +60,26 @@ class GANimationObjective(ObjectiveSpec):
                                                       "(generator); the original's 4000 / batch 25")
     au_noise: float = Field(0.1, ge=0, description="GANimation target AUs: another image's AUs / 5 + "
                                                    "U(-au_noise, au_noise)")
+    lambda_colour: float = Field(0.0, ge=0, description="GANimation with paired targets (not in the paper): L1 "
+                                                       "between the colour map and the partner image over the "
+                                                       "pixels that the expression changes (they differ from the "
+                                                       "input by more than 6 of 255 levels)")
+    lambda_mask_changed: float = Field(0.0, ge=0, description="GANimation with paired targets (not in the "
+                                                             "paper): attention mean over the pixels that the "
+                                                             "expression changes, so that the colour map is used "
+                                                             "there")
     paired_fraction: float = Field(0.5, ge=0, le=1, description="GANimation with lambda_pixel > 0: fraction of "
                                                                 "the samples that take a same-identity partner's "
                                                                 "AUs (no noise) as target and its image as the "
                                                                 "pixel target; the rest keep random targets")
+
+    @model_validator(mode="after")
+    def _region_terms_need_pairs(self) -> GANimationObjective:
+        region_terms = [name for name in ("lambda_colour", "lambda_mask_changed") if getattr(self, name) > 0]
+        if region_terms and not (self.lambda_pixel and self.paired_fraction > 0):
+            raise ValueError(f"{', '.join(region_terms)} need paired targets: set lambda_pixel > 0 and "
+                             "paired_fraction > 0")
+        return self
 
     def published_critic_steps(self) -> int:
         return 5
@@ -84,7 +107,7 @@ class GANimation(ModelFamily):
     input_low = -1.0
     objective = GANimationObjective
     optimizer_defaults = {"beta2": 0.999, "weight_decay": 0.0, "grad_clip": 0.0}
-    loss_terms = ("adv", "gp", "au", "cycle", "mask", "tv", "pixel")
+    loss_terms = ("adv", "gp", "au", "cycle", "mask", "tv", "pixel", "colour", "mask_changed")
 
     @property
     def generator_cls(self):
@@ -134,12 +157,12 @@ class GANimation(ModelFamily):
     def generator_losses(self, nets: Networks, batch: Batch, objective: GANimationObjective) -> tuple[torch.Tensor,
                                                                                                        LossTerms]:
         """(total, terms) of the generator step (terms unweighted: adv, au, cycle, mask, tv, and pixel when the
-        batch has paired targets)."""
+        batch has paired targets, with colour and mask_changed where their weights are not 0)."""
         import torch.nn.functional as F
 
         from ganbatch.models import losses
 
-        fake, _, attention = nets.generator(nets.as_input(batch.real), batch.cond_target)
+        fake, colour, attention = nets.generator(nets.as_input(batch.real), batch.cond_target)
         fake_scores, fake_aus = nets.critic(fake)
         cycled, _, cycle_attention = nets.generator(nets.as_input(fake), batch.cond_real)
         terms = {
@@ -150,9 +173,17 @@ class GANimation(ModelFamily):
             "tv": losses.total_variation(attention) + losses.total_variation(cycle_attention),
         }
         weights = {"adv": objective.lambda_adv, "au": objective.lambda_au, "cycle": objective.lambda_cycle,
-                   "mask": objective.lambda_mask, "tv": objective.lambda_tv, "pixel": objective.lambda_pixel}
+                   "mask": objective.lambda_mask, "tv": objective.lambda_tv, "pixel": objective.lambda_pixel,
+                   "colour": objective.lambda_colour, "mask_changed": objective.lambda_mask_changed}
         if batch.has_pair is not None:
             terms["pixel"] = losses.weighted_l1(fake, batch.target, batch.has_pair)
+            if objective.lambda_colour > 0 or objective.lambda_mask_changed > 0:
+                changed = losses.changed_pixels(batch.target, batch.real, CHANGED_LEVEL)
+                if objective.lambda_colour > 0:
+                    terms["colour"] = losses.region_mean((colour.float() - batch.target).abs(), changed,
+                                                         batch.has_pair)
+                if objective.lambda_mask_changed > 0:
+                    terms["mask_changed"] = losses.region_mean(attention, changed, batch.has_pair)
         return weighted_total(terms, weights), terms
 
     def sample_targets(self, maker, sample: dict, rng: np.random.Generator, index: int, flip: bool,

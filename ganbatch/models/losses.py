@@ -79,3 +79,18 @@ def weighted_l1(prediction: torch.Tensor, target: torch.Tensor, weights: torch.T
     (weights 0/1) while keeping the batch mean's normalisation."""
     per_sample = (prediction.float() - target.float()).abs().flatten(1).mean(1)
     return (weights.to(per_sample.dtype) * per_sample).mean()
+
+
+def changed_pixels(target: torch.Tensor, reference: torch.Tensor, threshold: float) -> torch.Tensor:
+    """(B, 1, H, W) 1 where target (B, C, H, W) differs from reference by more than threshold (mean over channels),
+    else 0: e.g. the regions an expression moves between two aligned images."""
+    return ((target.float() - reference.float()).abs().mean(1, keepdim=True) > threshold).float()
+
+
+def region_mean(values: torch.Tensor, region: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of weights[b] * the mean of values[b] (B, C, H, W) over the pixels where region[b]
+    (B, 1, H, W) is 1; a sample with an empty region counts 0. A loss confined to a region is then not diluted by
+    the rest of the image."""
+    total = (values.float() * region).flatten(1).sum(1)
+    per_sample = total / (region.flatten(1).sum(1) * values.shape[1]).clamp(min=1)
+    return (weights.to(per_sample.dtype) * per_sample).mean()
