@@ -103,14 +103,17 @@ def test_a_manifest_with_another_familys_field_fails_validation_in_one_line(tmp_
                         "gannotation job"]
 
 
-@pytest.mark.parametrize("objective", [{"lambda_colour": 30}, {"lambda_colour": 1, "lambda_pixel": 0},
-                                       {"lambda_mask_changed": 2, "lambda_pixel": 300, "paired_fraction": 0}])
-def test_ganimation_region_terms_without_paired_targets_are_a_one_line_error(objective):
+@pytest.mark.parametrize("objective, named", [
+    ({"lambda_colour": 30}, "lambda_colour needs"),
+    ({"lambda_colour": 1, "lambda_mask_changed": 2, "lambda_pixel": 0}, "lambda_colour and lambda_mask_changed need"),
+    ({"lambda_mask_changed": 2, "lambda_pixel": 300, "paired_fraction": 0}, "lambda_mask_changed needs"),
+])
+def test_ganimation_region_terms_without_paired_targets_are_a_one_line_error(objective, named):
     with pytest.raises(ValidationError) as raised:
         _job("ganimation", objective=objective)
     errors = raised.value.errors()
-    assert len(errors) == 1 and errors[0]["msg"].endswith("need paired targets: set lambda_pixel > 0 and "
-                                                          "paired_fraction > 0")
+    assert len(errors) == 1
+    assert errors[0]["msg"] == f"Value error, {named} paired targets: set lambda_pixel > 0 and paired_fraction > 0"
     assert _job("ganimation", objective={**objective, "lambda_pixel": 300, "paired_fraction": 0.5})
 
 

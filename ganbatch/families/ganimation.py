@@ -77,7 +77,8 @@ class GANimationObjective(ObjectiveSpec):
     def _region_terms_need_pairs(self) -> GANimationObjective:
         region_terms = [name for name in ("lambda_colour", "lambda_mask_changed") if getattr(self, name) > 0]
         if region_terms and not (self.lambda_pixel and self.paired_fraction > 0):
-            raise ValueError(f"{', '.join(region_terms)} need paired targets: set lambda_pixel > 0 and "
+            verb = "needs" if len(region_terms) == 1 else "need"
+            raise ValueError(f"{' and '.join(region_terms)} {verb} paired targets: set lambda_pixel > 0 and "
                              "paired_fraction > 0")
         return self
 
