@@ -100,6 +100,8 @@ def test_demo_recipes_are_the_shipped_models_training(recipe, model):
     assert recorded["step"] == recorded["steps"] == final.steps
     assert recorded["network"] == final.network.resolved().model_dump()
     assert recorded["batch_size"] == final.batch_size and _same_place(recorded["data"], synth.out)
+    assert recorded["augment"] == final.augment.model_dump()
+    assert recorded["optimizer"] == final.resolved_optimizer().model_dump()
     base = runs[-2][-1][1] if len(runs) > 1 else None
     if base:
         assert _same_place(recorded["init"], f"{base.out}/{base.name}/model.pt")

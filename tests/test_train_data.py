@@ -184,10 +184,22 @@ def test_epochs_visit_every_image_once(synthetic):
 def test_flip_mirrors_image_and_landmarks_together(synthetic):
     data = find_training_data(str(synthetic), "gannotation")
     maker = BatchMaker(data, synthetic, get_family("gannotation"), 64, seed=0, global_batch=1, critic_steps=1)
-    image, points = maker.view(0, flip=False, jitter_draws=np.zeros(3))
-    flipped_image, flipped_points = maker.view(0, flip=True, jitter_draws=np.zeros(3))
+    image, points = maker.view(0, flip=False, jitter_draws=np.zeros(2))
+    flipped_image, flipped_points = maker.view(0, flip=True, jitter_draws=np.zeros(2))
     assert np.array_equal(flipped_image, image[:, ::-1])
     assert np.allclose(flipped_points, flip_landmarks(points, 64))
+
+
+def test_jitter_shifts_whole_pixels_with_the_landmarks_never_resampling(synthetic):
+    data = find_training_data(str(synthetic), "gannotation")
+    maker = BatchMaker(data, synthetic, get_family("gannotation"), 64, seed=0, global_batch=1, critic_steps=1,
+                       jitter=0.05)
+    image, points = maker.view(0, flip=False, jitter_draws=np.zeros(2))
+    moved, moved_points = maker.view(0, flip=False, jitter_draws=np.array([1.0, -0.5]))  # 3.2 px right, 1.6 up
+    assert np.array_equal(moved[:-2, 3:], image[2:, :-3])  # the same pixels, 3 right and 2 up: none resampled
+    assert np.array_equal(moved[:, :3], np.repeat(moved[:, 3:4], 3, axis=1))  # the border is replicated
+    assert np.array_equal(moved[-2:], np.repeat(moved[-3:-2], 2, axis=0))
+    assert np.allclose(moved_points, points + [3, -2])
 
 
 @pytest.mark.slow

@@ -82,7 +82,8 @@ class AugmentSpec(StrictModel):
 
     flip: bool = Field(True, description="random horizontal flip (landmarks mirrored with the iBUG permutation, "
                                          "AUs unchanged)")
-    jitter: float = Field(0.05, ge=0, le=0.3, description="random shift and scale, as a fraction of the size")
+    jitter: float = Field(0.05, ge=0, le=0.3, description="random shift by whole pixels (never resampled, so "
+                                                          "never blurred), at most this fraction of the size")
 
 
 class TrainExecution(Execution):

@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from ganbatch.io.images import decode_image
@@ -38,19 +37,19 @@ ARRAY_CACHE_BYTES = 1 << 30  # data sets up to this size at the network size are
 
 
 def _jitter(image: np.ndarray, points: np.ndarray | None, draws: np.ndarray, amount: float):
-    """Shift and scale image (S, S, 3) uint8 by draws (3 uniforms in [-1, 1]) x amount, borders replicated; the
-    same mapping applied to points (N, 2) in pixel coordinates."""
+    """Shift image (S, S, 3) uint8 by whole pixels, draws (2 uniforms in [-1, 1]) x amount x S across and down,
+    borders replicated; points (N, 2) in pixel coordinates move with it.
+
+    Whole pixels, so that nothing is resampled: a sub-pixel shift is a bilinear blur (it took the Laplacian energy
+    of 64 px faces to 0.42x), which the generator then learns to reproduce in its output."""
     size = image.shape[0]
-    scale = 1 + amount * draws[0]
-    shift = amount * draws[1:]  # fraction of the size
-    theta = torch.tensor([[[1 / scale, 0, -2 * shift[0]], [0, 1 / scale, -2 * shift[1]]]], dtype=torch.float32)
-    pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float()
-    grid = F.affine_grid(theta, pixels.shape, align_corners=False)
-    moved = F.grid_sample(pixels, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    image = moved[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
+    across, down = np.rint(amount * size * np.asarray(draws[:2])).astype(int)
+    pad_x, pad_y = abs(across), abs(down)
+    padded = np.pad(image, ((pad_y, pad_y), (pad_x, pad_x), (0, 0)), mode="edge")
+    top, left = pad_y - down, pad_x - across
+    image = padded[top:top + size, left:left + size]
     if points is not None:
-        normalised = 2 * points / size - 1
-        points = ((scale * (normalised + 2 * shift) + 1) * size / 2).astype(np.float32)
+        points = points + np.array([across, down], dtype=np.float32)
     return image, points
 
 
@@ -123,7 +122,7 @@ class BatchMaker:
         rng = np.random.default_rng([self.seed, position, 0x5A3E])
         index = self.sample_index(position)
         flip = self.flip and bool(rng.random() < 0.5)
-        jitter_draws = rng.uniform(-1, 1, 3)
+        jitter_draws = rng.uniform(-1, 1, 2)
         image, points = self.view(index, flip, jitter_draws)
         sample = {"real": image, "alpha": rng.random()}
         return self.family.sample_targets(self, sample, rng, index, flip, jitter_draws, points)
@@ -155,4 +154,4 @@ class BatchMaker:
         """Landmarks (count, 66, 2) at the network size of `count` images spread over the data set, for sample
         grids (GANnotation)."""
         indices = np.linspace(len(self.data) - 1, 0, count).round().astype(int)
-        return np.stack([self.view(int(i), False, np.zeros(3))[1] for i in indices])
+        return np.stack([self.view(int(i), False, np.zeros(2))[1] for i in indices])

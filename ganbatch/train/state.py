@@ -237,7 +237,8 @@ def model_config(job: TrainJob, step: int, run_uri: str) -> dict:
             "run": run_uri, "step": step, "steps": job.steps, "data": job.data, "seed": job.seed,
             "batch_size": job.batch_size, "workers": job.execution.workers or 1, "init": job.init,
             "network": job.network.resolved().model_dump(), "objective": job.resolved_objective().model_dump(),
-            "optimizer": job.resolved_optimizer().model_dump(), "ganbatch_version": __version__,
+            "optimizer": job.resolved_optimizer().model_dump(), "augment": job.augment.model_dump(),
+            "ganbatch_version": __version__,
         },
     }
 
