@@ -43,7 +43,7 @@ def _jitter(image: np.ndarray, points: np.ndarray | None, draws: np.ndarray, amo
     Whole pixels, so that nothing is resampled: a sub-pixel shift is a bilinear blur (it took the Laplacian energy
     of 64 px faces to 0.42x), which the generator then learns to reproduce in its output."""
     size = image.shape[0]
-    across, down = np.rint(amount * size * np.asarray(draws[:2])).astype(int)
+    across, down = np.rint(amount * size * np.asarray(draws)).astype(int)
     pad_x, pad_y = abs(across), abs(down)
     padded = np.pad(image, ((pad_y, pad_y), (pad_x, pad_x), (0, 0)), mode="edge")
     top, left = pad_y - down, pad_x - across
