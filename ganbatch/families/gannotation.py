@@ -154,8 +154,8 @@ class GANnotation(ModelFamily):
         partners = maker.partners[index]
         has_pair = len(partners) > 0
         target_index = int(partners[rng.integers(len(partners))]) if has_pair else int(rng.integers(len(maker.data)))
-        target_image, target_points = maker.view(target_index, flip, rng.uniform(-1, 1, 3))
-        _, third_points = maker.view(int(rng.integers(len(maker.data))), flip, rng.uniform(-1, 1, 3))
+        target_image, target_points = maker.view(target_index, flip, rng.uniform(-1, 1, 2))
+        _, third_points = maker.view(int(rng.integers(len(maker.data))), flip, rng.uniform(-1, 1, 2))
         sample.update(points_real=points, points_target=target_points, points_third=third_points,
                       target=target_image if has_pair else sample["real"], has_pair=float(has_pair))
         return sample
