@@ -115,6 +115,7 @@ def validate(manifests, strict):
 SYNTH = SchemaOptions(SynthJob, {
     "output": [Flag("out", metavar="DIR|s3://..."), Flag("layouts", name="--layout"), "contact_sheet"],
     "data set": ["identities", "per_identity", "size", "seed", "test_fraction"],
+    "expression mix": ["neutral_weight", "prototype_weight", "sparse_weight"],
 })
 
 

@@ -6,6 +6,7 @@ import textwrap
 from pathlib import Path
 
 import boto3
+import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -13,6 +14,7 @@ from PIL import Image
 
 from ganbatch.cli import main
 from ganbatch.jobs import JOB_ADAPTER, SynthJob
+from ganbatch.targets.aus import read_aus_pkl
 
 JOBS = Path(__file__).resolve().parents[1] / "jobs"
 
@@ -112,6 +114,24 @@ def test_synth_command_writes_a_tiny_data_set(tmp_path):
     assert sorted(listed) == [image.name for image in images]
     assert (out / "aus_openface.pkl").is_file()
     assert not (out / "aus_openface.csv").exists() and not (out / "contact_sheet.png").exists()
+
+
+def test_synth_expression_weights_reach_the_data_set_and_bad_ones_get_one_line(tmp_path):
+    out = tmp_path / "neutral-only"
+    result = invoke("synth", "--out", out, "--identities", "2", "--per-identity", "3", "--size", "64",
+                    "--layout", "ganimation", "--no-contact-sheet", "--neutral-weight", "1", "--prototype-weight", "0",
+                    "--sparse-weight", "0")
+    assert result.exit_code == 0, result.output
+    assert not np.any(list(read_aus_pkl(out / "aus_openface.pkl").values()))
+    planned = invoke("synth", "--out", out, "--sparse-weight", "0.6", "--dry-run")
+    printed = dry_run_yaml(planned)
+    assert [printed[f"{kind}_weight"] for kind in ("neutral", "prototype", "sparse")] == [0.15, 0.45, 0.6]
+    assert "expressions neutral:prototype:sparse 0.15:0.45:0.6" in planned.stdout
+    for flags, reason in ((["--sparse-weight", "-1"], "--sparse-weight: sparse_weight: Input should be greater"),
+                          (["--neutral-weight", "0", "--prototype-weight", "0", "--sparse-weight", "0"],
+                           "neutral_weight, prototype_weight and sparse_weight must not all be 0")):
+        refused = invoke("synth", "--out", out, *flags, "--dry-run")
+        assert refused.exit_code == 2 and reason in refused.stderr and "Traceback" not in refused.output
 
 
 @pytest.mark.slow

@@ -1,5 +1,6 @@
 """Job manifests: the documented examples validate; broken manifests give located, complete, value-free errors."""
 import itertools
+import re
 import textwrap
 from pathlib import Path
 
@@ -80,12 +81,13 @@ def _same_place(recorded: str, recipe_path: str) -> bool:
 @pytest.mark.parametrize("recipe, model", [("demo_model.yaml", DEMO_MODEL),
                                            ("demo_gannotation.yaml", DEMO_GANNOTATION_MODEL)])
 def test_demo_recipes_are_the_shipped_models_training(recipe, model):
-    """Each demo recipe trains runs in phases (one run resumed to more steps) whose attention-mask weight never
-    rises and ends at the published 0.1; a later run fine-tunes the one before it (`init` is that run's model). The
-    last phase is what the bundled model records."""
+    """Each demo recipe writes its data sets (synth steps) and trains runs in phases (one run resumed to more steps)
+    whose attention-mask weight never rises and ends at the published 0.1; a later run fine-tunes the one before it
+    (`init` is that run's model). The last phase is what the bundled model records, with the data set it names."""
     job = load_job(JOBS / recipe).job
-    (_, synth), *phases = job.steps.items()
-    assert synth.kind == "synth" and {phase.kind for _, phase in phases} == {"train"}
+    data_sets = {name: step for name, step in job.steps.items() if step.kind == "synth"}
+    phases = [(name, step) for name, step in job.steps.items() if step.kind != "synth"]
+    assert next(iter(job.steps)) in data_sets and {phase.kind for _, phase in phases} == {"train"}
     runs = [list(group) for _, group in itertools.groupby(phases, key=lambda item: (item[1].name, item[1].out))]
     assert len(runs) == len({(run[0][1].name, run[0][1].out) for run in runs})  # each run's phases in one block
     for index, run in enumerate(runs):
@@ -96,6 +98,7 @@ def test_demo_recipes_are_the_shipped_models_training(recipe, model):
         expected_init = f"${{steps.{runs[index - 1][-1][0]}.model}}" if index else None
         assert {phase.init for _, phase in run} == {expected_init}
     final = phases[-1][1]
+    synth = data_sets[re.fullmatch(r"\$\{steps\.(\w+)\.data\}", final.data).group(1)]
     recorded = load_generator(model)[1].config["training"]
     assert recorded["step"] == recorded["steps"] == final.steps
     assert recorded["network"] == final.network.resolved().model_dump()

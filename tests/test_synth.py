@@ -7,7 +7,9 @@ import pytest
 from PIL import Image, ImageDraw, ImageFilter
 from scipy.spatial import ConvexHull
 
+from ganbatch.jobs import SynthJob
 from ganbatch.synth import (
+    ExpressionMix,
     Identity,
     Shading,
     face_geometry,
@@ -21,7 +23,7 @@ from ganbatch.synth import (
     write_dataset,
 )
 from ganbatch.synth.face import MOUTH_INTERIOR
-from ganbatch.targets.aus import AU_IDS, AUError, NUM_AUS, read_aus_pkl, read_openface_csv
+from ganbatch.targets.aus import AU_IDS, EXPRESSIONS, AUError, NUM_AUS, read_aus_pkl, read_openface_csv
 from ganbatch.targets.landmarks import IBUG_FLIP, read_landmarks
 
 SIZE = 128
@@ -222,6 +224,51 @@ def test_expression_sampler_covers_every_au():
         assert values.max() > 4.5, f"AU{au} never strong"
         assert 0.05 < np.mean(values > 0) < 0.6, f"AU{au} active in {np.mean(values > 0):.2f} of the samples"
         assert np.mean((values > 0) & (values < 2)) > 0.01, f"AU{au} never weak"
+
+
+PROTOTYPE_AUS = [{AU_IDS.index(int(au[2:])) for au in EXPRESSIONS[name]} for name in EXPRESSIONS if name != "neutral"]
+
+
+def test_expression_mix_weights_the_three_kinds_of_draw():
+    def shares(mix, count=4000):
+        """The shares of neutral draws, of prototype-shaped draws and of draws showing AU25."""
+        rng = np.random.default_rng(1)
+        active = [set(np.flatnonzero(sample_expression_aus(rng, mix))) for _ in range(count)]
+        return (np.mean([not aus for aus in active]), np.mean([aus in PROTOTYPE_AUS for aus in active]),
+                np.mean([AU_IDS.index(25) in aus for aus in active]))
+
+    default_neutral, default_prototypes, default_au25 = shares(ExpressionMix())
+    assert 0.13 < default_neutral < 0.17 and 0.43 < default_prototypes < 0.49
+    neutral, prototypes, au25 = shares(ExpressionMix(neutral=0.1, prototypes=0.3, sparse=0.6))
+    assert 0.08 < neutral < 0.12 and 0.28 < prototypes < 0.34 and au25 > 1.3 * default_au25  # AU25: sparse only
+    assert shares(ExpressionMix(neutral=1, prototypes=0, sparse=0), 200) == (1.0, 0.0, 0.0)
+    only_sparse = shares(ExpressionMix(neutral=0, prototypes=0, sparse=2), 500)
+    assert only_sparse[0] == 0 and only_sparse[1] < 0.05  # weights are relative: 2 is all of them
+    for weights in ((-0.1, 0.5, 0.6), (0, 0, 0), (float("nan"), 1, 1)):
+        with pytest.raises(ValueError, match="expression mix"):
+            ExpressionMix(*weights)
+    assert SynthJob(out="x").expression_mix() == ExpressionMix()  # the job's defaults are the sampler's
+
+
+def test_the_default_mix_keeps_the_thresholds_data_sets_were_drawn_with():
+    # each draw's first uniform number picks the kind: below 0.15 neutral, below 0.60 a prototype, else sparse
+    rng = np.random.default_rng(8)
+    kinds = set()
+    for _ in range(300):
+        first = np.random.default_rng()
+        first.bit_generator.state = rng.bit_generator.state
+        draw = first.random()
+        active = set(np.flatnonzero(sample_expression_aus(rng)))
+        if draw < 0.15:
+            kinds.add("neutral")
+            assert not active
+        elif draw < 0.60:
+            kinds.add("prototype")
+            assert active in PROTOTYPE_AUS
+        else:
+            kinds.add("sparse")
+            assert 1 <= len(active) <= 4
+    assert kinds == {"neutral", "prototype", "sparse"}
 
 
 def test_written_dataset_loads_with_the_target_readers(tmp_path, shared_fixtures):

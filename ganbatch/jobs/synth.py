@@ -1,9 +1,12 @@
 """`kind: synth`: a synthetic face data set with exact AU and landmark ground truth."""
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ganbatch.jobs.common import StrictModel, Uri
+
+if TYPE_CHECKING:
+    from ganbatch.synth.dataset import ExpressionMix
 
 SynthLayout = Literal["ganimation", "openface", "landmarks"]
 
@@ -24,4 +27,22 @@ class SynthJob(StrictModel):
         description="what to write: ganimation (imgs/, aus_openface.pkl, id lists), openface (CSV), landmarks (68-point)",
     )
     test_fraction: float = Field(0.2, ge=0, lt=1, description="fraction of identities held out in test_ids.csv")
+    # the expression mix: the defaults are ganbatch.synth.dataset.ExpressionMix's
+    neutral_weight: float = Field(0.15, ge=0, description="relative weight of neutral faces")
+    prototype_weight: float = Field(0.45, ge=0, description="relative weight of the named expressions (happy, sad, "
+                                                            "...), scaled and jittered")
+    sparse_weight: float = Field(0.40, ge=0, description="relative weight of 1-4 AUs chosen at random, each at 0.5-5: "
+                                                         "the only kind that shows AUs alone, and the only one with AU25")
     contact_sheet: bool = Field(True, description="write contact_sheet.png (identities x expressions)")
+
+    @model_validator(mode="after")
+    def _some_expression_weight(self):
+        if self.neutral_weight + self.prototype_weight + self.sparse_weight <= 0:
+            raise ValueError("neutral_weight, prototype_weight and sparse_weight must not all be 0")
+        return self
+
+    def expression_mix(self) -> "ExpressionMix":
+        """The three weights as the sampler takes them."""
+        # imported here: ganbatch.synth imports the targets, whose schedules import this package's schema
+        from ganbatch.synth.dataset import ExpressionMix
+        return ExpressionMix(self.neutral_weight, self.prototype_weight, self.sparse_weight)

@@ -6,6 +6,7 @@ training/test data sets in GANimation's layout with OpenFace CSV and landmark an
 """
 from ganbatch.synth.dataset import (
     DatasetSummary,
+    ExpressionMix,
     read_identities,
     render_contact_sheet,
     sample_expression_aus,
@@ -17,6 +18,7 @@ from ganbatch.synth.identity import HAIR_STYLES, Identity, sample_identities, sa
 
 __all__ = [
     "DatasetSummary",
+    "ExpressionMix",
     "FaceGeometry",
     "HAIR_STYLES",
     "Identity",

@@ -10,11 +10,13 @@ Layout of `write_dataset(out_dir, ...)`:
     identities.json            {identity name: Identity fields}, to re-render ground truth for any expression
     contact_sheet.png          identities x named expressions
 
-Expression sampler (`sample_expression_aus`), per image: neutral with probability 0.15; a named prototype from
-`ganbatch.targets.aus.EXPRESSIONS` with probability 0.45, scaled by U(0.3, 1.25) with each AU jittered by
-U(0.8, 1.2); otherwise 1-4 AUs picked uniformly, each at U(0.5, 5). Intensities are rounded to 0.01, OpenFace's
-precision. Prototype AUs peak at 2-5 and the sparse draws are uniform, so every AU covers its whole 0-5 range while
-the prototypes keep realistic combinations.
+Expression sampler (`sample_expression_aus`), per image, one of three kinds drawn by the weights of an
+`ExpressionMix` (by default neutral 0.15, prototypes 0.45, sparse 0.40): neutral; a named prototype from
+`ganbatch.targets.aus.EXPRESSIONS`, scaled by U(0.3, 1.25) with each AU jittered by U(0.8, 1.2); or sparse, 1-4 AUs
+picked uniformly, each at U(0.5, 5). Intensities are rounded to 0.01, OpenFace's precision. Prototype AUs peak at
+2-5 and the sparse draws are uniform, so every AU covers its whole 0-5 range while the prototypes keep realistic
+combinations. The AUs no prototype uses (AU25) appear only in sparse draws: a larger sparse weight shows each AU
+alone more often.
 """
 import io
 import json
@@ -30,11 +32,23 @@ from ganbatch.targets.aus import AU_SCALE, EXPRESSIONS, NUM_AUS, expression_aus,
 from ganbatch.targets.landmarks import write_landmarks
 
 LAYOUTS = ("ganimation", "openface", "landmarks")
-NEUTRAL_PROBABILITY = 0.15
-PROTOTYPE_PROBABILITY = 0.45
 PROTOTYPES = tuple(name for name in EXPRESSIONS if name != "neutral")
 CONTACT_SHEET_EXPRESSIONS = ("neutral", "happy", "sad", "surprise", "fear", "anger", "disgust", "contempt", "blink")
 JPEG_QUALITY = 95
+
+
+@dataclass(frozen=True)
+class ExpressionMix:
+    """Relative weights of the sampler's three kinds of expression (non-negative, normalised by their sum)."""
+
+    neutral: float = 0.15
+    prototypes: float = 0.45
+    sparse: float = 0.40
+
+    def __post_init__(self):
+        weights = (self.neutral, self.prototypes, self.sparse)
+        if not all(np.isfinite(w) and w >= 0 for w in weights) or sum(weights) <= 0:
+            raise ValueError(f"expression mix: expected non-negative weights with a positive sum, got {weights}")
 
 
 @dataclass(frozen=True)
@@ -52,12 +66,13 @@ class DatasetSummary:
     test_identities: tuple[str, ...]
 
 
-def sample_expression_aus(rng):
-    """One AU vector (float64 (17,), 0-5) from the data set's expression mix (see the module docstring)."""
-    draw = rng.random()
-    if draw < NEUTRAL_PROBABILITY:
+def sample_expression_aus(rng, mix: ExpressionMix = ExpressionMix()):
+    """One AU vector (float64 (17,), 0-5) drawn from `mix` (see the module docstring)."""
+    total = mix.neutral + mix.prototypes + mix.sparse
+    draw = rng.random() * total
+    if draw < mix.neutral:
         return np.zeros(NUM_AUS)
-    if draw < NEUTRAL_PROBABILITY + PROTOTYPE_PROBABILITY:
+    if draw < mix.neutral + mix.prototypes:
         name = PROTOTYPES[rng.integers(len(PROTOTYPES))]
         aus = expression_aus(name, rng.uniform(0.3, 1.25)).astype(np.float64)
         aus = np.clip(aus * rng.uniform(0.8, 1.2, NUM_AUS), 0.0, AU_SCALE)
@@ -135,8 +150,9 @@ def _jpeg(image):
 
 
 def write_dataset(out_dir, identities, per_identity, size=128, seed=0, layouts=LAYOUTS, test_fraction=0.2,
-                  contact_sheet=True):
-    """Render `per_identity` expressions of each identity into `out_dir` (layout in the module docstring).
+                  contact_sheet=True, mix=ExpressionMix()):
+    """Render `per_identity` expressions of each identity, drawn from `mix`, into `out_dir` (layout in the module
+    docstring).
 
     `identities` is a list of `Identity` or a count (then `sample_identities(count, seed)`); `seed` also drives the
     expression sampler and the identity split, so the same arguments write the same files.
@@ -158,7 +174,7 @@ def write_dataset(out_dir, identities, per_identity, size=128, seed=0, layouts=L
     image_aus, image_names, image_identities = [], [], []
     for name, identity in zip(names, identities):
         for index in range(per_identity):
-            aus = sample_expression_aus(rng)
+            aus = sample_expression_aus(rng, mix)
             image, landmarks = render_face(identity, aus, size)
             stem = f"{name}_{index:03d}"
             files.write_bytes(f"imgs/{stem}.jpg", _jpeg(image))

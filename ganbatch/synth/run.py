@@ -19,10 +19,11 @@ class SynthResult:
 
 
 def plan_synth(job: SynthJob) -> str:
-    """One line: how many images of which size go where."""
+    """One line: how many images of which size and expression mix go where."""
     return (
         f"{job.identities} identities x {job.per_identity} images = {job.identities * job.per_identity} "
         f"images of {job.size}x{job.size} px -> {job.out} (layouts: {', '.join(job.layouts)}; "
+        f"expressions neutral:prototype:sparse {job.neutral_weight:g}:{job.prototype_weight:g}:{job.sparse_weight:g}; "
         f"test fraction {job.test_fraction:g} of identities; seed {job.seed}; runs in this process)"
     )
 
@@ -32,7 +33,7 @@ def run_synth(job: SynthJob) -> SynthResult:
     with tempfile.TemporaryDirectory(prefix="ganbatch-synth-") as staging:
         summary = write_dataset(
             staging, job.identities, job.per_identity, size=job.size, seed=job.seed, layouts=tuple(job.layouts),
-            test_fraction=job.test_fraction, contact_sheet=job.contact_sheet,
+            test_fraction=job.test_fraction, contact_sheet=job.contact_sheet, mix=job.expression_mix(),
         )
         for file in sorted(Path(staging).rglob("*")):
             if file.is_file():
