@@ -244,6 +244,8 @@ def test_expression_mix_weights_the_three_kinds_of_draw():
     assert shares(ExpressionMix(neutral=1, prototypes=0, sparse=0), 200) == (1.0, 0.0, 0.0)
     only_sparse = shares(ExpressionMix(neutral=0, prototypes=0, sparse=2), 500)
     assert only_sparse[0] == 0 and only_sparse[1] < 0.05  # weights are relative: 2 is all of them
+    quarter_neutral, quarter_prototypes, _ = shares(ExpressionMix(neutral=2, prototypes=2, sparse=4))
+    assert 0.22 < quarter_neutral < 0.28 and 0.22 < quarter_prototypes < 0.28
     for weights in ((-0.1, 0.5, 0.6), (0, 0, 0), (float("nan"), 1, 1)):
         with pytest.raises(ValueError, match="expression mix"):
             ExpressionMix(*weights)
