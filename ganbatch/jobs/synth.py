@@ -28,11 +28,13 @@ class SynthJob(StrictModel):
     )
     test_fraction: float = Field(0.2, ge=0, lt=1, description="fraction of identities held out in test_ids.csv")
     # the expression mix: the defaults are ganbatch.synth.dataset.ExpressionMix's
-    neutral_weight: float = Field(0.15, ge=0, description="relative weight of neutral faces")
-    prototype_weight: float = Field(0.45, ge=0, description="relative weight of the named expressions (happy, sad, "
-                                                            "...), scaled and jittered")
-    sparse_weight: float = Field(0.40, ge=0, description="relative weight of 1-4 AUs chosen at random, each at 0.5-5: "
-                                                         "the only kind that shows AUs alone, and the only one with AU25")
+    neutral_weight: float = Field(0.15, ge=0, allow_inf_nan=False, description="relative weight of neutral faces")
+    prototype_weight: float = Field(0.45, ge=0, allow_inf_nan=False,
+                                    description="relative weight of the named expressions (happy, sad, ...), scaled "
+                                                "and jittered")
+    sparse_weight: float = Field(0.40, ge=0, allow_inf_nan=False,
+                                 description="relative weight of 1-4 AUs chosen at random, each at 0.5-5: the only "
+                                             "kind that shows AUs alone, and the only one with AU25")
     contact_sheet: bool = Field(True, description="write contact_sheet.png (identities x expressions)")
 
     @model_validator(mode="after")
