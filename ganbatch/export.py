@@ -59,7 +59,7 @@ def _open_generator(source: str, trust_pickle: bool) -> tuple[AttentionGenerator
         from ganbatch.train.export import run_generator
 
         return run_generator(source)
-    from ganbatch.models.runtime import open_source
+    from ganbatch.runtimes import open_source
 
     with open_source(source, trust_pickle=trust_pickle) as opened:
         if opened.generator is None:

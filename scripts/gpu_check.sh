@@ -28,7 +28,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 import numpy as np
 import torch
 
-from ganbatch.models.runtime import open_runtime
+from ganbatch.runtimes import open_runtime
 from ganbatch.render import render_clip
 from ganbatch.synth import render_face, sample_identity
 from ganbatch.targets import expression_aus, expression_schedule

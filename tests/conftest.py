@@ -1,10 +1,15 @@
-"""Shared test fixtures: the read-only ../shared fixtures and small-thread torch."""
+"""Shared test fixtures: the read-only ../shared fixtures, small-thread torch, a runtime cache of the session's own."""
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
 import torch
 
 torch.set_num_threads(1)
+# The runtime cache (`auto`'s decisions and exported models) of this test session, never the user's; set before any
+# test starts a subprocess or Ray, which inherit it. Tests of the cache itself use folders of their own.
+os.environ["GANBATCH_CACHE"] = tempfile.mkdtemp(prefix="ganbatch-test-cache-")
 
 SHARED_FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
 

@@ -10,7 +10,7 @@ import torch
 import yaml
 from click.testing import CliRunner
 
-from ganbatch.animate.item import ItemAnimator, ItemSettings, PreparedClip, generate_clips
+from ganbatch.animate.item import ItemSettings
 from ganbatch.animate.manifest import ManifestWriter, manifest_row
 from ganbatch.animate.plan import PlanError, WorkItem, existing_outputs, find_inputs, plan_items
 from ganbatch.animate.resources import ResourceError, plan_stages
@@ -29,8 +29,8 @@ from ganbatch.jobs.animate import AnimateExecution, CropSpec, OutputSpec, Target
 from ganbatch.models import GANimationGenerator, describe_generator
 from ganbatch.models import locate
 from ganbatch.models.locate import ModelNotFoundError, open_model
-from ganbatch.models.runtime import TorchRuntime
-from ganbatch.render import render_clip
+from ganbatch.render import PreparedClip, render_clip, render_clips
+from ganbatch.runtimes.torch_engine import TorchRuntime
 from ganbatch.targets import AU_NAMES, expression_aus, write_openface_csv
 
 
@@ -190,39 +190,71 @@ def test_clips_batched_together_equal_render_clip_per_clip(tiny):
     clips = [PreparedClip(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8), rng.uniform(0, 5, (count, 17)),
                           input_first) for count, input_first in ((3, False), (6, True), (2, False))]
     runtime = TorchRuntime(generator, info)
-    made = generate_clips(runtime, clips, batch_size=4, return_maps=True)
+    made = render_clips(runtime, clips, batch_size=4, return_maps=True)
     for clip, got in zip(clips, made):
         expected = render_clip(generator, info, clip.face, clip.targets, chunk_size=4, input_first=clip.input_first,
                                return_maps=True)
         np.testing.assert_allclose(got.frames, expected.frames, atol=1)  # other batch compositions: last-bit noise
         np.testing.assert_allclose(got.attention, expected.attention, atol=1e-4)
     np.testing.assert_array_equal(made[1].frames[0], clips[1].face)
-    (alone,) = generate_clips(runtime, clips[1:2], batch_size=4)  # one clip: exactly render_clip's batches
+    (alone,) = render_clips(runtime, clips[1:2], batch_size=4)  # one clip: exactly render_clip's batches
     np.testing.assert_array_equal(alone.frames, render_clip(generator, info, clips[1].face, clips[1].targets,
                                                             chunk_size=4, input_first=True).frames)
 
 
-def test_generate_clips_uses_few_forward_passes(tiny):
+class Counting(TorchRuntime):
+    """A torch runtime that records the batch size of each forward pass."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.calls = []
+
+    def _run(self, x, cond):
+        self.calls.append(len(x))
+        return super()._run(x, cond)
+
+
+def test_render_clips_uses_few_forward_passes(tiny):
     generator, info = tiny
-    calls = []
-
-    class Counting(TorchRuntime):
-        def _run(self, x, cond):
-            calls.append(len(x))
-            return super()._run(x, cond)
-
     face = np.zeros((16, 16, 3), np.uint8)
-    clips = [PreparedClip(face, np.zeros((5, 17))) for _ in range(3)]
-    generate_clips(Counting(generator, info), clips, batch_size=8)
-    assert calls == [8, 7]  # 15 frames of 3 clips in 2 passes, not 3 x 1
+    clips = [PreparedClip(face, np.random.default_rng(index).uniform(0, 5, (5, 17))) for index in range(3)]
+    runtime = Counting(generator, info)
+    render_clips(runtime, clips, batch_size=8)
+    assert runtime.calls == [8, 7]  # 15 frames of 3 clips in 2 passes, not 3 x 1
+
+
+def test_frames_with_the_same_target_are_generated_once(tiny):
+    """A ping-pong path with held frames: the way back and the holds are copies of frames generated once."""
+    from ganbatch.targets import expression_schedule
+
+    generator, info = tiny
+    targets = expression_schedule(np.zeros(17), expression_aus("happy"), frames=6, hold_frames=2,
+                                  pingpong=True).targets()
+    distinct = len({row.tobytes() for row in np.ascontiguousarray(targets)})
+    assert len(targets) > distinct + 4  # the path really repeats itself
+    face = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    runtime = Counting(generator, info)
+    (clip,) = render_clips(runtime, [PreparedClip(face, targets)], batch_size=64, return_maps=True)
+    assert runtime.calls == [distinct]
+    each = np.concatenate([render_clip(generator, info, face, targets[index:index + 1], return_maps=True).frames
+                           for index in range(len(targets))])
+    np.testing.assert_allclose(clip.frames, each, atol=1)  # batch composition: last-bit noise at most
+    for index, later in enumerate(targets):
+        for earlier in range(index):
+            if np.array_equal(targets[earlier], later):
+                np.testing.assert_array_equal(clip.frames[index], clip.frames[earlier])
+                np.testing.assert_array_equal(clip.attention[index], clip.attention[earlier])
 
 
 def test_an_item_failure_is_a_row_naming_the_reason(tiny, tmp_path):
-    generator, info = tiny
+    """The stages' functions without Ray: a missing photo fails in prepare and encode makes its row."""
+    from ganbatch.animate.stages import GeneratorSpec, RunSpec, encode, item_row, prepare
+
     settings = ItemSettings(model="tiny.pt", crop=CropSpec(), output=OutputSpec(), batch_size=4)
-    animator = ItemAnimator(TorchRuntime(generator, info), load_targets([TargetSpec(expression="happy")]), settings)
-    row = animator.animate(WorkItem(str(tmp_path / "gone.jpg"), str(tmp_path / "gone__happy.mp4"),
-                                    "gone__happy.mp4", 0, "happy"))
+    generator_spec = GeneratorSpec("tiny.pt", "torch", "cpu", "fp32", False, 4, False, 0.0)
+    spec = RunSpec(settings, load_targets([TargetSpec(expression="happy")]), 16, 0.0, generator_spec)
+    item = WorkItem(str(tmp_path / "gone.jpg"), str(tmp_path / "gone__happy.mp4"), "gone__happy.mp4", 0, "happy")
+    row = json.loads(encode(prepare(item_row(item), spec), spec)["row"])
     assert row["status"] == "failed" and "gone.jpg" in row["error"] and "not found" in row["error"]
     assert list(row) == ["input", "output", "status", "frames", "fps", "seconds", "error", "model", "target",
                          "model_digest", "runtime"]

@@ -12,8 +12,8 @@ from ganbatch.models import GANimationGenerator, GANnotationGenerator, save_gene
 from ganbatch.models.calibration import synthetic_batches
 from ganbatch.models.checkpoint import CheckpointFormatError, load_generator
 from ganbatch.models.export import CONFIG_KEY, export_generator, read_exported_info
-from ganbatch.models.runtime import model_info, open_runtime
-from ganbatch.models.runtime_auto import psnr_db
+from ganbatch.runtimes import model_info, open_runtime
+from ganbatch.runtimes.gate import psnr_db
 
 ort = pytest.importorskip("onnxruntime", reason="needs the cpu-fast extra (pip install 'ganbatch[cpu-fast]')")
 ov = pytest.importorskip("openvino", reason="needs the cpu-fast extra (pip install 'ganbatch[cpu-fast]')")
@@ -96,7 +96,7 @@ def test_exported_models_refuse_what_cannot_run_them(model, tmp_path):
     export_generator(model["generator"], model["info"], out, format="openvino")
     with pytest.raises(RuntimeError, match="torch needs a checkpoint"):
         open_runtime(str(out), runtime="torch")
-    with pytest.raises(RuntimeError, match="only --runtime openvino"):
+    with pytest.raises(RuntimeError, match="run it with --runtime openvino"):
         open_runtime(str(out), runtime="onnxruntime")
 
 

@@ -1,14 +1,19 @@
-"""Runtimes: the torch runtime's contract, open_runtime on checkpoints, render_clip with a Runtime, and `auto`:
-candidates from the machine's capabilities, the probe's choice, the fallback to torch, the demo's eval metrics."""
+"""Runtimes: the torch runtime's contract, open_runtime on checkpoints, render_clip with a Runtime, the engine
+registry, and `auto`: candidates from the machine's capabilities, the tuned choice, the fallback to torch, a model
+file selecting its engine, the demo's eval metrics."""
 import numpy as np
 import pytest
 import torch
 
 from ganbatch.models import GANimationGenerator, describe_generator, save_generator
 from ganbatch.models.export import MISSING_ENV
-from ganbatch.models.runtime import ModelSource, Runtime, RuntimeUnavailableError, TorchRuntime, open_runtime
-from ganbatch.models.runtime_auto import MIN_PSNR_DB, Machine, candidates, cpu_flags, installed_runtimes
 from ganbatch.render import render_clip
+from ganbatch.runtimes import ModelSource, Runtime, RuntimeUnavailableError, open_runtime
+from ganbatch.runtimes.auto import candidates
+from ganbatch.runtimes.gate import MIN_PSNR_DB
+from ganbatch.runtimes.machine import Machine, cpu_flags
+from ganbatch.runtimes.registry import installed_engines
+from ganbatch.runtimes.torch_engine import TorchRuntime
 
 SIZE = 32
 
@@ -80,27 +85,34 @@ def machine(flags, runtimes=ALL_RUNTIMES, device="cpu"):
     return Machine(torch.device(device), "AVX512" if "avx512f" in flags else "AVX2", flags, runtimes)
 
 
+VNNI_ONLY = frozenset({"avx2", "avx512f", "avx512_vnni"})
+
+
 def exported(kind, precision):
-    return ModelSource(kind, describe_generator(GANimationGenerator(conv_dim=8, repeat_num=1), image_size=SIZE,
-                                                config={"export": {"precision": precision}}))
+    info = describe_generator(GANimationGenerator(conv_dim=8, repeat_num=1), image_size=SIZE,
+                              config={"export": {"precision": precision}})
+    return ModelSource(kind, None, info)
 
 
-def test_bf16_is_a_candidate_only_where_the_cpu_computes_it_natively(ganimation):
-    checkpoint = ModelSource("checkpoint", ganimation[1], generator=ganimation[0])
+def test_candidates_follow_the_cpu_bf16_only_where_native_int8_only_with_int8_dot_products(ganimation):
+    checkpoint = ModelSource("checkpoint", None, ganimation[1])
     native = candidates(checkpoint, machine(AVX512_BF16))
-    assert native[0] == ("openvino", "bf16") and ("torch", "bf16") in native and native[-1] == ("torch", "fp32")
+    assert native == [("openvino", "int8"), ("openvino", "bf16"), ("torch", "bf16"), ("openvino", "fp32"),
+                      ("onnxruntime", "fp32"), ("torch", "fp32")]
+    vnni = candidates(checkpoint, machine(VNNI_ONLY))
+    assert vnni == [("openvino", "int8"), ("openvino", "fp32"), ("onnxruntime", "fp32"), ("torch", "fp32")]
     avx2 = candidates(checkpoint, machine(AVX2_ONLY))
-    assert avx2 == [("onnxruntime", "fp32"), ("openvino", "fp32"), ("torch", "fp32")]
+    assert avx2 == [("openvino", "fp32"), ("onnxruntime", "fp32"), ("torch", "fp32")]
     assert candidates(checkpoint, machine(AVX512_BF16, runtimes=("torch",))) == [("torch", "bf16"), ("torch", "fp32")]
     cuda = candidates(checkpoint, machine(AVX2_ONLY, device="cuda"))
-    assert cuda[0] == ("tensorrt", "fp16") and ("torch", "fp16") in cuda
+    assert cuda[0] == ("tensorrt", "fp16") and ("torch", "fp16") in cuda and cuda[-1] == ("torch", "fp32")
 
 
 def test_exported_models_are_candidates_only_for_the_engines_that_read_them():
     assert candidates(exported("openvino", "int8"), machine(AVX512_BF16)) == [("openvino", "int8")]
     onnx_fp32 = candidates(exported("onnx", "fp32"), machine(AVX512_BF16))
-    assert onnx_fp32 == [("openvino", "bf16"), ("onnxruntime", "fp32"), ("openvino", "fp32")]
-    assert candidates(exported("onnx", "int8"), machine(AVX2_ONLY)) == [("onnxruntime", "int8"), ("openvino", "int8")]
+    assert onnx_fp32 == [("openvino", "bf16"), ("openvino", "fp32"), ("onnxruntime", "fp32")]
+    assert candidates(exported("onnx", "int8"), machine(AVX2_ONLY)) == [("openvino", "int8"), ("onnxruntime", "int8")]
     assert candidates(exported("onnx", "fp32"), machine(AVX2_ONLY, runtimes=("torch",))) == []
 
 
@@ -112,8 +124,8 @@ def test_cpu_flags_come_from_proc_cpuinfo(tmp_path):
 
 def test_missing_runtimes_seam(monkeypatch):
     monkeypatch.setenv(MISSING_ENV, "onnxruntime, openvino")
-    assert "onnxruntime" not in installed_runtimes() and "openvino" not in installed_runtimes()
-    assert installed_runtimes(missing=())[0] == "torch"
+    assert "onnxruntime" not in installed_engines() and "openvino" not in installed_engines()
+    assert installed_engines(missing=())[0] == "torch"
 
 
 @pytest.fixture
@@ -123,18 +135,18 @@ def checkpoint(ganimation, tmp_path):
     return str(tmp_path / "g.pt")
 
 
-def test_auto_chooses_a_valid_runtime_here_within_tolerance(checkpoint):
+def test_auto_chooses_the_fastest_candidate_that_passes_the_gate(checkpoint):
     runtime = open_runtime(checkpoint, runtime="auto", threads=1)
-    choice = runtime.auto
-    assert runtime.name in choice.machine.runtimes and "auto on cpu" in runtime.describe()
+    decision = runtime.auto
+    assert runtime.name in decision.machine.runtimes and "auto (tuned now) on cpu" in runtime.describe()
     assert runtime.describe().startswith(f"{runtime.name} {runtime.precision} on cpu, 1 thread (auto")
-    tried = {(result.runtime, result.precision): result for result in choice.results}
+    tried = {(row.runtime, row.precision): row for row in decision.candidates}
     chosen = tried[(runtime.name, runtime.precision)]
-    assert chosen.within_tolerance and chosen.fps == max(r.fps for r in tried.values() if r.within_tolerance)
-    assert ("torch", "fp32") in tried
+    assert chosen.passed and chosen.fps == max(row.fps for row in tried.values() if row.passed)
+    assert ("torch", "fp32") in tried and tried[("torch", "fp32")].figures is None  # the reference
     if runtime.precision in MIN_PSNR_DB:
-        assert chosen.psnr_db >= MIN_PSNR_DB[runtime.precision]
-    if not choice.machine.native_bf16:
+        assert chosen.figures.psnr_db >= MIN_PSNR_DB[runtime.precision]
+    if not decision.machine.native_bf16:
         assert all(precision != "bf16" for _, precision in tried)
 
 
@@ -148,15 +160,17 @@ def test_auto_falls_back_to_torch_when_the_extras_are_missing(checkpoint, monkey
         open_runtime(checkpoint, runtime="openvino")
 
 
-def test_auto_without_probe_takes_the_first_candidate_that_opens(checkpoint, monkeypatch):
-    from ganbatch.models.runtime import open_source
-    from ganbatch.models.runtime_auto import choose_runtime
+def test_a_model_file_that_one_engine_reads_selects_it_and_a_wrong_runtime_is_one_line(checkpoint, tmp_path):
+    pytest.importorskip("openvino", reason="needs the cpu-fast extra (pip install 'ganbatch[cpu-fast]')")
+    from ganbatch.export import export
 
-    with open_source(checkpoint) as source:
-        runtime = choose_runtime(source, device=torch.device("cpu"), probe=False, missing=("openvino",))
-        expected = candidates(source, runtime.auto.machine)[0]
-    assert (runtime.name, runtime.precision) == expected
-    assert [result.fps for result in runtime.auto.results] == [0.0]
+    export(checkpoint, str(tmp_path / "ir"), format="openvino", precision="fp32")
+    runtime = open_runtime(str(tmp_path / "ir"), threads=1)  # no runtime named: auto finds the one that reads it
+    assert runtime.name == "openvino"
+    for wrong in ("torch", "onnxruntime"):
+        with pytest.raises(RuntimeUnavailableError, match="OpenVINO|openvino") as caught:
+            open_runtime(str(tmp_path / "ir"), runtime=wrong)
+        assert "\n" not in str(caught.value)
 
 
 def test_tensorrt_without_a_gpu_says_what_it_needs(checkpoint):
@@ -172,7 +186,7 @@ def test_demo_eval_metrics_barely_move_with_the_auto_runtime_and_int8(tmp_path):
 
     reference = run_eval("demo", identities=2, runtime="torch")
     auto = run_eval("demo", identities=2, runtime="auto")
-    assert "auto on" in auto["settings"]["runtime"]
+    assert "(auto (tuned now) on cpu" in auto["settings"]["runtime"]
     from ganbatch.export import export
 
     export("demo", str(tmp_path / "int8_ir"), format="openvino", precision="int8")

@@ -7,16 +7,16 @@ PROGRAM = r"""
 import importlib, pkgutil, sys, tempfile
 from pathlib import Path
 
-import ganbatch.families, ganbatch.models, ganbatch.targets
-for package in (ganbatch.families, ganbatch.models, ganbatch.targets):
+import ganbatch.families, ganbatch.models, ganbatch.runtimes, ganbatch.targets
+for package in (ganbatch.families, ganbatch.models, ganbatch.runtimes, ganbatch.targets):
     for module in pkgutil.iter_modules(package.__path__, package.__name__ + "."):
         importlib.import_module(module.name)
 import ganbatch.render
 from ganbatch.models.checkpoint import save_generator
 from ganbatch.models.header import read_model_config
-from ganbatch.models.runtime import open_runtime
+from ganbatch.runtimes import open_runtime
 
-runtime = open_runtime("demo")
+runtime = open_runtime("demo", runtime="torch")
 assert read_model_config("demo").family == "ganimation"
 with tempfile.TemporaryDirectory() as folder:
     save_generator(runtime.generator, Path(folder) / "copy.pt")

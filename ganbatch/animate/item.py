@@ -3,27 +3,21 @@
 - `prepare_item`: read the image (local or S3), decode it, crop the face (or fit the crop to the model's size), and
   compute the per-frame targets: a `PreparedClip` (what the generator needs) and a `Placement` (what the encoder
   needs besides the frames).
-- `generate_clips`: frames for several clips at once through a Runtime, their generated frames concatenated into
-  forward passes of at most `batch_size` frames; for one clip exactly `render_clip(..., chunk_size=batch_size)`.
+- generate: `ganbatch.render.render_clips`, the frames of several clips at once through a Runtime.
 - `encode_item`: layout (side-by-side, mask, paste-back), ffmpeg, and an atomic write: a local output appears under
   its name only when complete; an S3 output is encoded to a local temporary file and uploaded whole (a PNG folder
   frame by frame, its first frame last: a re-run takes the first frame as the mark of a complete folder).
 
-The Ray pipeline runs each step as its own stage (ganbatch.animate.stages). `ItemAnimator` runs the three in a row
-for one item at a time, in one process, and returns the item's manifest row: every failure of an item (unreadable or
+The Ray pipeline runs each step as its own stage (ganbatch.animate.stages); every failure of an item (unreadable or
 corrupt image, no face, bad source AUs, an encoder error, ...) becomes a `failed` row naming the reason.
 """
 import functools
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
-import torch
-
 from ganbatch.io import scratch, storage
-from ganbatch.animate.manifest import manifest_row
 from ganbatch.animate.plan import WorkItem
 from ganbatch.animate.targets import NEUTRAL_AUS, Target
 from ganbatch.errors import one_line
@@ -32,9 +26,7 @@ from ganbatch.jobs.animate import CropSpec, OutputSpec
 from ganbatch.io.images import decode_image
 from ganbatch.io.video import VideoWriter
 from ganbatch.layout import compose_frames
-from ganbatch.families import get_family
-from ganbatch.models.runtime import Runtime
-from ganbatch.render import Clip
+from ganbatch.render import Clip, PreparedClip
 from ganbatch.targets import to_gannotation66
 
 
@@ -57,16 +49,6 @@ class ItemSettings:
     def needs_attention(self) -> bool:
         """Whether encoding uses the attention maps (paste-back, or the with-mask layout)."""
         return self.crop.pasteback or self.output.layout == "with-mask"
-
-
-@dataclass(frozen=True)
-class PreparedClip:
-    """The generator's input for one video: the model-sized uint8 face crop, one target per frame (the family's
-    convention), and whether frame 0 is the untouched face."""
-
-    face: np.ndarray
-    targets: np.ndarray
-    input_first: bool = False
 
 
 @dataclass(frozen=True)
@@ -128,56 +110,6 @@ def _crop_landmarks(face: np.ndarray, name: str, crop: CropSpec) -> np.ndarray:
     return to_gannotation66(found.landmarks)
 
 
-# --------------------------------------------------------------------------------------------------- generate
-
-
-def generate_clips(runtime: Runtime, clips: list[PreparedClip], *, batch_size: int,
-                   return_maps: bool = False) -> list[Clip]:
-    """The frames (and with return_maps the attention maps) of several clips, see the module doc.
-
-    The frames to generate (every frame but an input_first frame 0) of all clips are taken in order and cut into
-    forward passes of at most batch_size frames, so short clips share a pass.
-    """
-    family = get_family(runtime.info.family)
-    outputs, wanted = [], []  # per clip: its Clip; per generated frame: (clip index, frame index)
-    for index, clip in enumerate(clips):
-        count, side = len(clip.targets), clip.face.shape[0]
-        frames = np.empty((count, side, side, 3), np.uint8)
-        attention = np.empty((count, side, side), np.float32) if return_maps else None
-        if clip.input_first:
-            frames[0] = clip.face
-            if return_maps:
-                attention[0] = 1.0
-        outputs.append(Clip(frames=frames, attention=attention))
-        wanted += [(index, frame) for frame in range(int(clip.input_first), count)]
-    inputs = [family.face_to_input(clip.face) for clip in clips]
-    for start in range(0, len(wanted), batch_size):
-        segments = _segments(wanted[start:start + batch_size])
-        x = torch.cat([inputs[index].expand(stop - begin, -1, -1, -1) for index, begin, stop in segments])
-        cond = torch.cat([family.targets_to_cond(clips[index].targets[begin:stop], clips[index].face.shape[0])
-                          for index, begin, stop in segments])
-        image, _, attention_map = runtime(x, cond)
-        pixels = family.to_pixels(image)
-        offset = 0
-        for index, begin, stop in segments:
-            outputs[index].frames[begin:stop] = pixels[offset:offset + stop - begin]
-            if return_maps:
-                outputs[index].attention[begin:stop] = attention_map[offset:offset + stop - begin, 0].numpy()
-            offset += stop - begin
-    return outputs
-
-
-def _segments(frames: list[tuple[int, int]]) -> list[tuple[int, int, int]]:
-    """Consecutive (clip, frame) pairs grouped as (clip, first frame, stop frame)."""
-    segments = []
-    for index, frame in frames:
-        if segments and segments[-1][0] == index and segments[-1][2] == frame:
-            segments[-1] = (index, segments[-1][1], frame + 1)
-        else:
-            segments.append((index, frame, frame + 1))
-    return segments
-
-
 # --------------------------------------------------------------------------------------------------- encode
 
 
@@ -221,31 +153,3 @@ def _upload(local: Path, uri: str) -> None:
             storage.upload_file(frame, storage.join(uri, frame.name))
     else:
         storage.upload_file(local, uri)
-
-
-# --------------------------------------------------------------------------------------------------- one item
-
-
-class ItemAnimator:
-    """Makes items' videos one at a time in this process with one Runtime and the job's targets (no Ray)."""
-
-    def __init__(self, runtime: Runtime, targets: list[Target], settings: ItemSettings):
-        self.runtime = runtime
-        self.size = runtime.info.image_size or get_family(runtime.info.family).default_image_size
-        self.targets = targets
-        self.settings = settings
-
-    def animate(self, item: WorkItem) -> dict:
-        """Make one item's video; returns its manifest row (status ok or failed)."""
-        started = time.monotonic()
-        row = {"input": item.input, "output": item.output, "model": self.settings.model, "target": item.label,
-               "model_digest": self.settings.model_digest}
-        try:
-            clip, placement = prepare_item(item, self.targets, self.settings.crop, self.size)
-            (frames,) = generate_clips(self.runtime, [clip], batch_size=self.settings.batch_size,
-                                       return_maps=self.settings.needs_attention)
-            count = encode_item(item, frames, placement, self.settings)
-        except Exception as error:  # noqa: BLE001 - one item's failure, whatever it is, must not stop the batch
-            return manifest_row(**row, status="failed", error=describe_error(error),
-                                seconds=time.monotonic() - started)
-        return manifest_row(**row, status="ok", frames=count, fps=placement.fps, seconds=time.monotonic() - started)

@@ -62,7 +62,7 @@ from ganbatch.models.checkpoint import CheckpointError
 from ganbatch.families import get_family
 from ganbatch.models.header import read_model_config, target_problems
 from ganbatch.models.locate import resolve_model_uri
-from ganbatch.models.runtime import RuntimeUnavailableError, model_info
+from ganbatch.runtimes import RuntimeUnavailableError, model_info
 from ganbatch.progress import Progress, describe_cluster, describe_setup, format_duration
 from ganbatch.targets import AUError
 

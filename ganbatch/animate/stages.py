@@ -32,18 +32,13 @@ import torch
 from ray.data import ActorPoolStrategy, DataContext, Dataset
 
 from ganbatch.io import storage
-from ganbatch.animate.item import (
-    ItemSettings,
-    describe_error,
-    encode_item,
-    generate_clips,
-    prepare_item,
-)
+from ganbatch.animate.item import ItemSettings, describe_error, encode_item, prepare_item
 from ganbatch.animate.manifest import manifest_row
 from ganbatch.animate.plan import WorkItem
 from ganbatch.animate.resources import StagePlan
 from ganbatch.animate.targets import Target
-from ganbatch.models.runtime import open_runtime
+from ganbatch.render import render_clips
+from ganbatch.runtimes import open_runtime
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +107,7 @@ def prepare(row: dict, spec: RunSpec) -> dict:
 
 class Generate:
     """Stage 2 (actor): one Runtime per actor, opened once; each call generates the frames of a batch of rows'
-    clips together (see item.generate_clips) and passes failed rows through."""
+    clips together (`render.render_clips`) and passes failed rows through."""
 
     def __init__(self, spec: GeneratorSpec, threads: int | None, actors_per_node: int):
         device = spec.device if spec.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
@@ -120,7 +115,7 @@ class Generate:
             threads = max(1, len(os.sched_getaffinity(0)) // actors_per_node)
         with storage.retry_budget(spec.storage_retry_seconds):
             self.runtime = open_runtime(spec.model, runtime=spec.runtime, device=device, precision=spec.precision,
-                                        threads=threads, trust_pickle=spec.trust_pickle)
+                                        threads=threads, trust_pickle=spec.trust_pickle, batch_size=spec.batch_size)
         self.spec = spec
         self.description = self.runtime.describe()
         log.info("generator actor (pid %d): %s", os.getpid(), self.description)
@@ -134,8 +129,8 @@ class Generate:
         todo = [index for index, status in enumerate(batch["status"]) if status == "ok"]
         clips = [_unpack(batch["clip"][index]) for index in todo]
         try:
-            made = generate_clips(self.runtime, clips, batch_size=self.spec.batch_size,
-                                  return_maps=self.spec.return_maps)
+            made = render_clips(self.runtime, clips, batch_size=self.spec.batch_size,
+                                return_maps=self.spec.return_maps)
         except Exception as error:  # noqa: BLE001 - the batch's items fail with the reason, the stream goes on
             for index in todo:
                 batch["status"][index], batch["error"][index] = "failed", describe_error(error)

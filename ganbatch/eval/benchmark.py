@@ -42,7 +42,7 @@ from ganbatch.eval.au_regressor import AURegressor, load_au_regressor, predict_a
 from ganbatch.eval.report import write_report
 from ganbatch.models.checkpoint import GeneratorInfo
 from ganbatch.families import get_family
-from ganbatch.models.runtime import Runtime, open_runtime
+from ganbatch.runtimes import Runtime, open_runtime
 from ganbatch.models.networks import AttentionGenerator
 from ganbatch.render import render_clip
 from ganbatch.synth import face_landmarks, render_face, sample_expression_aus, sample_identities

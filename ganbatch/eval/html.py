@@ -92,7 +92,7 @@ def samples(model_uri: str, report: dict, *, trust_pickle: bool = False, device:
     below) and `curves` (mean absolute frame-to-frame change, 0-255, along a neutral -> preset clip of
     settings.path_frames frames, for the model and the ground truth)."""
     from ganbatch.eval.benchmark import PRESET_TARGETS, _conditions, eval_identities, interpolation_path
-    from ganbatch.models.runtime import open_runtime
+    from ganbatch.runtimes import open_runtime
     from ganbatch.render import render_clip
     from ganbatch.synth import render_face
     from ganbatch.targets.aus import NUM_AUS, expression_aus

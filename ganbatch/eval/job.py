@@ -24,7 +24,7 @@ def _library_errors() -> tuple[type[Exception], ...]:
     from ganbatch.eval import AURegressorError
     from ganbatch.io.storage import StorageError
     from ganbatch.models.checkpoint import CheckpointError
-    from ganbatch.models.runtime import RuntimeUnavailableError
+    from ganbatch.runtimes import RuntimeUnavailableError
 
     return CheckpointError, StorageError, RuntimeUnavailableError, AURegressorError
 

@@ -20,7 +20,7 @@ def generator_seconds_per_frame(model_uri: str, *, chunk_size: int, runtime: str
     """Seconds per frame of the model's generator on one batch of `chunk_size` frames, after one warm-up call."""
     import torch
 
-    from ganbatch.models.runtime import open_runtime
+    from ganbatch.runtimes import open_runtime
 
     engine = open_runtime(model_uri, runtime=runtime, device=device, trust_pickle=trust_pickle)
     family = get_family(engine.info.family)

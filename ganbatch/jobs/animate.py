@@ -238,9 +238,10 @@ class AnimateExecution(Execution):
                                 "leaves room for the CPU stages (torch threads follow the cores the actor may use)")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when the worker has a GPU")
     runtime: Runtime = Field(
-        "torch", description="inference engine of each generator actor; auto: the fastest one installed within "
-                             "tolerance of fp32, chosen per worker from its device and CPU (onnxruntime/openvino: "
-                             "pip install ganbatch[cpu-fast]; tensorrt: ganbatch[tensorrt])")
+        "auto", description="inference engine of each generator actor; auto: the fastest one here that passes the "
+                            "quality gate against fp32, measured once per model and machine and kept in the runtime "
+                            "cache (`ganbatch tune`, `ganbatch cache`); precision applies to a named engine "
+                            "(onnxruntime/openvino: pip install ganbatch[cpu-fast]; tensorrt: ganbatch[tensorrt])")
     batch_size: int = Field(16, ge=1, le=1024, description="frames per generator call (frames of several clips "
                                                            "are batched together)")
     storage_retry_seconds: float = Field(

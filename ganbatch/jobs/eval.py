@@ -27,6 +27,7 @@ class EvalJob(StrictModel):
     report: Optional[Uri] = Field(None, description="also write an HTML report with plots (per-AU errors, "
                                                     "smoothness, sample strips)")
     device: str = Field("cpu", description="torch device for the generator (cpu, cuda...)")
-    runtime: Runtime = Field("torch", description="inference engine (auto: the fastest here within tolerance of "
-                                                  "fp32; onnxruntime/openvino need ganbatch[cpu-fast])")
+    runtime: Runtime = Field("auto", description="inference engine (auto: the fastest here that passes the quality "
+                                                 "gate, kept in the runtime cache; onnxruntime/openvino need "
+                                                 "ganbatch[cpu-fast])")
     chunk_size: int = Field(16, ge=1, description="frames per generator batch")

@@ -51,6 +51,7 @@ DIGEST_KEY = "tensor_sha256"  # config entry holding tensor_digest(state_dict) o
 VERIFIED = "verified"  # integrity of an own file whose tensors match its recorded digest
 UNVERIFIED = "unverified"  # an own file saved without a digest: loaded, digest computed, nothing to compare with
 NOT_VERIFIABLE = "not verifiable"  # a foreign layout: no digest is recorded in such files
+RECORDED = "recorded"  # read from an own file's header: the digest it records, checked when the tensors load
 
 
 class CheckpointError(Exception):
@@ -344,6 +345,29 @@ def _load_own(content: Mapping, path: Path) -> tuple[AttentionGenerator, Generat
         raise CheckpointFormatError(f"{path}: config field image_size must be a positive integer, got {image_size!r}")
     info = describe_generator(generator, image_size=image_size, source=str(path), config=config)
     return generator, dataclasses.replace(info, digest=digest, integrity=VERIFIED if recorded else UNVERIFIED)
+
+
+def read_header_info(path) -> GeneratorInfo | None:
+    """The GeneratorInfo an own checkpoint's header records (family, hparams, image size, config and the recorded
+    tensor digest), read without loading its tensors: `torch.load(mmap=True, weights_only=True)` unpickles the
+    small header while the tensors stay memory-mapped and untouched. None for any other file (foreign layouts,
+    exported models, files without a complete config), which must be loaded to be known."""
+    try:
+        content = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+    except Exception:  # noqa: BLE001 - not a zip-format torch file, or one weights_only refuses: not ours
+        return None
+    if not isinstance(content, Mapping) or content.get("format") != OWN_FORMAT:
+        return None
+    try:
+        config = json.loads(content["config"])
+        get_family(config["family"])
+        hparams = {key: int(config["hparams"][key]) for key in ("conv_dim", "repeat_num", "cond_channels")}
+        image_size = config.get("image_size")
+    except (KeyError, TypeError, ValueError):
+        return None
+    return GeneratorInfo(family=config["family"], variant=OWN_FORMAT, hparams={**hparams, "image_size": image_size},
+                         source=str(path), config=config, digest=config.get(DIGEST_KEY),
+                         integrity=RECORDED if config.get(DIGEST_KEY) else UNVERIFIED)
 
 
 def load_generator(path, *, trust_pickle: bool = False, map_location="cpu") -> tuple[AttentionGenerator,

@@ -14,6 +14,7 @@ name in the same folder, renamed when complete. Needs the `cpu-fast` extra (onnx
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -211,9 +212,10 @@ def _openvino_model(onnx_path: Path, info: GeneratorInfo, precision: str, batche
         from ganbatch.models.calibration import iterate_numpy
 
         feeds = list(iterate_numpy(batches))
-        nncf.set_log_level(logging.ERROR)  # its progress bars and notes would interleave with ganbatch's output
-        model = nncf.quantize(model, nncf.Dataset(feeds, lambda feed: (feed["x"], feed["cond"])),
-                              subset_size=len(feeds))
+        nncf.set_log_level(logging.ERROR)  # its notes would interleave with ganbatch's output
+        with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):  # and its progress bars
+            model = nncf.quantize(model, nncf.Dataset(feeds, lambda feed: (feed["x"], feed["cond"])),
+                                  subset_size=len(feeds))
     return model
 
 

@@ -59,7 +59,7 @@ def read_model_config(uri: str, *, trust_pickle: bool = False) -> ModelHeader:
     if config is not None and "family" in config:
         family = get_family(config["family"])
         return ModelHeader(config["family"], config.get("image_size"), family.condition, "header", config)
-    from ganbatch.models.runtime import model_info
+    from ganbatch.runtimes import model_info
 
     info = model_info(uri, trust_pickle=trust_pickle)
     return ModelHeader(info.family, info.image_size, get_family(info.family).condition, "loaded",

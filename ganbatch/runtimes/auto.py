@@ -1,0 +1,254 @@
+"""`runtime="auto"`: the fastest engine and precision on this machine that passes the quality gate, measured once
+per model and machine and kept in the runtime cache.
+
+Candidates come from the device and the CPU: int8 (OpenVINO, quantised with NNCF on synthetic faces) where the CPU
+has int8 dot products (VNNI or AMX); bf16 only where it computes bf16 natively (AVX512_BF16 or AMX; elsewhere it is
+emulated and slower than fp32); fp32 engines everywhere; engines only when their package is installed. On CUDA:
+TensorRT fp16, torch fp16/bf16, fp32. An exported model runs on the engines that read it, at the precision it was
+written at. Tuning runs every candidate on the gate's path of synthetic faces (`ganbatch.runtimes.gate`): each
+reduced-precision one must pass the gate against fp32; each is timed at the job's batch size; the fastest that
+passes wins (the last candidate, torch fp32 for checkpoints, when none does). The decision, with every candidate's
+figures, is stored under (model identity, machine, engine versions, batch size, threads): later runs open the
+chosen engine's cached artifact directly, with no export and no probe.
+
+Testing seam: GANBATCH_RUNTIMES_MISSING (comma-separated package names) or the `missing` argument makes engines
+count as not installed.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from ganbatch.runtimes.base import Runtime, RuntimeUnavailableError
+from ganbatch.runtimes.build import build_runtime, package_versions
+from ganbatch.runtimes.cache import RuntimeCache, key_hash
+from ganbatch.runtimes.gate import GATE_FACES, GateFigures, gate_figures, gate_inputs
+from ganbatch.runtimes.machine import Machine, detect_machine
+from ganbatch.runtimes.registry import engine as get_engine
+from ganbatch.runtimes.source import ModelSource
+
+log = logging.getLogger(__name__)
+
+_ENGINE_PACKAGES = ("torch", "onnxruntime", "openvino", "nncf", "tensorrt")
+# A candidate whose gate pass took longer than this is timed from that pass alone (a second one would cost more
+# than its timing noise).
+_SLOW_PASS_SECONDS = 1.5
+
+
+def candidates(source: ModelSource, machine: Machine) -> list[tuple[str, str]]:
+    """(runtime, precision) pairs worth trying for source on machine, fastest expected first; the last is the
+    safe fallback."""
+    if machine.device.type == "cuda":
+        order = [("tensorrt", "fp16"), ("torch", "fp16"), ("torch", "bf16"), ("onnxruntime", "fp32"),
+                 ("torch", "fp32")]
+    else:
+        order = [("openvino", "int8")] if machine.int8_dot else []
+        if machine.native_bf16:
+            order += [("openvino", "bf16"), ("torch", "bf16")]
+        order += [("openvino", "fp32"), ("onnxruntime", "fp32"), ("torch", "fp32")]
+    if source.kind != "checkpoint":
+        written = source.exported_precision
+        order = [(runtime, written if precision in ("fp32", "int8") else precision) for runtime, precision in order
+                 if source.kind in get_engine(runtime).reads and (precision == "fp32" or written == "fp32"
+                                                                 and precision in ("bf16", "fp16"))]
+        order = list(dict.fromkeys(order))
+    return [(runtime, precision) for runtime, precision in order
+            if runtime in machine.runtimes and get_engine(runtime).offers(machine.device.type, precision)]
+
+
+@dataclass
+class Candidate:
+    """One candidate's tuning: frames/s at the job's batch size, its gate figures (None for the reference, or
+    when there is no fp32 to compare with) and why it failed to open or failed the gate."""
+
+    runtime: str
+    precision: str
+    fps: float | None = None
+    figures: GateFigures | None = None
+    error: str | None = None
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        """Opened and within the gate."""
+        return self.error is None and not self.failures
+
+    def describe(self) -> str:
+        """e.g. `openvino int8 31.2 fps, 38.1 dB, steps 0.95 (fp32 0.96)`, or the reason it was left out."""
+        if self.error:
+            return f"{self.runtime} {self.precision}: {self.error}"
+        line = f"{self.runtime} {self.precision} {self.fps:.1f} fps"
+        if self.figures is not None:
+            line += f", {self.figures.describe()}"
+        return line + (f" - refused: {'; '.join(self.failures)}" if self.failures else "")
+
+    def to_dict(self) -> dict:
+        """JSON-ready."""
+        return {"runtime": self.runtime, "precision": self.precision, "fps": self.fps, "error": self.error,
+                "failures": self.failures, "figures": self.figures.to_dict() if self.figures else None}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Candidate":
+        """The inverse of to_dict."""
+        figures = data.get("figures")
+        if figures is not None:
+            figures = GateFigures(**{**figures, "psnr_db": figures["psnr_db"] if figures["psnr_db"] is not None
+                                     else float("inf")})
+        return cls(data["runtime"], data["precision"], data["fps"], figures, data["error"], list(data["failures"]))
+
+
+@dataclass
+class AutoDecision:
+    """What auto chose for a model on this machine: the candidates' rows, the chosen (runtime, precision), and
+    whether it came from the cache."""
+
+    machine: Machine
+    candidates: list[Candidate]
+    chosen: tuple[str, str]
+    cached: bool = False
+
+    def describe(self) -> str:
+        """One line for logs: where it came from, what was chosen, and every candidate's figures."""
+        how = "from the runtime cache" if self.cached else "tuned now"
+        rows = "; ".join(candidate.describe() for candidate in self.candidates)
+        return f"auto ({how}) on {self.machine.describe()}: chose {' '.join(self.chosen)} of [{rows}]"
+
+    def to_dict(self) -> dict:
+        """JSON-ready (the machine is the cache key's part)."""
+        return {"chosen": list(self.chosen), "candidates": [candidate.to_dict() for candidate in self.candidates]}
+
+
+def decision_key(source: ModelSource, machine: Machine, *, batch_size: int, threads: int | None) -> dict:
+    """The runtime cache's key of auto's decision for source on machine."""
+    return {"model": source.identity, "machine": machine.key(), "versions": package_versions(_ENGINE_PACKAGES),
+            "batch_size": batch_size, "threads": threads}
+
+
+def _timing_batch(x: torch.Tensor, cond: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    repeats = -(-batch_size // len(x))
+    return x.repeat(repeats, 1, 1, 1)[:batch_size], cond.repeat(repeats, *([1] * (cond.dim() - 1)))[:batch_size]
+
+
+def _measure(runtime: Runtime, x, cond, batch_size: int) -> tuple[torch.Tensor, float]:
+    """The runtime's images of the gate path and its frames/s at batch_size."""
+    started = time.perf_counter()
+    images = runtime(x, cond)[0]
+    elapsed = time.perf_counter() - started
+    if elapsed > _SLOW_PASS_SECONDS and batch_size == len(x):
+        return images, len(x) / elapsed
+    timed_x, timed_cond = _timing_batch(x, cond, batch_size)
+    started = time.perf_counter()
+    runtime(timed_x, timed_cond)
+    return images, batch_size / (time.perf_counter() - started)
+
+
+def tune(source: ModelSource, *, device, threads: int | None = None, batch_size: int = 16,
+         cache: RuntimeCache | None = None, missing=None) -> tuple[AutoDecision, Runtime]:
+    """Try every candidate on the gate path (see the module doc); the decision and the chosen runtime."""
+    device = torch.device(device)
+    cache = cache or RuntimeCache()
+    machine = detect_machine(device, missing)
+    x, cond = gate_inputs(source.info)
+    rows: list[Candidate] = []
+    opened: dict[tuple[str, str], Runtime] = {}
+    reference = None
+    preference = candidates(source, machine)
+    # the fp32 reference first: torch for checkpoints, else the first fp32 engine (an int8/fp16 export has none)
+    reference_first = sorted(preference, key=lambda pair: (pair != ("torch", "fp32"), pair[1] != "fp32"))
+    for runtime_name, precision in reference_first:
+        row = Candidate(runtime_name, precision)
+        rows.append(row)
+        try:
+            runtime = build_runtime(source, runtime_name, device=device, precision=precision, threads=threads,
+                                    cache=cache)
+            images, row.fps = _measure(runtime, x, cond, batch_size)
+        except (RuntimeUnavailableError, ValueError, RuntimeError, ImportError, OSError) as error:
+            row.error = " ".join(str(error).split())[:200]
+            log.debug("auto runtime: %s %s unavailable: %s", runtime_name, precision, row.error)
+            continue
+        if reference is None and precision == "fp32":
+            reference = images
+        elif reference is not None:
+            row.figures = gate_figures(images, reference, GATE_FACES)
+            row.failures = row.figures.failures(precision)
+        opened[(runtime_name, precision)] = runtime
+    if not opened:
+        raise RuntimeUnavailableError(f"no runtime can run {source.info.source} here: "
+                                      + "; ".join(row.describe() for row in rows))
+    passing = [row for row in rows if row.passed]
+    if passing:
+        best = max(passing, key=lambda row: row.fps)
+        chosen = (best.runtime, best.precision)
+    else:  # nothing passes: the safest that opened, last in preference order
+        chosen = [pair for pair in preference if pair in opened][-1]
+    rows.sort(key=lambda row: preference.index((row.runtime, row.precision)))
+    return AutoDecision(machine, rows, chosen), opened[chosen]
+
+
+def choose_runtime(source: ModelSource, *, device, threads: int | None = None, batch_size: int = 16,
+                   cache: RuntimeCache | None = None, missing=None) -> Runtime:
+    """The runtime auto decides for source on this machine: the cached decision's, else tuned now (under the
+    decision's lock, so that the actors of one node tune once) and stored. Its `auto` attribute holds the
+    AutoDecision and `describe()` ends with it."""
+    device = torch.device(device)
+    cache = cache or RuntimeCache()
+    machine = detect_machine(device, missing)
+    key = decision_key(source, machine, batch_size=batch_size, threads=threads)
+    runtime = _from_cache(source, machine, key, device, threads, cache)
+    if runtime is None:
+        with cache.lock(f"decision-{key_hash(key)}"):
+            runtime = _from_cache(source, machine, key, device, threads, cache)  # another process tuned meanwhile
+            if runtime is None:
+                decision, runtime = tune(source, device=device, threads=threads, batch_size=batch_size, cache=cache,
+                                         missing=missing)
+                cache.store_decision(key, decision.to_dict())
+                runtime.auto = decision
+    runtime.details = runtime.auto.describe()
+    log.debug("%s", runtime.details)
+    return runtime
+
+
+def _from_cache(source: ModelSource, machine: Machine, key: dict, device, threads, cache: RuntimeCache):
+    """The cached decision's runtime, or None (no decision, or one whose runtime no longer opens: discarded)."""
+    stored = cache.decision(key)
+    if stored is None:
+        return None
+    try:
+        rows = [Candidate.from_dict(row) for row in stored["candidates"]]
+        runtime_name, precision = stored["chosen"]
+        runtime = build_runtime(source, runtime_name, device=device, precision=precision, threads=threads,
+                                cache=cache)
+    except (RuntimeUnavailableError, ValueError, RuntimeError, ImportError, OSError, KeyError, TypeError) as error:
+        log.info("the cached runtime decision could not be used (%s): tuning again", error)
+        cache.discard_decision(key)
+        return None
+    runtime.auto = AutoDecision(machine, rows, (runtime_name, precision), cached=True)
+    return runtime
+
+
+def describe_table(decision: AutoDecision) -> list[str]:
+    """The candidates as table lines (for `ganbatch tune`): engine, precision, frames/s, PSNR, monotone steps and
+    the verdict."""
+    lines = [f"{'runtime':12s} {'precision':9s} {'frames/s':>9s} {'PSNR dB':>8s} {'steps':>6s} {'fp32 steps':>10s}  "
+             "verdict"]
+    for row in decision.candidates:
+        figures = row.figures
+        psnr = "" if figures is None else ("inf" if figures.psnr_db == float("inf") else f"{figures.psnr_db:.1f}")
+        steps = "" if figures is None or figures.smoothness is None else f"{figures.smoothness:.3f}"
+        reference = "" if figures is None or figures.reference_smoothness is None else \
+            f"{figures.reference_smoothness:.3f}"
+        fps = "" if row.fps is None else f"{row.fps:.1f}"
+        if row.error:
+            verdict = f"unavailable: {row.error[:80]}"
+        elif (row.runtime, row.precision) == decision.chosen:
+            verdict = "chosen"
+        elif row.failures:
+            verdict = "refused: " + "; ".join(row.failures)
+        else:
+            verdict = "passes" if figures is not None else "reference"
+        lines.append(f"{row.runtime:12s} {row.precision:9s} {fps:>9s} {psnr:>8s} {steps:>6s} {reference:>10s}  {verdict}")
+    return lines
+
