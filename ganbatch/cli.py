@@ -10,6 +10,7 @@ from ganbatch import __version__
 from ganbatch.errors import JobError
 from ganbatch.cli_animate import animate
 from ganbatch.cli_eval import eval_command
+from ganbatch.cli_runtime import cache_command, tune
 from ganbatch.cli_help import GroupedCommand
 from ganbatch.cli_jobs import JOB_PARAMS, execute, job_options, override_options, run_command
 from ganbatch.cli_options import Flag, SchemaOptions
@@ -132,6 +133,8 @@ main.add_command(animate)
 main.add_command(eval_command)
 main.add_command(train)
 main.add_command(export)
+main.add_command(tune)
+main.add_command(cache_command)
 
 
 if __name__ == "__main__":

@@ -8,8 +8,9 @@ TensorRT fp16, torch fp16/bf16, fp32. An exported model runs on the engines that
 written at. Tuning runs every candidate on the gate's path of synthetic faces (`ganbatch.runtimes.gate`): each
 reduced-precision one must pass the gate against fp32; each is timed at the job's batch size; the fastest that
 passes wins (the last candidate, torch fp32 for checkpoints, when none does). The decision, with every candidate's
-figures, is stored under (model identity, machine, engine versions, batch size, threads): later runs open the
-chosen engine's cached artifact directly, with no export and no probe.
+figures, is stored under (model identity, machine, engine versions, batch size): later runs open the
+chosen engine's cached artifact directly, with no export and no probe. (Threads are not part of the key: a decision
+made with all of a machine's cores stands for runs that give an actor fewer.)
 
 Testing seam: GANBATCH_RUNTIMES_MISSING (comma-separated package names) or the `missing` argument makes engines
 count as not installed.
@@ -121,10 +122,10 @@ class AutoDecision:
         return {"chosen": list(self.chosen), "candidates": [candidate.to_dict() for candidate in self.candidates]}
 
 
-def decision_key(source: ModelSource, machine: Machine, *, batch_size: int, threads: int | None) -> dict:
+def decision_key(source: ModelSource, machine: Machine, *, batch_size: int) -> dict:
     """The runtime cache's key of auto's decision for source on machine."""
     return {"model": source.identity, "machine": machine.key(), "versions": package_versions(_ENGINE_PACKAGES),
-            "batch_size": batch_size, "threads": threads}
+            "batch_size": batch_size}
 
 
 def _timing_batch(x: torch.Tensor, cond: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -189,14 +190,16 @@ def tune(source: ModelSource, *, device, threads: int | None = None, batch_size:
 
 
 def choose_runtime(source: ModelSource, *, device, threads: int | None = None, batch_size: int = 16,
-                   cache: RuntimeCache | None = None, missing=None) -> Runtime:
+                   cache: RuntimeCache | None = None, missing=None, retune: bool = False) -> Runtime:
     """The runtime auto decides for source on this machine: the cached decision's, else tuned now (under the
-    decision's lock, so that the actors of one node tune once) and stored. Its `auto` attribute holds the
-    AutoDecision and `describe()` ends with it."""
+    decision's lock, so that the actors of one node tune once) and stored; retune tunes again regardless. Its
+    `auto` attribute holds the AutoDecision and `describe()` ends with it."""
     device = torch.device(device)
     cache = cache or RuntimeCache()
     machine = detect_machine(device, missing)
-    key = decision_key(source, machine, batch_size=batch_size, threads=threads)
+    key = decision_key(source, machine, batch_size=batch_size)
+    if retune:
+        cache.discard_decision(key)
     runtime = _from_cache(source, machine, key, device, threads, cache)
     if runtime is None:
         with cache.lock(f"decision-{key_hash(key)}"):
