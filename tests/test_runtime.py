@@ -138,8 +138,8 @@ def checkpoint(ganimation, tmp_path):
 def test_auto_chooses_the_fastest_candidate_that_passes_the_gate(checkpoint):
     runtime = open_runtime(checkpoint, runtime="auto", threads=1)
     decision = runtime.auto
-    assert runtime.name in decision.machine.runtimes and "auto (tuned now) on cpu" in runtime.describe()
-    assert runtime.describe().startswith(f"{runtime.name} {runtime.precision} on cpu, 1 thread (auto")
+    assert runtime.name in decision.machine.runtimes and "auto (tuned now) on cpu" in decision.describe()
+    assert runtime.describe() == f"{runtime.name} {runtime.precision} on cpu, 1 thread (auto, tuned now)"
     tried = {(row.runtime, row.precision): row for row in decision.candidates}
     chosen = tried[(runtime.name, runtime.precision)]
     assert chosen.passed and chosen.fps == max(row.fps for row in tried.values() if row.passed)
@@ -153,7 +153,7 @@ def test_auto_chooses_the_fastest_candidate_that_passes_the_gate(checkpoint):
 def test_auto_falls_back_to_torch_when_the_extras_are_missing(checkpoint, monkeypatch):
     monkeypatch.setenv(MISSING_ENV, "onnxruntime,openvino,tensorrt")
     runtime = open_runtime(checkpoint, runtime="auto", threads=1)
-    assert runtime.name == "torch" and "runtimes torch:" in runtime.describe()
+    assert runtime.name == "torch" and "runtimes torch:" in runtime.auto.describe()
     with pytest.raises(RuntimeUnavailableError, match=r"pip install 'ganbatch\[cpu-fast\]'"):
         open_runtime(checkpoint, runtime="onnxruntime")
     with pytest.raises(RuntimeUnavailableError, match=r"ganbatch\[cpu-fast\]"):
@@ -186,7 +186,7 @@ def test_demo_eval_metrics_barely_move_with_the_auto_runtime_and_int8(tmp_path):
 
     reference = run_eval("demo", identities=2, runtime="torch")
     auto = run_eval("demo", identities=2, runtime="auto")
-    assert "(auto (tuned now) on cpu" in auto["settings"]["runtime"]
+    assert "(auto, tuned now)" in auto["settings"]["runtime"]
     from ganbatch.export import export
 
     export("demo", str(tmp_path / "int8_ir"), format="openvino", precision="int8")

@@ -123,21 +123,21 @@ def test_another_model_or_machine_misses(checkpoint, tmp_path):
 def test_auto_tunes_once_then_opens_the_cached_choice(checkpoint, tmp_path, monkeypatch):
     cache = RuntimeCache(tmp_path)
     first = open_runtime(checkpoint, threads=1, cache=cache)
-    assert "auto (tuned now)" in first.describe() and not first.auto.cached
+    assert "(auto, tuned now)" in first.describe() and not first.auto.cached
 
     def no_tuning(*args, **kwargs):
         raise AssertionError("a cached decision must not tune again")
 
     monkeypatch.setattr(auto, "tune", no_tuning)
     second = open_runtime(checkpoint, threads=1, cache=cache)
-    assert "auto (from the runtime cache)" in second.describe() and second.auto.cached
+    assert "(auto, from the runtime cache)" in second.describe() and second.auto.cached
     assert (second.name, second.precision) == (first.name, first.precision)
     x, cond = gate_inputs(first.info, faces=1, frames=2)
     torch.testing.assert_close(second(x, cond)[0], first(x, cond)[0])
     monkeypatch.undo()
     for path in (tmp_path / "decisions").glob("*.json"):
         path.write_text('{"key": 1}')  # unreadable: tuned again
-    assert "auto (tuned now)" in open_runtime(checkpoint, threads=1, cache=cache).describe()
+    assert "(auto, tuned now)" in open_runtime(checkpoint, threads=1, cache=cache).describe()
 
 
 # ---- the gate refuses a candidate that jitters: a test-only engine, registered in one line ----

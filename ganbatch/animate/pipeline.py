@@ -326,7 +326,9 @@ def run_animate(job: AnimateJob) -> AnimateResult:
 
     Raises AnimateError, before any work, for problems with the job as a whole.
     """
+    planning = time.monotonic()
     work = _prepare(job)
+    log.debug("start-up: plan %.1f s (targets, model header, inputs)", time.monotonic() - planning)
     out = worker_uri(job.out)
     manifest_uri = storage.join(out, job.manifest)
     result = AnimateResult(ok=True, outputs={"out": job.out, "manifest": storage.join(job.out, job.manifest)})
@@ -404,6 +406,8 @@ def _run_on_ray(job: AnimateJob, work: _Work, manifest: ManifestWriter, result: 
                 return
             if result.first_video is None:
                 result.first_video = time.monotonic() - started
+                log.debug("start-up: Ray %.1f s, then the first video after %.1f s (actor start, model opened, "
+                          "first batch generated and encoded)", result.startup, result.first_video - result.startup)
                 if row.get("runtime"):
                     log.info("generator: %s", row["runtime"])
             recorded.add(row["output"])

@@ -110,6 +110,7 @@ class Generate:
     clips together (`render.render_clips`) and passes failed rows through."""
 
     def __init__(self, spec: GeneratorSpec, threads: int | None, actors_per_node: int):
+        started = time.monotonic()
         device = spec.device if spec.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
         if device == "cpu" and threads is None:
             threads = max(1, len(os.sched_getaffinity(0)) // actors_per_node)
@@ -118,7 +119,8 @@ class Generate:
                                         threads=threads, trust_pickle=spec.trust_pickle, batch_size=spec.batch_size)
         self.spec = spec
         self.description = self.runtime.describe()
-        log.info("generator actor (pid %d): %s", os.getpid(), self.description)
+        log.info("generator actor (pid %d): model ready in %.1f s: %s", os.getpid(), time.monotonic() - started,
+                 self.description)
 
     def __call__(self, batch: dict) -> dict:
         """The batch (numpy columns) with each ok row's `clip` replaced by its generated frames."""

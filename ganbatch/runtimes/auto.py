@@ -111,11 +111,15 @@ class AutoDecision:
     chosen: tuple[str, str]
     cached: bool = False
 
+    @property
+    def how(self) -> str:
+        """`from the runtime cache` or `tuned now`."""
+        return "from the runtime cache" if self.cached else "tuned now"
+
     def describe(self) -> str:
         """One line for logs: where it came from, what was chosen, and every candidate's figures."""
-        how = "from the runtime cache" if self.cached else "tuned now"
         rows = "; ".join(candidate.describe() for candidate in self.candidates)
-        return f"auto ({how}) on {self.machine.describe()}: chose {' '.join(self.chosen)} of [{rows}]"
+        return f"auto ({self.how}) on {self.machine.describe()}: chose {' '.join(self.chosen)} of [{rows}]"
 
     def to_dict(self) -> dict:
         """JSON-ready (the machine is the cache key's part)."""
@@ -193,7 +197,8 @@ def choose_runtime(source: ModelSource, *, device, threads: int | None = None, b
                    cache: RuntimeCache | None = None, missing=None, retune: bool = False) -> Runtime:
     """The runtime auto decides for source on this machine: the cached decision's, else tuned now (under the
     decision's lock, so that the actors of one node tune once) and stored; retune tunes again regardless. Its
-    `auto` attribute holds the AutoDecision and `describe()` ends with it."""
+    `auto` attribute holds the AutoDecision (its `describe()` has every candidate's figures) and `describe()` says `auto, tuned now` or
+    `auto, from the runtime cache`."""
     device = torch.device(device)
     cache = cache or RuntimeCache()
     machine = detect_machine(device, missing)
@@ -209,8 +214,8 @@ def choose_runtime(source: ModelSource, *, device, threads: int | None = None, b
                                          missing=missing)
                 cache.store_decision(key, decision.to_dict())
                 runtime.auto = decision
-    runtime.details = runtime.auto.describe()
-    log.debug("%s", runtime.details)
+    runtime.details = f"auto, {runtime.auto.how}"
+    log.debug("%s", runtime.auto.describe())
     return runtime
 
 
