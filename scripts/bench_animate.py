@@ -4,6 +4,13 @@ the original tools' approach.
     .venv/bin/python scripts/bench_animate.py [--clips 4] [--frames 64] [--size 128] [--threads N]
         [--batch-size 16] [--precision fp32|bf16|fp16] [--gpu] [--skip-reference]
         [--runtime torch,onnxruntime,openvino,tensorrt,auto]
+    .venv/bin/python scripts/bench_animate.py --defaults [--size 128]
+
+--defaults measures what a user gets: `ganbatch animate` with default flags (no --runtime, --batch-size or stage
+sizes) on 4 x 32, 8 x 32 and 16 x 64 frames, each cold (an empty runtime cache: the model never seen on this
+machine, so auto tunes) and warm (the same cache, a second run), against the reference loop on the same clips in
+the same run; wall time of the whole command (Python, Ray, the actor, the model) against the loop's. The machine's
+CPU capability and flags come first, the engine each run chose last.
 
 Every measurement animates the same clips: --clips synthetic faces, each along one target (the "happy" expression
 over --frames frames), with a randomly initialised full-size GANimation generator (conv_dim 64, 6 residual blocks;
@@ -36,11 +43,11 @@ for stage and animate rows stage or end-to-end / generator-only, for GPU variant
 """
 import argparse
 import copy
+import os
 import re
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -48,19 +55,19 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ganbatch.animate.item import ItemSettings, encode_item, generate_clips, prepare_item
+from ganbatch.animate.item import ItemSettings, encode_item, prepare_item
 from ganbatch.animate.manifest import read_manifest_rows
 from ganbatch.animate.plan import WorkItem
 from ganbatch.animate.targets import load_targets
 from ganbatch.cluster import local_cpus
 from ganbatch.faces import CropTransform, paste_back
 from ganbatch.jobs.animate import CropSpec, OutputSpec, TargetSpec
-from ganbatch.families import get_family
-from ganbatch.models import GANimationGenerator, describe_generator, save_generator
-from ganbatch.models.runtime import TorchRuntime
-from ganbatch.render import PRECISIONS, render_clip
+from ganbatch.models import save_generator
+from ganbatch.runtimes.torch_engine import TorchRuntime
+from ganbatch.render import PRECISIONS, render_clip, render_clips
 
-EXPRESSION = "happy"
+from bench_common import EXPRESSION, GpuSampler, bench_setup, reference_fps, report
+
 GPU_PRECISIONS = ("fp16", "bf16")
 GPU_LAYOUTS = ("channels_last", "torch.compile", "channels_last + torch.compile")
 TARGET_FPS_PER_GPU = 5000
@@ -89,13 +96,6 @@ def gpu_variant(generator: torch.nn.Module, layout: str) -> torch.nn.Module:
     return variant
 
 
-def make_faces(count: int, size: int) -> list[np.ndarray]:
-    """`count` synthetic neutral faces (uint8 size x size)."""
-    from ganbatch.synth import render_face, sample_identity
-
-    return [render_face(sample_identity(seed), np.zeros(17), size=size)[0] for seed in range(count)]
-
-
 def generator_fps(generator, info, faces, targets, *, batch_size: int, device: str, precision: str) -> float:
     """Frames/s of render_clip over every face's clip, after one untimed clip (which also compiles, if needed)."""
     render_clip(generator, info, faces[0], targets, chunk_size=batch_size, device=device, precision=precision)
@@ -103,27 +103,6 @@ def generator_fps(generator, info, faces, targets, *, batch_size: int, device: s
     for face in faces:
         render_clip(generator, info, face, targets, chunk_size=batch_size, device=device, precision=precision)
     return len(faces) * len(targets) / (time.perf_counter() - start)
-
-
-def reference_fps(generator, info, faces, targets, *, device: str, folder: Path) -> float:
-    """Frames/s of the original tools' approach: per frame, the face and that frame's target are converted, go
-    through the generator alone (batch 1, fp32), and the result is saved as a PNG with PIL."""
-    family = get_family(info.family)
-    side = faces[0].shape[0]
-    generator = generator.to(device)
-
-    def one_frame(face, target, path):
-        image, _, _ = generator(family.face_to_input(face).to(device),
-                                family.targets_to_cond(target[None], side).to(device))
-        Image.fromarray(family.to_pixels(image)[0]).save(path)
-
-    with torch.inference_mode():
-        one_frame(faces[0], targets[0], folder / "warm-up.png")
-        start = time.perf_counter()
-        for clip, face in enumerate(faces):
-            for frame, target in enumerate(targets):
-                one_frame(face, target, folder / f"clip{clip}_{frame:05d}.png")
-        return len(faces) * len(targets) / (time.perf_counter() - start)
 
 
 def stage_seconds(runtime, face_files: list[Path], frames: int, folder: Path, batch_size: int) -> dict[str, float]:
@@ -137,9 +116,9 @@ def stage_seconds(runtime, face_files: list[Path], frames: int, folder: Path, ba
     prepared = [prepare_item(item, targets, settings.crop, runtime.info.image_size) for item in items]
     seconds["prepare"] = time.perf_counter() - start
     clips = [clip for clip, _ in prepared]
-    generate_clips(runtime, clips[:1], batch_size=batch_size)  # warm-up
+    render_clips(runtime, clips[:1], batch_size=batch_size)  # warm-up
     start = time.perf_counter()
-    made = generate_clips(runtime, clips, batch_size=batch_size, return_maps=True)
+    made = render_clips(runtime, clips, batch_size=batch_size, return_maps=True)
     seconds["generate"] = time.perf_counter() - start
     start = time.perf_counter()
     for item, clip, (_, placement) in zip(items, made, prepared):
@@ -155,32 +134,6 @@ def stage_seconds(runtime, face_files: list[Path], frames: int, folder: Path, ba
                        transform)
     seconds["paste-back"] = time.perf_counter() - start
     return seconds
-
-
-class GpuSampler:
-    """Samples the GPU's utilisation (%) with nvidia-smi every half second while running (empty without it)."""
-
-    def __init__(self):
-        self.samples: list[float] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> "GpuSampler":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.5):
-            try:
-                out = subprocess.run(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"],
-                                     capture_output=True, text=True, timeout=5).stdout
-                self.samples.append(float(out.split()[0]))
-            except (OSError, subprocess.SubprocessError, ValueError, IndexError):
-                return
 
 
 def animate_fps(model: Path, face_folder: Path, out: Path, frames: int, args, precision: str,
@@ -205,16 +158,6 @@ def animate_fps(model: Path, face_folder: Path, out: Path, frames: int, args, pr
             gpu.samples if args.device == "cuda" else [])
 
 
-def report(label: str, fps: float, reference: float | None = None, generator: float | None = None) -> None:
-    """Print one result row: frames/s, then the ratios to the reference and to the plain generator, when given."""
-    ratios = ""
-    if reference is not None:
-        ratios += f"  {fps / reference:6.2f} x reference"
-    if generator is not None:
-        ratios += f"  {fps / generator:6.2f} x generator"
-    print(f"{label:44s} {fps:8.2f} frames/s{ratios}", flush=True)
-
-
 def report_cpu_stages(seconds: dict[str, float], frames: int) -> None:
     """The CPU stages' milliseconds per frame, and the CPUs per GPU they imply at TARGET_FPS_PER_GPU."""
     per_frame = {stage: 1000 * seconds[stage] / frames for stage in ("prepare", "encode", "paste-back")}
@@ -224,6 +167,53 @@ def report_cpu_stages(seconds: dict[str, float], frames: int) -> None:
     print(f"CPUs per GPU for {TARGET_FPS_PER_GPU} frames/s: {TARGET_FPS_PER_GPU * plain / 1000:.1f} "
           f"(prepare + encode), {TARGET_FPS_PER_GPU * (plain + per_frame['paste-back']) / 1000:.1f} with paste-back",
           flush=True)
+
+
+DEFAULT_SIZES = ((4, 32), (8, 32), (16, 64))
+
+
+def animate_defaults(model: Path, face_folder: Path, out: Path, frames: int, cache: Path) -> tuple[float, str]:
+    """`ganbatch animate` with default flags (but --frames) and the runtime cache at cache; (wall seconds, the
+    engine it ran)."""
+    command = [sys.executable, "-m", "ganbatch.cli", "animate", str(face_folder), "--model", str(model),
+               "--out", str(out), "--expression", EXPRESSION, "--frames", str(frames)]
+    start = time.perf_counter()
+    environment = {**os.environ, "GANBATCH_CACHE": str(cache)}
+    finished = subprocess.run(command, capture_output=True, text=True, env=environment)
+    wall = time.perf_counter() - start
+    if finished.returncode != 0:
+        raise SystemExit(f"ganbatch animate failed (exit {finished.returncode}):\n{finished.stderr[-3000:]}")
+    engines = {row.get("runtime") for row in read_manifest_rows(str(out / "manifest.jsonl"))}
+    return wall, ", ".join(sorted(engine for engine in engines if engine))
+
+
+def defaults_table(args) -> None:
+    """The --defaults rows (see the module doc)."""
+    from ganbatch.runtimes.machine import detect_machine
+
+    machine = detect_machine(torch.device("cpu"))
+    print(f"{machine.describe()}; all flags of note: "
+          f"{' '.join(sorted(flag for flag in machine.flags if 'avx' in flag or 'amx' in flag or 'vnni' in flag))}")
+    print(f"{'clips x frames':>15s} {'reference s':>12s} {'cold s':>8s} {'cold x':>7s} {'warm s':>8s} {'warm x':>7s}"
+          "  engine (cold; warm)", flush=True)
+    for clips, frames in DEFAULT_SIZES:
+        args.clips, args.frames = clips, frames
+        generator, info, faces, targets = bench_setup(args)
+        with tempfile.TemporaryDirectory(prefix="ganbatch-bench-") as folder:
+            folder = Path(folder)
+            (folder / "reference").mkdir()
+            reference = clips * frames / reference_fps(generator, info, faces, targets, device="cpu",
+                                                       folder=folder / "reference")
+            face_folder = folder / "faces"
+            face_folder.mkdir()
+            for index, face in enumerate(faces):
+                Image.fromarray(face).save(face_folder / f"face{index}.png")
+            model = folder / "ganimation.pt"
+            save_generator(generator, model, {"image_size": args.size})
+            cold, cold_engine = animate_defaults(model, face_folder, folder / "cold", frames, folder / "cache")
+            warm, warm_engine = animate_defaults(model, face_folder, folder / "warm", frames, folder / "cache")
+        print(f"{f'{clips} x {frames}':>15s} {reference:12.1f} {cold:8.1f} {reference / cold:7.2f} {warm:8.1f} "
+              f"{reference / warm:7.2f}  {cold_engine}; {warm_engine}", flush=True)
 
 
 def parse_args() -> argparse.Namespace:
@@ -241,6 +231,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--skip-reference", action="store_true", help="leave out the (slow) batch-1 reference")
     parser.add_argument("--runtime", default="", help="comma-separated runtimes to add rows for (torch, "
                                                       "onnxruntime, openvino, tensorrt, auto; default: none)")
+    parser.add_argument("--defaults", action="store_true", help="only the default-flags table (see the module doc)")
     args = parser.parse_args()
     args.device = "cuda" if args.gpu else "cpu"
     args.runtimes = [name.strip() for name in args.runtime.split(",") if name.strip()]
@@ -253,21 +244,11 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def bench_setup(args):
-    """The benchmarks' material: torch threads set, the seeded random full-size GANimation generator and its info,
-    --clips synthetic faces at --size, and the happy clip's --frames per-frame targets."""
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    generator = GANimationGenerator(conv_dim=64, repeat_num=6).eval()
-    info = describe_generator(generator, image_size=args.size)
-    faces = make_faces(args.clips, args.size)
-    targets = load_targets([TargetSpec(expression=EXPRESSION, frames=args.frames)])[0].schedule(
-        np.zeros(17, np.float32)).targets()
-    return generator, info, faces, targets
-
-
 def main() -> None:
     args = parse_args()
+    if args.defaults:
+        defaults_table(args)
+        return
     generator, info, faces, targets = bench_setup(args)
     frames = args.clips * args.frames
     precisions = ["fp32"] + ([args.precision] if args.precision != "fp32" else [])

@@ -12,21 +12,20 @@ capability and flags are printed first (record them with the numbers). `runtime_
 bench_animate.py can import to print the same rows in its own run.
 """
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_animate import bench_setup, reference_fps, report  # noqa: E402  (same clips, same loop)
+from bench_common import bench_setup, reference_fps, report
 
-from ganbatch.models import save_generator  # noqa: E402
-from ganbatch.models.locate import open_model  # noqa: E402
-from ganbatch.models.runtime import RuntimeUnavailableError, TorchRuntime, open_runtime  # noqa: E402
-from ganbatch.models.runtime_auto import detect_machine  # noqa: E402
-from ganbatch.render import render_clip  # noqa: E402
+from ganbatch.models import save_generator
+from ganbatch.models.locate import open_model
+from ganbatch.render import render_clip
+from ganbatch.runtimes import RuntimeUnavailableError, open_runtime
+from ganbatch.runtimes.machine import detect_machine
+from ganbatch.runtimes.torch_engine import TorchRuntime
 
 CPU_VARIANTS = (("torch", "fp32"), ("torch", "bf16"), ("onnxruntime", "fp32"), ("onnxruntime", "int8"),
                 ("openvino", "fp32"), ("openvino", "bf16"), ("openvino", "int8"), ("auto", None))

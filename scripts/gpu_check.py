@@ -15,14 +15,14 @@
 import argparse
 import concurrent.futures
 import os
-import subprocess
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from bench_common import GpuSampler
 
 from ganbatch.io.video import VideoWriter
 from ganbatch.models import GANimationGenerator, describe_generator
@@ -33,38 +33,8 @@ from ganbatch.synth import render_face, sample_identity
 from ganbatch.targets import expression_aus, expression_schedule
 
 
-class GpuSampler:
-    """nvidia-smi's utilisation.gpu sampled every 0.2 s while the block runs (mean %, or None without nvidia-smi)."""
-
-    def __init__(self):
-        self.samples, self._stop = [], threading.Event()
-
-    def __enter__(self):
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info):
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self):
-        while not self._stop.is_set():
-            try:
-                out = subprocess.run(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"],
-                                     capture_output=True, text=True, timeout=5).stdout
-                self.samples.append(float(out.split()[0]))
-            except (OSError, ValueError, IndexError, subprocess.TimeoutExpired):
-                return
-            self._stop.wait(0.2)
-
-    @property
-    def mean(self):
-        return sum(self.samples) / len(self.samples) if self.samples else None
-
-
 def _utilisation(sampler) -> str:
-    return "-" if sampler.mean is None else f"{sampler.mean:.0f}%"
+    return f"{np.mean(sampler.samples):.0f}%" if sampler.samples else "-"
 
 
 def parity(device: str) -> None:
