@@ -28,6 +28,9 @@ setup(
         "botocore>=1.31",  # imported for its Config and errors; reads AWS_ENDPOINT_URL natively from 1.31
         "ray[train,data]>=2.40",
         "pyarrow>=14",  # Ray Train's storage filesystem for S3 runs
+        "platformdirs>=3",  # the runtime cache's folder (the platform's user cache folder)
+        "filelock>=3.12",  # the runtime cache's locks
+        "psutil>=5.9",  # the start-up breakdown's process age
         "scikit-image>=0.22",
         "scipy>=1.10",
         "tensorboard>=2.14",  # behind torch.utils.tensorboard

@@ -321,12 +321,20 @@ def _clean_destination(out: str) -> None:
         log.info("removed %d stale temporary file(s) of an interrupted run below %s", removed, out)
 
 
+def _process_age() -> float:
+    """Seconds since this process started."""
+    import psutil
+
+    return time.time() - psutil.Process().create_time()
+
+
 def run_animate(job: AnimateJob) -> AnimateResult:
     """Make every video of the job (see the module doc); `ok` unless an item failed and not `allow_failures`.
 
     Raises AnimateError, before any work, for problems with the job as a whole.
     """
     planning = time.monotonic()
+    log.debug("start-up: %.1f s since the process started (Python, imports)", _process_age())
     work = _prepare(job)
     log.debug("start-up: plan %.1f s (targets, model header, inputs)", time.monotonic() - planning)
     out = worker_uri(job.out)
@@ -401,13 +409,14 @@ def _run_on_ray(job: AnimateJob, work: _Work, manifest: ManifestWriter, result: 
         progress = Progress(len(work.todo), unit="videos", label="animate")
         recorded: set[str] = set()
 
-        def record(row: dict) -> None:
+        def record(row: dict, model_seconds: float = 0.0) -> None:
             if row["output"] in recorded:
                 return
             if result.first_video is None:
                 result.first_video = time.monotonic() - started
-                log.debug("start-up: Ray %.1f s, then the first video after %.1f s (actor start, model opened, "
-                          "first batch generated and encoded)", result.startup, result.first_video - result.startup)
+                log.debug("start-up: Ray %.1f s; the first video %.1f s later (its actor opened the model in %.1f s, "
+                          "then prepared, generated and encoded the first batch)", result.startup,
+                          result.first_video - result.startup, model_seconds)
                 if row.get("runtime"):
                     log.info("generator: %s", row["runtime"])
             recorded.add(row["output"])
@@ -417,7 +426,7 @@ def _run_on_ray(job: AnimateJob, work: _Work, manifest: ManifestWriter, result: 
 
         try:
             for streamed in dataset.iter_rows():
-                record(json.loads(streamed["row"]))
+                record(json.loads(streamed["row"]), streamed["model_seconds"])
             result.stats = dataset.stats()
         except Exception as error:  # noqa: BLE001 - whatever stopped the stream, the manifest is finalised
             log.error("the animate stream stopped: %s", describe_error(error))

@@ -1,5 +1,6 @@
 """The animate run as a Ray Data stream: work items -> prepare (CPU tasks) -> generate (actor pool) -> encode (CPU
-tasks) -> manifest rows, consumed by the driver as they come.
+tasks) -> manifest rows, consumed by the driver as they come (with the seconds the generator actor took to open its
+model, for the start-up breakdown).
 
 Rows. A row carries the item's output URI, `status` ("ok" until a stage fails it, then "failed" with `error`), the
 `seconds` spent on it so far, and its stage data as pickled bytes: `item` (the WorkItem), `clip` (the PreparedClip,
@@ -90,7 +91,7 @@ def _failed(row: dict, error: Exception, started: float) -> dict:
 def item_row(item: WorkItem) -> dict:
     """The dataset's input row for a work item."""
     return {"output": item.output, "item": _pack(item), "status": "ok", "error": "", "seconds": 0.0,
-            "clip": b"", "placement": b"", "runtime": ""}
+            "clip": b"", "placement": b"", "runtime": "", "model_seconds": 0.0}
 
 
 def prepare(row: dict, spec: RunSpec) -> dict:
@@ -119,8 +120,8 @@ class Generate:
                                         threads=threads, trust_pickle=spec.trust_pickle, batch_size=spec.batch_size)
         self.spec = spec
         self.description = self.runtime.describe()
-        log.info("generator actor (pid %d): model ready in %.1f s: %s", os.getpid(), time.monotonic() - started,
-                 self.description)
+        self.model_seconds = time.monotonic() - started  # reported with its rows: the driver's start-up breakdown
+        log.info("generator actor (pid %d): %s", os.getpid(), self.description)
 
     def __call__(self, batch: dict) -> dict:
         """The batch (numpy columns) with each ok row's `clip` replaced by its generated frames."""
@@ -128,6 +129,7 @@ class Generate:
         for column in ("status", "error"):  # fixed-width string arrays would truncate what is written into them
             batch[column] = batch[column].astype(object)
         batch["runtime"] = np.full(len(batch["status"]), self.description, dtype=object)
+        batch["model_seconds"] = np.full(len(batch["status"]), self.model_seconds)
         todo = [index for index, status in enumerate(batch["status"]) if status == "ok"]
         clips = [_unpack(batch["clip"][index]) for index in todo]
         try:
@@ -165,7 +167,7 @@ def encode(row: dict, spec: RunSpec) -> dict:
                                   seconds=row["seconds"] + time.monotonic() - started)
     else:
         result = manifest_row(**fields, status="failed", error=row["error"], seconds=row["seconds"])
-    return {"output": item.output, "row": json.dumps(result)}
+    return {"output": item.output, "row": json.dumps(result), "model_seconds": row["model_seconds"]}
 
 
 def configure_data_context() -> None:

@@ -40,7 +40,6 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 import numpy as np
 import yaml
 from pydantic import Field, ValidationError
-from scipy.interpolate import PchipInterpolator
 
 from ganbatch import safe_yaml
 from ganbatch.jobs.animate import KeyframeSpec
@@ -205,7 +204,11 @@ class Schedule:
         path[: indices[0] + 1] = values[0]
         path[indices[-1]:] = values[-1]
         uses_spline = any(k.easing == CUBIC for k in self.keyframes[:-1])
-        spline = PchipInterpolator(indices, values, axis=0) if uses_spline else None
+        spline = None
+        if uses_spline:
+            from scipy.interpolate import PchipInterpolator  # scipy.interpolate takes seconds to import: only here
+
+            spline = PchipInterpolator(indices, values, axis=0)
         for i, (start, end) in enumerate(zip(indices[:-1], indices[1:])):
             easing = self.keyframes[i].easing
             frames = np.arange(start, end)
