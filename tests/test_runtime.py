@@ -98,11 +98,13 @@ def test_candidates_follow_the_cpu_bf16_only_where_native_int8_only_with_int8_do
     checkpoint = ModelSource("checkpoint", None, ganimation[1])
     native = candidates(checkpoint, machine(AVX512_BF16))
     assert native == [("openvino", "int8"), ("openvino", "bf16"), ("torch", "bf16"), ("openvino", "fp32"),
-                      ("onnxruntime", "fp32"), ("torch", "fp32")]
+                      ("torch", "fp32")]
     vnni = candidates(checkpoint, machine(VNNI_ONLY))
-    assert vnni == [("openvino", "int8"), ("openvino", "fp32"), ("onnxruntime", "fp32"), ("torch", "fp32")]
+    assert vnni == [("openvino", "int8"), ("openvino", "fp32"), ("torch", "fp32")]
     avx2 = candidates(checkpoint, machine(AVX2_ONLY))
-    assert avx2 == [("openvino", "fp32"), ("onnxruntime", "fp32"), ("torch", "fp32")]
+    assert avx2 == [("openvino", "fp32"), ("torch", "fp32")]
+    without_openvino = candidates(checkpoint, machine(VNNI_ONLY, runtimes=("torch", "onnxruntime")))
+    assert without_openvino == [("onnxruntime", "fp32"), ("torch", "fp32")]
     assert candidates(checkpoint, machine(AVX512_BF16, runtimes=("torch",))) == [("torch", "bf16"), ("torch", "fp32")]
     cuda = candidates(checkpoint, machine(AVX2_ONLY, device="cuda"))
     assert cuda[0] == ("tensorrt", "fp16") and ("torch", "fp16") in cuda and cuda[-1] == ("torch", "fp32")

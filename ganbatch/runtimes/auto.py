@@ -42,22 +42,33 @@ _SLOW_PASS_SECONDS = 1.5
 def candidates(source: ModelSource, machine: Machine) -> list[tuple[str, str]]:
     """(runtime, precision) pairs worth trying for source on machine, fastest expected first; the last is the
     safe fallback."""
-    if machine.device.type == "cuda":
+    if source.kind != "checkpoint":
+        order = _exported_candidates(source, machine)
+    elif machine.device.type == "cuda":
         order = [("tensorrt", "fp16"), ("torch", "fp16"), ("torch", "bf16"), ("onnxruntime", "fp32"),
                  ("torch", "fp32")]
     else:
         order = [("openvino", "int8")] if machine.int8_dot else []
         if machine.native_bf16:
             order += [("openvino", "bf16"), ("torch", "bf16")]
-        order += [("openvino", "fp32"), ("onnxruntime", "fp32"), ("torch", "fp32")]
-    if source.kind != "checkpoint":
-        written = source.exported_precision
-        order = [(runtime, written if precision in ("fp32", "int8") else precision) for runtime, precision in order
-                 if source.kind in get_engine(runtime).reads and (precision == "fp32" or written == "fp32"
-                                                                 and precision in ("bf16", "fp16"))]
-        order = list(dict.fromkeys(order))
+        # ONNX Runtime's fp32 only where OpenVINO is missing: on x86 CPUs OpenVINO's is as fast or faster, and each
+        # candidate costs a cold run its export and its gate pass
+        order += [("openvino" if "openvino" in machine.runtimes else "onnxruntime", "fp32"), ("torch", "fp32")]
     return [(runtime, precision) for runtime, precision in order
             if runtime in machine.runtimes and get_engine(runtime).offers(machine.device.type, precision)]
+
+
+def _exported_candidates(source: ModelSource, machine: Machine) -> list[tuple[str, str]]:
+    """An exported model runs on the engines that read its file, at the precision it was written at (an fp32 file
+    also at bf16 where the CPU computes it natively, or fp16 with TensorRT on CUDA)."""
+    written = source.exported_precision
+    engines = ("tensorrt", "onnxruntime") if machine.device.type == "cuda" else ("openvino", "onnxruntime")
+    readers = [name for name in engines if source.kind in get_engine(name).reads]
+    if written != "fp32":
+        return [(name, written) for name in readers]
+    faster = [("tensorrt", "fp16")] if machine.device.type == "cuda" else \
+        [("openvino", "bf16")] if machine.native_bf16 else []
+    return [pair for pair in faster if pair[0] in readers] + [(name, "fp32") for name in readers]
 
 
 @dataclass
@@ -71,6 +82,7 @@ class Candidate:
     figures: GateFigures | None = None
     error: str | None = None
     failures: list[str] = field(default_factory=list)
+    seconds: float = 0.0  # what trying it cost: export, compilation, the gate pass and the timing
 
     @property
     def passed(self) -> bool:
@@ -89,7 +101,8 @@ class Candidate:
     def to_dict(self) -> dict:
         """JSON-ready."""
         return {"runtime": self.runtime, "precision": self.precision, "fps": self.fps, "error": self.error,
-                "failures": self.failures, "figures": self.figures.to_dict() if self.figures else None}
+                "failures": self.failures, "figures": self.figures.to_dict() if self.figures else None,
+                "seconds": round(self.seconds, 2)}
 
     @classmethod
     def from_dict(cls, data: dict) -> "Candidate":
@@ -98,7 +111,8 @@ class Candidate:
         if figures is not None:
             figures = GateFigures(**{**figures, "psnr_db": figures["psnr_db"] if figures["psnr_db"] is not None
                                      else float("inf")})
-        return cls(data["runtime"], data["precision"], data["fps"], figures, data["error"], list(data["failures"]))
+        return cls(data["runtime"], data["precision"], data["fps"], figures, data["error"], list(data["failures"]),
+                   data.get("seconds", 0.0))
 
 
 @dataclass
@@ -166,6 +180,7 @@ def tune(source: ModelSource, *, device, threads: int | None = None, batch_size:
     for runtime_name, precision in reference_first:
         row = Candidate(runtime_name, precision)
         rows.append(row)
+        started = time.perf_counter()
         try:
             runtime = build_runtime(source, runtime_name, device=device, precision=precision, threads=threads,
                                     cache=cache)
@@ -174,6 +189,8 @@ def tune(source: ModelSource, *, device, threads: int | None = None, batch_size:
             row.error = " ".join(str(error).split())[:200]
             log.debug("auto runtime: %s %s unavailable: %s", runtime_name, precision, row.error)
             continue
+        finally:
+            row.seconds = time.perf_counter() - started
         if reference is None and precision == "fp32":
             reference = images
         elif reference is not None:
@@ -238,10 +255,10 @@ def _from_cache(source: ModelSource, machine: Machine, key: dict, device, thread
 
 
 def describe_table(decision: AutoDecision) -> list[str]:
-    """The candidates as table lines (for `ganbatch tune`): engine, precision, frames/s, PSNR, monotone steps and
-    the verdict."""
-    lines = [f"{'runtime':12s} {'precision':9s} {'frames/s':>9s} {'PSNR dB':>8s} {'steps':>6s} {'fp32 steps':>10s}  "
-             "verdict"]
+    """The candidates as table lines (for `ganbatch tune`): engine, precision, frames/s, PSNR, monotone steps (its
+    own and fp32's), the seconds trying it took and the verdict."""
+    lines = [f"{'runtime':12s} {'precision':9s} {'frames/s':>9s} {'PSNR dB':>8s} {'steps':>6s} {'fp32 steps':>10s} "
+             f"{'tried in':>8s}  verdict"]
     for row in decision.candidates:
         figures = row.figures
         psnr = "" if figures is None else ("inf" if figures.psnr_db == float("inf") else f"{figures.psnr_db:.1f}")
@@ -257,6 +274,7 @@ def describe_table(decision: AutoDecision) -> list[str]:
             verdict = "refused: " + "; ".join(row.failures)
         else:
             verdict = "passes" if figures is not None else "reference"
-        lines.append(f"{row.runtime:12s} {row.precision:9s} {fps:>9s} {psnr:>8s} {steps:>6s} {reference:>10s}  {verdict}")
+        lines.append(f"{row.runtime:12s} {row.precision:9s} {fps:>9s} {psnr:>8s} {steps:>6s} {reference:>10s} "
+                     f"{row.seconds:7.1f}s  {verdict}")
     return lines
 
