@@ -409,7 +409,7 @@ def _run_on_ray(job: AnimateJob, work: _Work, manifest: ManifestWriter, result: 
         progress = Progress(len(work.todo), unit="videos", label="animate")
         recorded: set[str] = set()
 
-        def record(row: dict, model_seconds: float = 0.0) -> None:
+        def record(row: dict, model_seconds: float = 0.0, decision: str = "") -> None:
             if row["output"] in recorded:
                 return
             if result.first_video is None:
@@ -417,6 +417,8 @@ def _run_on_ray(job: AnimateJob, work: _Work, manifest: ManifestWriter, result: 
                 log.debug("start-up: Ray %.1f s; the first video %.1f s later (its actor opened the model in %.1f s, "
                           "then prepared, generated and encoded the first batch)", result.startup,
                           result.first_video - result.startup, model_seconds)
+                if decision:
+                    log.debug("runtime: %s", decision)
                 if row.get("runtime"):
                     log.info("generator: %s", row["runtime"])
             recorded.add(row["output"])
@@ -426,7 +428,7 @@ def _run_on_ray(job: AnimateJob, work: _Work, manifest: ManifestWriter, result: 
 
         try:
             for streamed in dataset.iter_rows():
-                record(json.loads(streamed["row"]), streamed["model_seconds"])
+                record(json.loads(streamed["row"]), streamed["model_seconds"], streamed["decision"])
             result.stats = dataset.stats()
         except Exception as error:  # noqa: BLE001 - whatever stopped the stream, the manifest is finalised
             log.error("the animate stream stopped: %s", describe_error(error))

@@ -1,6 +1,6 @@
 """The animate run as a Ray Data stream: work items -> prepare (CPU tasks) -> generate (actor pool) -> encode (CPU
 tasks) -> manifest rows, consumed by the driver as they come (with the seconds the generator actor took to open its
-model, for the start-up breakdown).
+model and what `auto` chose it from, for the driver's -v lines).
 
 Rows. A row carries the item's output URI, `status` ("ok" until a stage fails it, then "failed" with `error`), the
 `seconds` spent on it so far, and its stage data as pickled bytes: `item` (the WorkItem), `clip` (the PreparedClip,
@@ -91,7 +91,7 @@ def _failed(row: dict, error: Exception, started: float) -> dict:
 def item_row(item: WorkItem) -> dict:
     """The dataset's input row for a work item."""
     return {"output": item.output, "item": _pack(item), "status": "ok", "error": "", "seconds": 0.0,
-            "clip": b"", "placement": b"", "runtime": "", "model_seconds": 0.0}
+            "clip": b"", "placement": b"", "runtime": "", "model_seconds": 0.0, "decision": ""}
 
 
 def prepare(row: dict, spec: RunSpec) -> dict:
@@ -120,7 +120,9 @@ class Generate:
                                         threads=threads, trust_pickle=spec.trust_pickle, batch_size=spec.batch_size)
         self.spec = spec
         self.description = self.runtime.describe()
-        self.model_seconds = time.monotonic() - started  # reported with its rows: the driver's start-up breakdown
+        # reported with its rows, for the driver's -v lines: the start-up breakdown and auto's candidates
+        self.model_seconds = time.monotonic() - started
+        self.decision = self.runtime.auto.describe() if self.runtime.auto is not None else ""
         log.info("generator actor (pid %d): %s", os.getpid(), self.description)
 
     def __call__(self, batch: dict) -> dict:
@@ -130,6 +132,7 @@ class Generate:
             batch[column] = batch[column].astype(object)
         batch["runtime"] = np.full(len(batch["status"]), self.description, dtype=object)
         batch["model_seconds"] = np.full(len(batch["status"]), self.model_seconds)
+        batch["decision"] = np.full(len(batch["status"]), self.decision, dtype=object)
         todo = [index for index, status in enumerate(batch["status"]) if status == "ok"]
         clips = [_unpack(batch["clip"][index]) for index in todo]
         try:
@@ -167,7 +170,8 @@ def encode(row: dict, spec: RunSpec) -> dict:
                                   seconds=row["seconds"] + time.monotonic() - started)
     else:
         result = manifest_row(**fields, status="failed", error=row["error"], seconds=row["seconds"])
-    return {"output": item.output, "row": json.dumps(result), "model_seconds": row["model_seconds"]}
+    return {"output": item.output, "row": json.dumps(result), "model_seconds": row["model_seconds"],
+            "decision": row["decision"]}
 
 
 def configure_data_context() -> None:
