@@ -18,7 +18,7 @@ from ganbatch.jobs.paths import format_path
 from ganbatch.jobs.chain import PipelineJob
 from ganbatch.jobs.references import step_references, strings, substitute_step_outputs
 
-RUNNER_MODULES = {"synth": "ganbatch.synth.run", "train": "ganbatch.train", "animate": "ganbatch.animate",
+RUNNER_MODULES = {"synth": "ganbatch.synth_job", "train": "ganbatch.train", "animate": "ganbatch.animate",
                   "eval": "ganbatch.eval.job", "export": "ganbatch.export_job"}
 
 
