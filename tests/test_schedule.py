@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import yaml
 
+from ganbatch.jobs.keyframes import read_keyframes, schedule_from_dict
 from ganbatch.targets.aus import NUM_AUS, au_index, expression_aus
 from ganbatch.targets.landmarks import write_landmarks
 from ganbatch.targets.schedule import (
@@ -12,8 +13,6 @@ from ganbatch.targets.schedule import (
     Schedule,
     ScheduleError,
     expression_schedule,
-    read_keyframes,
-    schedule_from_dict,
 )
 
 NEUTRAL = np.zeros(NUM_AUS, dtype=np.float32)

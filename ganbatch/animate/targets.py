@@ -23,6 +23,7 @@ from ganbatch.io import storage
 from ganbatch.io.video import open_video
 from ganbatch.faces import largest_face
 from ganbatch.jobs.animate import TargetSpec
+from ganbatch.jobs.keyframes import schedule_from_dict
 from ganbatch.targets import (
     NUM_AUS,
     AUError,
@@ -35,7 +36,6 @@ from ganbatch.targets import (
     read_aus_pkl,
     read_landmarks,
     read_openface_csv,
-    schedule_from_dict,
     to_gannotation66,
 )
 
