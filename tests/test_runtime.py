@@ -173,7 +173,7 @@ def test_demo_eval_metrics_barely_move_with_the_auto_runtime_and_int8(tmp_path):
     reference = run_eval("demo", identities=2, runtime="torch")
     auto = run_eval("demo", identities=2, runtime="auto")
     assert "auto on" in auto["settings"]["runtime"]
-    from ganbatch.export import export
+    from ganbatch.export_job import export
 
     export("demo", str(tmp_path / "int8_ir"), format="openvino", precision="int8")
     int8 = run_eval(str(tmp_path / "int8_ir"), identities=2, runtime="openvino")
