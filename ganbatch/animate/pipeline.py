@@ -185,7 +185,7 @@ def _model_lines(job: AnimateJob) -> list[str]:
 
 def _estimate(job: AnimateJob, frames: int) -> str:
     """How long generating `frames` frames takes, from a short probe of the model on this machine (one batch)."""
-    from ganbatch.eval.plan import generator_seconds_per_frame
+    from ganbatch.models.timing import generator_seconds_per_frame
 
     if not frames:
         return "time: nothing to make"

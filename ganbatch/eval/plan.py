@@ -5,32 +5,11 @@ pair and frame counts follow the benchmark's rules (`benchmark`: the presets and
 one `path_frames` clip); the time is the generator's alone, measured on one batch of `chunk_size` frames (the AU
 regressor and the metrics add to it).
 """
-import time
-
-import numpy as np
-
 from ganbatch.eval.benchmark import PRESET_TARGETS
 from ganbatch.families import get_family
 from ganbatch.models.header import read_model_config
+from ganbatch.models.timing import generator_seconds_per_frame
 from ganbatch.progress import format_duration
-
-
-def generator_seconds_per_frame(model_uri: str, *, chunk_size: int, runtime: str = "torch", device: str = "cpu",
-                                trust_pickle: bool = False) -> float:
-    """Seconds per frame of the model's generator on one batch of `chunk_size` frames, after one warm-up call."""
-    import torch
-
-    from ganbatch.models.runtime import open_runtime
-
-    engine = open_runtime(model_uri, runtime=runtime, device=device, trust_pickle=trust_pickle)
-    family = get_family(engine.info.family)
-    size = engine.info.image_size or family.default_image_size
-    x = torch.zeros(chunk_size, 3, size, size)
-    cond = family.targets_to_cond(np.zeros((chunk_size, *family.target_shape), np.float32), size)
-    engine(x, cond)
-    started = time.perf_counter()
-    engine(x, cond)
-    return (time.perf_counter() - started) / chunk_size
 
 
 def plan_eval(model_uri: str, *, identities: int, random_pairs: int, path_frames: int, chunk_size: int = 16,
