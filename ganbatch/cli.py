@@ -18,7 +18,7 @@ from ganbatch.jobs import SynthJob
 from ganbatch.jobs.load import load_job
 from ganbatch.jobs.problems import ManifestError
 from ganbatch.jobs.references import unset_env_variable
-from ganbatch.logs import FORMATS, redact, setup_logging
+from ganbatch.logs import LOG_FORMATS, redact, setup_logging
 
 INTERRUPTED = "interrupted: re-run the same command to resume"
 INTERRUPTED_EXIT = 130  # 128 + SIGINT, what shells report for a command ended by Ctrl-C
@@ -57,7 +57,7 @@ class JobGroup(click.Group):
 @click.option("-v", "--verbose", count=True,
               help="more output: -v adds debug lines and Ray's own logs (worker output, warnings); repeatable")
 @click.option("-q", "--quiet", count=True, help="only warnings and errors")
-@click.option("--log-format", type=click.Choice(FORMATS), default="text",
+@click.option("--log-format", type=click.Choice(LOG_FORMATS), default="text",
               help="text: plain lines; json: one JSON object per line (for log collectors); default: text")
 def main(verbose, quiet, log_format):
     """Turn folders of face photos into expression videos with GAN face-animation models, and train those models."""

@@ -11,12 +11,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from ganbatch.choices import EXPORT_FORMATS, EXPORT_PRECISIONS
 from ganbatch.io import storage
 from ganbatch.models.checkpoint import GeneratorInfo, save_generator
-from ganbatch.models.export import EXPORT_PRECISIONS, IR_CONFIG, IR_MODEL, IR_WEIGHTS, export_generator
+from ganbatch.models.export import IR_CONFIG, IR_MODEL, IR_WEIGHTS, export_generator
 from ganbatch.models.networks import AttentionGenerator
-
-FORMATS = ("pt", "onnx", "openvino")
 
 
 def guess_format(out: str) -> str:
@@ -50,8 +49,8 @@ def check_options(out: str, format: str | None, precision: str, calibration: str
     pt is ganbatch's checkpoint format (fp32 only); onnx and openvino take precision fp32, fp16 or int8 (int8
     calibrated on `calibration`: "synth" faces or a folder of face crops)."""
     format = format or guess_format(out)
-    if format not in FORMATS:
-        raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
+    if format not in EXPORT_FORMATS:
+        raise ValueError(f"format must be one of {', '.join(EXPORT_FORMATS)}, got {format!r}")
     if precision not in EXPORT_PRECISIONS or (format == "pt" and precision != "fp32"):
         allowed = "fp32" if format == "pt" else ", ".join(EXPORT_PRECISIONS)
         raise ValueError(f"--precision for --format {format} must be {allowed}, got {precision!r}")

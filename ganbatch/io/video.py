@@ -22,11 +22,11 @@ import imageio_ffmpeg
 import numpy as np
 from PIL import Image
 
+from ganbatch.choices import VIDEO_FORMATS
 from ganbatch.io import storage
 from ganbatch.io.atomic import atomic_local_path
 from ganbatch.io.images import check_uint8, decode_image
 
-VIDEO_FORMATS = ("mp4", "webm", "gif", "png")
 # Constant-quality defaults and valid ranges: x264 (8-bit) accepts 0-51, libvpx-vp9 0-63; lower is better.
 DEFAULT_CRF = {"mp4": 18, "webm": 31}
 CRF_RANGE = {"mp4": (0, 51), "webm": (0, 63)}

@@ -4,6 +4,8 @@ from typing import Annotated, Literal, Optional
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from ganbatch.choices import PRECISIONS, RUNTIMES
+
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
@@ -32,9 +34,9 @@ def check_uri(value: str) -> str:
 
 
 Uri = Annotated[str, AfterValidator(check_uri)]
-Precision = Literal["fp32", "fp16", "bf16"]
+Precision = Literal[PRECISIONS]
 # Inference engines of a generator (see ganbatch.models.runtime).
-Runtime = Literal["auto", "torch", "onnxruntime", "openvino", "tensorrt"]
+Runtime = Literal[RUNTIMES]
 
 
 class Execution(StrictModel):

@@ -11,6 +11,7 @@ from typing import Annotated, ClassVar, Literal, Optional, Union
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from ganbatch.families import FAMILIES, ObjectiveSpec
+from ganbatch.choices import PRECISIONS
 from ganbatch.jobs.common import Execution, StrictModel, Uri
 
 Family = Literal[tuple(FAMILIES)]
@@ -89,7 +90,7 @@ class AugmentSpec(StrictModel):
 class TrainExecution(Execution):
     """Execution settings of a training run."""
 
-    precision: Literal["auto", "fp32", "fp16", "bf16"] = Field(
+    precision: Literal[("auto", *PRECISIONS)] = Field(
         "auto", description="autocast precision; auto: bf16 where the device computes it natively (CPUs with "
                             "AVX512_BF16 or AMX, CUDA GPUs with bf16), else fp32")
 

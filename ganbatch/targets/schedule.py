@@ -41,6 +41,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 from scipy.interpolate import PchipInterpolator
 
+from ganbatch import choices
 from ganbatch.limits import MAX_FRAMES
 
 
@@ -77,7 +78,7 @@ def _check_number(value, name: str, *, minimum: float, integer: bool = False, st
 EASINGS: dict[str, Callable[[np.ndarray], np.ndarray]] = {"linear": linear, "ease-in-out": ease_in_out, "hold": hold}
 # `cubic` is not a per-segment weight: it follows one spline through all keyframe values.
 CUBIC = "cubic"
-EASING_NAMES = (*EASINGS, CUBIC)
+EASING_NAMES = choices.EASINGS  # the weights above, and cubic (tests/test_schedule.py checks they agree)
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
