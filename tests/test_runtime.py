@@ -168,15 +168,15 @@ def test_tensorrt_without_a_gpu_says_what_it_needs(checkpoint):
 def test_demo_eval_metrics_barely_move_with_the_auto_runtime_and_int8(tmp_path):
     pytest.importorskip("openvino", reason="needs the cpu-fast extra (pip install 'ganbatch[cpu-fast]')")
     pytest.importorskip("nncf", reason="needs the cpu-fast extra (pip install 'ganbatch[cpu-fast]')")
-    from ganbatch.eval import run_eval
+    from ganbatch.eval import evaluate_model
 
-    reference = run_eval("demo", identities=2, runtime="torch")
-    auto = run_eval("demo", identities=2, runtime="auto")
+    reference = evaluate_model("demo", identities=2, runtime="torch")
+    auto = evaluate_model("demo", identities=2, runtime="auto")
     assert "auto on" in auto["settings"]["runtime"]
     from ganbatch.export_job import export
 
     export("demo", str(tmp_path / "int8_ir"), format="openvino", precision="int8")
-    int8 = run_eval(str(tmp_path / "int8_ir"), identities=2, runtime="openvino")
+    int8 = evaluate_model(str(tmp_path / "int8_ir"), identities=2, runtime="openvino")
     assert int8["settings"]["runtime"].startswith("openvino int8")
     for report in (auto, int8):
         assert abs(report["au_mae"] - reference["au_mae"]) <= 0.03, report["settings"]["runtime"]

@@ -190,13 +190,14 @@ def _estimate(job: AnimateJob, frames: int) -> str:
     if not frames:
         return "time: nothing to make"
     runtime = job.execution.runtime if job.execution.runtime != "auto" else "torch"
+    probe_frames = min(job.execution.batch_size, 8)  # one forward pass, kept short
     try:
-        per_frame = generator_seconds_per_frame(job.model, chunk_size=min(job.execution.batch_size, 8),
-                                                runtime=runtime, trust_pickle=job.trust_pickle)
+        per_frame = generator_seconds_per_frame(job.model, chunk_size=probe_frames, runtime=runtime,
+                                                trust_pickle=job.trust_pickle)
     except Exception as error:  # noqa: BLE001 - only an estimate; the run reports real problems itself
         return f"time: not estimated ({describe_error(error)})"
     return (f"time: about {format_duration(frames * per_frame)} of generator time on one worker here "
-            f"({per_frame * 1000:.0f} ms/frame measured with {runtime} fp32, batch {min(job.execution.batch_size, 8)};"
+            f"({per_frame * 1000:.0f} ms/frame measured with {runtime} fp32, batch {probe_frames};"
             " start-up and encoding extra)")
 
 

@@ -12,7 +12,7 @@ from ganbatch.models.timing import generator_seconds_per_frame
 from ganbatch.progress import format_duration
 
 
-def plan_eval(model_uri: str, *, identities: int, random_pairs: int, path_frames: int, chunk_size: int = 16,
+def describe_evaluation(model_uri: str, *, identities: int, random_pairs: int, path_frames: int, chunk_size: int = 16,
               runtime: str = "torch", device: str = "cpu", trust_pickle: bool = False) -> str:
     """The dry-run text of `ganbatch eval` (see the module doc)."""
     header = read_model_config(model_uri, trust_pickle=trust_pickle)
