@@ -60,7 +60,7 @@ from ganbatch.faces import BackendUnavailable, get_detector
 from ganbatch.jobs.animate import REPORT_MIN_ITEMS, AnimateJob
 from ganbatch.models.checkpoint import CheckpointError
 from ganbatch.families import get_family
-from ganbatch.models.header import read_model_config, target_problems
+from ganbatch.models.header import read_model_config
 from ganbatch.models.locate import resolve_model_uri
 from ganbatch.models.runtime import RuntimeUnavailableError, model_info
 from ganbatch.progress import Progress, describe_cluster, describe_setup, format_duration
@@ -166,16 +166,14 @@ def _stage_plan(job: AnimateJob, targets: list[Target], todo: int, resources: di
         raise AnimateError(str(error)) from None
 
 
-def _model_lines(job: AnimateJob) -> list[str]:
+def _model_lines(job: AnimateJob, targets: list[Target]) -> list[str]:
     """The dry run's model lines: what it is (read from its header, not its weights), whether its tensors are
     verified, and AnimateError when the targets ask for what the model cannot follow."""
     try:
         header = read_model_config(job.model, trust_pickle=job.trust_pickle)
-    except (CheckpointError, storage.StorageError) as error:
+        check_condition(targets, header.family, header.condition, job.model)
+    except (CheckpointError, storage.StorageError, TargetError) as error:
         raise AnimateError(str(error)) from None
-    problems = target_problems(header, job.targets)
-    if problems:
-        raise AnimateError("; ".join(problems))
     digest = header.config.get("tensor_sha256")
     integrity = (f"tensors recorded as sha256 {digest[:12]}..., verified when each worker loads them" if digest
                  else "no tensor digest recorded (a published layout or an older file): its integrity cannot be "
@@ -205,9 +203,13 @@ def plan_animate(job: AnimateJob) -> str:
     """The plan for --dry-run: the model (header only) against the targets, videos to make and skip, frames and a
     time estimate, output names, unused input files, faces, stages and their resources (reads target files, lists
     inputs and the destination, probes the generator on one batch; starts no Ray)."""
-    model_lines = _model_lines(job)
     try:
-        work = _plan_work(job, load_targets(job.targets))
+        targets = load_targets(job.targets)
+    except (TargetError, storage.StorageError) as error:
+        raise AnimateError(str(error)) from None
+    model_lines = _model_lines(job, targets)
+    try:
+        work = _plan_work(job, targets)
     except (TargetError, PlanError, storage.StorageError) as error:
         raise AnimateError(str(error)) from None
     execution, crop = job.execution, job.crop

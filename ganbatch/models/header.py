@@ -64,29 +64,3 @@ def read_model_config(uri: str, *, trust_pickle: bool = False) -> ModelHeader:
     info = model_info(uri, trust_pickle=trust_pickle)
     return ModelHeader(info.family, info.image_size, get_family(info.family).condition, "loaded",
                        dict(info.config or {}))
-
-
-# Target sources (TargetSpec fields) each condition can follow.
-_SOURCES_FOR = {"aus": ("expression", "aus", "aus_csv", "keyframes"), "landmarks": ("landmarks", "driving_video",
-                                                                                   "keyframes")}
-
-
-def target_problems(header: ModelHeader, targets) -> list[str]:
-    """One line per target (TargetSpec) the model cannot follow: AU targets for a landmark-conditioned model
-    (GANnotation) or landmark targets for an AU-conditioned one (GANimation). Inline keyframes are checked by what
-    they hold (preset/aus vs landmarks)."""
-    problems = []
-    allowed = _SOURCES_FOR[header.condition]
-    for index, target in enumerate(targets):
-        used = [name for name in ("expression", "aus", "aus_csv", "landmarks", "driving_video", "keyframes")
-                if getattr(target, name)]
-        if isinstance(target.keyframes, list):
-            holds_landmarks = any(keyframe.landmarks for keyframe in target.keyframes)
-            used = ["landmarks" if holds_landmarks else "aus"]
-        wrong = [name for name in used if name not in allowed]
-        if wrong:
-            wants = "AU targets (expression, aus, aus_csv)" if header.condition == "aus" else \
-                "landmark targets (landmarks, driving_video)"
-            problems.append(f"targets[{index}] ({target.label}): a {header.family} model follows {wants}, not "
-                            f"{', '.join(wrong)}")
-    return problems
