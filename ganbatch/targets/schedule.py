@@ -181,11 +181,6 @@ class Schedule:
         return self._path_frames
 
     @property
-    def keyframe_indices(self) -> tuple:
-        """The path frame of each keyframe."""
-        return self._keyframe_indices
-
-    @property
     def num_frames(self) -> int:
         """Frames of the whole video: the path, ping-ponged and looped."""
         if self.pingpong:
