@@ -8,12 +8,12 @@ import click
 
 from ganbatch import __version__
 from ganbatch.errors import JobError
-from ganbatch.cli_animate import animate
-from ganbatch.cli_eval import eval_command
-from ganbatch.cli_help import GroupedCommand
-from ganbatch.cli_jobs import JOB_PARAMS, execute, job_options, override_options, run_command
-from ganbatch.cli_options import Flag, SchemaOptions
-from ganbatch.cli_train import export, train
+from ganbatch.cli.animate import animate
+from ganbatch.cli.eval import eval_command
+from ganbatch.cli.help import GroupedCommand
+from ganbatch.cli.jobs import JOB_PARAMS, execute, job_options, override_options, run_command
+from ganbatch.cli.options import Flag, SchemaOptions
+from ganbatch.cli.train import export, train
 from ganbatch.jobs import SynthJob
 from ganbatch.jobs.load import load_job
 from ganbatch.jobs.problems import ManifestError
@@ -133,6 +133,3 @@ main.add_command(eval_command)
 main.add_command(train)
 main.add_command(export)
 
-
-if __name__ == "__main__":
-    main()

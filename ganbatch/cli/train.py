@@ -5,9 +5,9 @@ Training modules load only when a command runs, so `ganbatch --help` stays fast.
 """
 import click
 
-from ganbatch.cli_help import GroupedCommand
-from ganbatch.cli_jobs import JOB_PARAMS, job_options, run_command
-from ganbatch.cli_options import Flag, SchemaOptions, leaf_fields
+from ganbatch.cli.help import GroupedCommand
+from ganbatch.cli.jobs import JOB_PARAMS, job_options, run_command
+from ganbatch.cli.options import Flag, SchemaOptions, leaf_fields
 from ganbatch.jobs.export import ExportJob
 from ganbatch.jobs.train import TrainJob
 
