@@ -78,7 +78,7 @@ def test_every_closed_set_of_the_schema_is_a_choice():
     """Every option filling a Literal field of the job schema offers its choices (click.Choice)."""
     import click
 
-    from ganbatch.cli import SYNTH, synth
+    from ganbatch.cli.synth import SYNTH, synth
     from ganbatch.cli.animate import ANIMATE, animate
     from ganbatch.cli.help import literal_choices
     from ganbatch.cli.options import schema_field

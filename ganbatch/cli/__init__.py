@@ -1,4 +1,6 @@
-"""The `ganbatch` command line: a thin click front over the job schema and the run_* functions.
+"""The `ganbatch` command line: a thin click front over the job schema and the runners (`ganbatch.runner`), one
+module per command (animate, train, export, synth, eval, run, validate); `jobs` (running a job from flags or a
+manifest), `options` (click options made from schema fields) and `help` (grouped --help) are theirs to share.
 
 Importing this module (and `--help` of any command) loads click, pydantic, yaml and the job schema only: torch, Ray,
 scipy, scikit-image, boto3 and pyarrow load when a command runs (tests/test_cli_fast.py holds this).
@@ -10,14 +12,12 @@ from ganbatch import __version__
 from ganbatch.errors import JobError
 from ganbatch.cli.animate import animate
 from ganbatch.cli.eval import eval_command
-from ganbatch.cli.help import GroupedCommand
-from ganbatch.cli.jobs import JOB_PARAMS, execute, job_options, override_options, run_command
-from ganbatch.cli.options import Flag, SchemaOptions
-from ganbatch.cli.train import export, train
-from ganbatch.jobs import SynthJob
-from ganbatch.jobs.load import load_job
+from ganbatch.cli.export import export
+from ganbatch.cli.run import run
+from ganbatch.cli.synth import synth
+from ganbatch.cli.train import train
+from ganbatch.cli.validate import validate
 from ganbatch.jobs.problems import ManifestError
-from ganbatch.jobs.references import unset_env_variable
 from ganbatch.logs import LOG_FORMATS, redact, setup_logging
 
 INTERRUPTED = "interrupted: re-run the same command to resume"
@@ -64,72 +64,5 @@ def main(verbose, quiet, log_format):
     setup_logging(verbose - quiet, log_format)
 
 
-@main.command()
-@click.argument("manifest", type=click.Path(exists=True, dir_okay=False))
-@override_options
-def run(manifest, overrides, dry_run):
-    """Run the job in MANIFEST (a YAML file of kind animate, train, synth, eval, export or pipeline)."""
-    execute(load_job(manifest, overrides=tuple(overrides)), dry_run)
-
-
-def _split_notes(error: ManifestError) -> tuple[list, list[str]]:
-    """(problems, names of unset environment variables) of an invalid manifest."""
-    problems, unset = [], []
-    for problem in error.problems:
-        name = unset_env_variable(problem.message)
-        if name is None:
-            problems.append(problem)
-        elif name not in unset:
-            unset.append(name)
-    return problems, unset
-
-
-@main.command()
-@click.argument("manifests", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--strict", is_flag=True, help="treat an unset ${env:NAME} (without a :-default) as an error")
-def validate(manifests, strict):
-    """Check job MANIFESTS without running them; lists every problem of every file, exits 2 if any is invalid.
-    An unset ${env:NAME} is a note (the job can run where it is set), an error with --strict."""
-    invalid = 0
-    for manifest in manifests:
-        try:
-            job = load_job(manifest).job
-        except ManifestError as error:
-            problems, unset = _split_notes(error)
-            if problems or strict:
-                invalid += 1
-                click.echo(f"{manifest}: invalid", err=True)
-                for problem in error.problems if strict else problems:
-                    click.echo(f"  {problem}", err=True)
-            else:
-                one = len(unset) == 1
-                click.echo(f"{manifest}: ok, once {', '.join(unset)} {'is' if one else 'are'} set (note: the values "
-                           f"that use {'it' if one else 'them'} were not checked)")
-            continue
-        steps = f": {', '.join(job.steps)}" if job.kind == "pipeline" else ""
-        click.echo(f"{manifest}: ok ({job.kind}{steps})")
-    if invalid:
-        raise SystemExit(2)
-
-
-SYNTH = SchemaOptions(SynthJob, {
-    "output": [Flag("out", metavar="DIR|s3://..."), Flag("layouts", name="--layout"), "contact_sheet"],
-    "data set": ["identities", "per_identity", "size", "seed", "test_fraction"],
-    "expression mix": ["neutral_weight", "prototype_weight", "sparse_weight"],
-})
-
-
-@main.command(cls=GroupedCommand, sections={**SYNTH.sections, "job": JOB_PARAMS})
-@SYNTH
-@job_options(kind="synth")
-@click.pass_context
-def synth(ctx, **_):
-    """Write a synthetic face data set with exact AU and landmark ground truth (for training and tests)."""
-    run_command(ctx, "synth", SYNTH.fields)
-
-
-main.add_command(animate)
-main.add_command(eval_command)
-main.add_command(train)
-main.add_command(export)
-
+for command in (animate, train, export, synth, eval_command, run, validate):
+    main.add_command(command)
