@@ -44,3 +44,15 @@ def test_the_contract_refuses_a_bad_import(tmp_path, module, line, broken):
     done = lint(tmp_path)
     assert done.returncode != 0
     assert f"{broken}" in done.stdout and "BROKEN" in done.stdout, done.stdout[-4000:]
+
+
+def test_the_pure_layers_load_without_the_schema_ray_click_or_the_cloud_sdk():
+    """What the contract says, seen at run time (the GPU machine has none of them): importing the renderer, the
+    families, networks, targets, synthetic faces and face crops loads no pydantic, click, Ray or boto3."""
+    code = ("import sys, ganbatch.render, ganbatch.layout, ganbatch.families, ganbatch.models.networks, "
+            "ganbatch.targets, ganbatch.synth, ganbatch.faces\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'pydantic', 'click', 'ray', 'boto3', 'botocore'}))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"

@@ -23,7 +23,6 @@ import numpy as np
 from PIL import Image
 
 from ganbatch.choices import VIDEO_FORMATS
-from ganbatch.io import storage
 from ganbatch.io.atomic import atomic_local_path
 from ganbatch.io.images import check_uint8, decode_image
 
@@ -174,6 +173,8 @@ def open_video(path: str | os.PathLike) -> Iterator[tuple[dict, Iterator[np.ndar
 
 def read_video(uri: str) -> np.ndarray:
     """The uint8 (T, H, W, 3) frames of a video file or of a folder/prefix of numbered PNG frames (local or s3://)."""
+    from ganbatch.io import storage  # the cloud stack only to read (encoding and layouts need none)
+
     if not uri.lower().endswith((".mp4", ".webm", ".gif")):
         return np.stack([decode_image(storage.read_bytes(frame), frame)
                          for frame in storage.list_uris(uri, suffixes=(".png",))])
