@@ -69,6 +69,7 @@ def test_eval_dry_run_counts_pairs_and_frames():
                                        "--path-frames", "4", "--chunk-size", "4", "--dry-run"])
     assert result.exit_code == 0, result.output
     assert "model demo: ganimation, 64 px, conditioned on aus (read from its header)" in result.stdout
-    assert "2 held-out identities x (8 presets + 1 random pairs) = 18 pairs" in result.stdout
+    assert "2 held-out identities x (8 presets + 1 random pairs) = 18 pairs, animated with their target AUs" \
+        in result.stdout
     assert "26 generated frames at 64 px on torch (cpu)" in result.stdout
     assert "estimate: generator " in result.stdout

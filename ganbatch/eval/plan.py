@@ -12,20 +12,21 @@ from ganbatch.models.timing import generator_seconds_per_frame
 from ganbatch.progress import format_duration
 
 
-def describe_evaluation(model_uri: str, *, identities: int, random_pairs: int, path_frames: int, chunk_size: int = 16,
-              runtime: str = "torch", device: str = "cpu", trust_pickle: bool = False) -> str:
+def describe_evaluation(model_uri: str, *, identities: int, random_pairs: int, path_frames: int,
+                        chunk_size: int = 16, runtime: str = "torch", device: str = "cpu",
+                        trust_pickle: bool = False) -> str:
     """The dry-run text of `ganbatch eval` (see the module doc)."""
     header = read_model_config(model_uri, trust_pickle=trust_pickle)
-    size = header.image_size or get_family(header.family).default_image_size
+    family = get_family(header.family)
+    size = header.image_size or family.default_image_size
     pairs = identities * (len(PRESET_TARGETS) + random_pairs)
     frames = pairs + identities * path_frames
     per_frame = generator_seconds_per_frame(model_uri, chunk_size=chunk_size, runtime=runtime, device=device,
                                             trust_pickle=trust_pickle)
-    targets = "target AUs" if header.condition == "aus" else "target landmarks (66 points)"
     return "\n".join([
         f"model {model_uri}: {header.describe()} (read from its {'header' if header.read == 'header' else 'file'})",
         f"{identities} held-out identities x ({len(PRESET_TARGETS)} presets + {random_pairs} random pairs) = {pairs} "
-        f"pairs, animated with their {targets}, plus {identities} smoothness clips of {path_frames} frames",
+        f"pairs, animated with their {family.target_words}, plus {identities} smoothness clips of {path_frames} frames",
         f"{frames} generated frames at {size} px on {runtime} ({device})",
         f"estimate: generator {format_duration(frames * per_frame)} ({1000 * per_frame:.1f} ms per frame measured "
         f"on a batch of {chunk_size}); the AU regressor and metrics add to it",

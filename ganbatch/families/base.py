@@ -82,9 +82,9 @@ class ModelFamily:
     default_image_size: the crop size the published models use, for checkpoints that do not record one;
     training_options: the generator options of the models ganbatch trains (None: the published defaults);
     generator_cls, discriminator_cls: the networks (properties in the family modules, which import them lazily);
-    optimizer_defaults: published Adam settings for the unset optimizer
-    fields; loss_terms: the weighted terms of its objective, in the order a plan lists them; plan_notes: lines a
-    training plan adds for this family.
+    optimizer_defaults: published Adam settings for the unset optimizer fields; target_words: what its targets are,
+    in a sentence ("target AUs"); loss_terms: the weighted terms of its objective, in the order a plan lists them;
+    plan_notes: lines a training plan adds for this family.
     """
 
     name: ClassVar[str]
@@ -92,6 +92,7 @@ class ModelFamily:
     target_shape: ClassVar[tuple[int, ...]]
     input_low: ClassVar[float]
     default_image_size: ClassVar[int] = 128
+    target_words: ClassVar[str]
     optimizer_defaults: ClassVar[dict[str, float]]
     loss_terms: ClassVar[tuple[str, ...]]
     plan_notes: ClassVar[tuple[str, ...]] = ()

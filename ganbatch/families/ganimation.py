@@ -55,6 +55,7 @@ class GANimation(ModelFamily):
     target_shape = (17,)  # targets.aus.NUM_AUS (a test checks they agree; see the base module on imports)
     input_low = -1.0
     optimizer_defaults = {"beta2": 0.999, "weight_decay": 0.0, "grad_clip": 0.0}
+    target_words = "target AUs"
     loss_terms = ("adv", "gp", "au", "cycle", "mask", "tv", "pixel", "colour", "mask_changed")
 
     @property

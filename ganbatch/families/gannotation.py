@@ -43,6 +43,7 @@ class GANnotation(ModelFamily):
     target_shape = (66, 2)  # targets.landmarks.NUM_GANNOTATION points (a test checks they agree)
     input_low = 0.0
     optimizer_defaults = {"beta2": 0.9, "weight_decay": 5e-4, "grad_clip": 1.0}
+    target_words = "target landmarks (66 points)"
     loss_terms = ("adv", "gp", "pixel", "cycle", "triple", "mask", "tv")
     plan_notes = ("perceptual and identity losses: not available (no pretrained VGG-16/identity weights), left out",)
 
