@@ -88,9 +88,10 @@ def _png(array: np.ndarray) -> str:
 
 
 def samples(engine, report: dict) -> dict:
-    """Rendered material for the page, made by `engine` (the Runtime that the report's numbers came from): `strips` (PNG data URIs: input, the model's frame per preset, ground truth
-    below) and `curves` (mean absolute frame-to-frame change, 0-255, along a neutral -> preset clip of
-    settings.path_frames frames, for the model and the ground truth)."""
+    """Rendered material for the page, made by `engine` (the Runtime that the report's numbers came from):
+    `strips` (PNG data URIs: input, the model's frame per preset, ground truth below) and `curves` (mean absolute
+    frame-to-frame change, 0-255, along a neutral -> preset clip of settings.path_frames frames, for the model and
+    the ground truth)."""
     from ganbatch.eval.benchmark import PRESET_TARGETS, _conditions, eval_identities, interpolation_path
     from ganbatch.render import render_clip
     from ganbatch.synth import render_face

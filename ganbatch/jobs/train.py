@@ -169,7 +169,8 @@ class TrainJob(StrictModel):
         family = data.get("family") if isinstance(data, dict) else None
         if family in OBJECTIVES and isinstance(data.get("objective"), dict):
             own = OBJECTIVES[family].model_fields
-            other = {name for each, objective in OBJECTIVES.items() if each != family for name in objective.model_fields}
+            other = {name for each, objective in OBJECTIVES.items() if each != family
+                     for name in objective.model_fields}
             data = {**data, "objective": {key: value for key, value in data["objective"].items()
                                           if key in own or key not in other}}
         return cls.model_validate(data)
