@@ -3,8 +3,8 @@
 A family owns its networks, its conventions (input range, condition encoding, pixel mapping, the condition layout
 recorded in checkpoints), its losses (the loss terms of the critic and generator steps; the objective's fields and
 published defaults are its schema in `ganbatch.jobs.objectives`), what a training batch holds for it and how a
-sample's targets are drawn, and how sample grids and the evaluation condition it. The renderer, the trainer, the job schema and the evaluator ask the family
-(`get_family(name)`) instead of testing its name.
+sample's targets are drawn, and how sample grids and the evaluation condition it. The renderer, the trainer, the
+job schema and the evaluator ask the family (`get_family(name)`) instead of testing its name.
 
 The job schema (and with it the CLI's --help, which must not load torch or scipy) imports the families, so a family
 module imports only numpy when loaded: torch, the networks and `ganbatch.targets` are imported where they are used.
