@@ -38,7 +38,7 @@ setup(
     ],
     extras_require={
         "faces": ["face-alignment>=1.4", "dlib-bin>=19.24", "face-recognition-models>=0.3"],
-        "test": ["pytest>=7.4", "moto[server]>=5.0"],
+        "test": ["pytest>=7.4", "moto[server]>=5.0", "import-linter>=2.1"],  # import-linter: the import contract
         # inference engines behind `--runtime` and `ganbatch export --format onnx|openvino` (int8 through nncf)
         "cpu-fast": ["onnx>=1.16", "onnxruntime>=1.18", "openvino>=2024.4", "nncf>=2.12"],
         "tensorrt": ["tensorrt>=10.0", "onnx>=1.16"],

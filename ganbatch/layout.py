@@ -7,10 +7,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ganbatch.choices import OUTPUT_LAYOUTS
 from ganbatch.io.images import check_uint8
 from ganbatch.io.video import check_frames
 
-LAYOUTS = ("single", "side-by-side", "with-mask")
 
 
 def compose_frames(frames: np.ndarray, *, layout: str = "single", source: np.ndarray | None = None,
@@ -24,8 +24,8 @@ def compose_frames(frames: np.ndarray, *, layout: str = "single", source: np.nda
     """
     frames = check_frames(frames, "frames")
     count, height, width = frames.shape[:3]
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout: unknown layout {layout!r} (choose from {', '.join(LAYOUTS)})")
+    if layout not in OUTPUT_LAYOUTS:
+        raise ValueError(f"layout: unknown layout {layout!r} (choose from {', '.join(OUTPUT_LAYOUTS)})")
     panels = [frames]
     if layout in ("side-by-side", "with-mask"):
         if source is None:

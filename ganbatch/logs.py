@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 
 LOGGER = "ganbatch"
-FORMATS = ("text", "json")
+LOG_FORMATS = ("text", "json")
 
 _verbosity = 0
 _redactors: list[Callable[[str], str]] = []
@@ -73,8 +73,8 @@ def level_for(verbosity: int) -> int:
 def setup_logging(verbosity: int = 0, fmt: str = "text") -> logging.Logger:
     """Configure the `ganbatch` logger (see the module doc); calling it again replaces the previous setup."""
     global _verbosity
-    if fmt not in FORMATS:
-        raise ValueError(f"log format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    if fmt not in LOG_FORMATS:
+        raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}, not {fmt!r}")
     _verbosity = verbosity
     logger = logging.getLogger(LOGGER)
     for handler in list(logger.handlers):

@@ -1,7 +1,8 @@
 """Run or plan a validated job: each kind goes to its own runner, imported only when needed, and pipelines run
 their steps in order, feeding earlier steps' outputs into later ones.
 
-Runner protocol: the module for kind K (see RUNNER_MODULES) has `run_K(job)`, returning a result with `.ok: bool`
+Runner protocol: the module for kind K (RUNNER_MODULES: the package `ganbatch.K` where the kind is a package of its
+own, animate, train, eval; else the module `ganbatch.K_job`) has `run_K(job)`, returning a result with `.ok: bool`
 and `.outputs: dict[str, str]` (keys: the job model's OUTPUTS) and optionally `.message: str` (text for people, e.g.
 eval's table), and `plan_K(job) -> str`, a short plan for --dry-run. Both raise a `ganbatch.errors.JobError` for
 anything the user can fix. Heavy modules (Ray, torch models) load only when a job of that kind is planned or run.
@@ -18,8 +19,8 @@ from ganbatch.jobs.paths import format_path
 from ganbatch.jobs.chain import PipelineJob
 from ganbatch.jobs.references import step_references, strings, substitute_step_outputs
 
-RUNNER_MODULES = {"synth": "ganbatch.synth.run", "train": "ganbatch.train", "animate": "ganbatch.animate",
-                  "eval": "ganbatch.eval.job", "export": "ganbatch.export_job"}
+RUNNER_MODULES = {"synth": "ganbatch.synth_job", "train": "ganbatch.train", "animate": "ganbatch.animate",
+                  "eval": "ganbatch.eval", "export": "ganbatch.export_job"}
 
 
 class JobResult(Protocol):

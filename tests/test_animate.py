@@ -15,12 +15,14 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
+from probe import probe_video
+
 from ganbatch.animate import AnimateError, run_animate
 from ganbatch.animate.targets import driving_landmarks
 from ganbatch.cli import main
 from ganbatch.faces import get_detector
 from ganbatch.jobs import AnimateJob
-from ganbatch.io.video import encode_video, probe_video
+from ganbatch.io.video import encode_video
 from ganbatch.models import GANimationGenerator, GANnotationGenerator, load_generator, save_generator
 from ganbatch.render import render_clip
 from ganbatch.synth import render_face, sample_identity

@@ -160,6 +160,15 @@ def test_bad_keyframes_and_wrong_kinds_are_target_errors(tmp_path):
     (expression,) = load_targets([TargetSpec(expression="happy")])
     with pytest.raises(TargetError, match="target 'happy' gives aus, but m.pt is a gannotation model"):
         check_condition([expression], "gannotation", "landmarks", "m.pt")
+    (points,) = load_targets([TargetSpec(name="points", keyframes=[{"frame": 0, "landmarks": [[1, 2]] * 66}])])
+    check_condition([expression], "ganimation", "aus", "m.pt")
+    check_condition([points], "gannotation", "landmarks", "m.pt")
+    with pytest.raises(TargetError) as every:  # each target that does not fit is named, in one line
+        check_condition([expression, points, expression], "gannotation", "landmarks", "m.pt")
+    assert str(every.value).count("gives aus, but m.pt is a gannotation model, conditioned on landmarks: use "
+                                  "landmarks, driving_video or landmark keyframes") == 2
+    with pytest.raises(TargetError, match="^target 'points' gives landmarks, but m.pt is a ganimation model"):
+        check_condition([points], "ganimation", "aus", "m.pt")
 
 
 def test_driving_motion_is_scaled_to_the_source_face():
@@ -387,10 +396,11 @@ def test_dry_run_checks_the_model_family_and_lists_unused_files(tmp_path):
     assert listed.exit_code == 0, listed.output
     assert "2 files skipped: 1 unsupported type, 1 broken link" in listed.output
     landmarks = tmp_path / "talk.txt"
-    landmarks.write_text("\n".join("1 2" for _ in range(68)))
+    landmarks.write_text(" ".join(["1 2"] * 68))  # one frame of 68 points
     wrong = CliRunner().invoke(main, ["animate", str(tmp_path / "in"), "--model", "demo", "--out",
                                       str(tmp_path / "out"), "--landmarks", str(landmarks), "--dry-run"])
-    assert wrong.exit_code == 1 and "a ganimation model follows AU targets" in wrong.output, wrong.output
+    assert wrong.exit_code == 1 and "target 'talk' gives landmarks, but demo is a ganimation model" in wrong.output, \
+        wrong.output
     assert "Traceback" not in wrong.output
 
 

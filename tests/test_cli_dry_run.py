@@ -6,8 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from ganbatch.cli import main
-from ganbatch.jobs.animate import TargetSpec
-from ganbatch.models.header import ModelHeader, read_model_config, target_problems
+from ganbatch.runtimes import model_info
 from ganbatch.synth import write_dataset
 
 TINY = ["--size", "64", "--conv-dim", "8", "--res-blocks", "1", "--d-conv-dim", "8", "--critic-steps", "1",
@@ -21,18 +20,21 @@ def test_the_header_is_read_without_loading_the_weights(monkeypatch):
         raise AssertionError("weights were loaded")
 
     monkeypatch.setattr(AttentionGenerator, "load_state_dict", refuse)
-    header = read_model_config("demo")
-    assert (header.family, header.image_size, header.condition, header.read) == ("ganimation", 64, "aus", "header")
+    info = model_info("demo")
+    assert (info.family, info.image_size, info.condition, info.read) == ("ganimation", 64, "aus", "header")
 
 
-def test_family_against_targets():
-    ganimation = ModelHeader("ganimation", 128, "aus", "header")
-    gannotation = ModelHeader("gannotation", 128, "landmarks", "header")
-    happy, points = TargetSpec(expression="happy"), TargetSpec(landmarks="points.txt")
-    assert target_problems(ganimation, [happy]) == [] and target_problems(gannotation, [points]) == []
-    assert target_problems(gannotation, [happy, points]) == [
-        "targets[0] (happy): a gannotation model follows landmark targets (landmarks, driving_video), not expression"]
-    assert target_problems(ganimation, [points])[0].startswith("targets[0] (points): a ganimation model follows AU")
+def test_family_against_targets(tmp_path):
+    """The dry run checks the targets against the model's header with the run's own check (check_condition)."""
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.png").write_bytes(b"x")
+    (tmp_path / "points.txt").write_text(" ".join(["1 2"] * 66))  # one frame of 66 points
+    base = ["animate", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--dry-run"]
+    fits = CliRunner().invoke(main, [*base, "--model", "demo-gannotation", "--landmarks", str(tmp_path / "points.txt")])
+    assert fits.exit_code == 0, fits.output
+    wrong = CliRunner().invoke(main, [*base, "--model", "demo-gannotation", "--expression", "happy"])
+    assert wrong.exit_code == 1 and ("target 'happy' gives aus, but demo-gannotation is a gannotation model, "
+                                     "conditioned on landmarks: use landmarks, driving_video") in wrong.output
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +69,7 @@ def test_eval_dry_run_counts_pairs_and_frames():
                                        "--path-frames", "4", "--chunk-size", "4", "--dry-run"])
     assert result.exit_code == 0, result.output
     assert "model demo: ganimation, 64 px, conditioned on aus (read from its header)" in result.stdout
-    assert "2 held-out identities x (8 presets + 1 random pairs) = 18 pairs" in result.stdout
-    assert "26 generated frames at 64 px on torch (cpu)" in result.stdout
+    assert "2 held-out identities x (8 presets + 1 random pairs) = 18 pairs, animated with their target AUs" \
+        in result.stdout
+    assert "26 generated frames at 64 px on auto (cpu)" in result.stdout  # auto: the default runtime
     assert "estimate: generator " in result.stdout

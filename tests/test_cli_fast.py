@@ -39,7 +39,7 @@ def test_the_eval_job_defaults_are_the_benchmarks():
 
 
 def test_the_preset_list_in_help_is_the_schemas():
-    from ganbatch.cli_help import preset_names
+    from ganbatch.cli.help import preset_names
     from ganbatch.targets.aus import EXPRESSIONS
 
     assert preset_names() == list(EXPRESSIONS)
@@ -78,11 +78,11 @@ def test_every_closed_set_of_the_schema_is_a_choice():
     """Every option filling a Literal field of the job schema offers its choices (click.Choice)."""
     import click
 
-    from ganbatch.cli import SYNTH, synth
-    from ganbatch.cli_animate import ANIMATE, animate
-    from ganbatch.cli_help import literal_choices
-    from ganbatch.cli_options import schema_field
-    from ganbatch.cli_train import TRAIN, train
+    from ganbatch.cli.synth import SYNTH, synth
+    from ganbatch.cli.animate import ANIMATE, animate
+    from ganbatch.cli.help import literal_choices
+    from ganbatch.cli.options import schema_field
+    from ganbatch.cli.train import TRAIN, train
 
     checked = 0
     for command, options in [(animate, ANIMATE), (train, TRAIN), (synth, SYNTH)]:

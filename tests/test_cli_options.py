@@ -9,13 +9,15 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from ganbatch.cli import SYNTH, main
-from ganbatch.cli_animate import ANIMATE, TARGET, targets_from_flags
-from ganbatch.cli_eval import EVAL
-from ganbatch.cli_help import literal_choices
-from ganbatch.cli_jobs import flag_values
-from ganbatch.cli_options import Flag, SchemaOptions, is_list, leaf_fields, schema_field, union_members_text, value_type
-from ganbatch.cli_train import EXPORT, TRAIN
+from ganbatch.cli import main
+from ganbatch.cli.animate import ANIMATE, TARGET, targets_from_flags
+from ganbatch.cli.eval import EVAL
+from ganbatch.cli.help import literal_choices
+from ganbatch.cli.jobs import flag_values
+from ganbatch.cli.options import Flag, SchemaOptions, is_list, leaf_fields, schema_field, union_members_text, value_type
+from ganbatch.cli.export import EXPORT
+from ganbatch.cli.synth import SYNTH
+from ganbatch.cli.train import TRAIN
 from ganbatch.jobs import AnimateJob, SynthJob
 from ganbatch.jobs.load import load_job
 from ganbatch.jobs.paths import parse_path

@@ -9,8 +9,8 @@ from click.testing import CliRunner
 
 from ganbatch.io import storage
 from ganbatch.cli import main
-from ganbatch.eval import (EVAL_SEED_OFFSET, eval_identities, evaluate_generator, expression_pairs, format_report,
-                           run_eval, write_report)
+from ganbatch.eval import (EVAL_SEED_OFFSET, eval_identities, evaluate_generator, evaluate_model, expression_pairs,
+                           format_report, write_report)
 from ganbatch.eval.benchmark import MOVING_AU_MIN, PAIR_METRICS, PRESET_TARGETS, interpolation_path
 from ganbatch.models import GANimationGenerator, GANnotationGenerator, describe_generator, save_generator
 from ganbatch.synth import sample_identities
@@ -127,7 +127,7 @@ def test_bundled_demo_models_beat_the_copy_baseline(model, family, error, goal):
     """A guard on each shipped model and on everything between its file and its frames (loading, conditioning,
     composition): on 3 identities it must beat copying the input in fidelity and in the error its family is judged
     by (docs/demo_model.md and docs/demo_gannotation.md have the 50-identity numbers)."""
-    report = run_eval(model, identities=3, random_pairs=1, path_frames=8)
+    report = evaluate_model(model, identities=3, random_pairs=1, path_frames=8)
     assert report["model"]["family"] == family and report["settings"]["pairs"] == 3 * (len(PRESET_TARGETS) + 1)
     assert report["psnr"] > report["psnr_copy"] + 1
     assert report["ssim"] > report["ssim_copy"]

@@ -22,3 +22,21 @@ def test_eval_report_page_has_its_plots_and_no_console_errors(tmp_path):
     assert count(dom, "curve") == 2 * CURVE_IDENTITIES
     assert count(dom, "strip") == STRIP_IDENTITIES and dom.count('src="data:image/png;base64,') == STRIP_IDENTITIES
     assert f"{report['psnr']:.2f}" in dom and "AU error per action unit" in dom
+
+
+def test_the_report_pictures_come_from_the_runtime_that_made_its_numbers(tmp_path):
+    """The eval job opens its model once, on its runtime: the page's strips and curves are rendered by that engine
+    (the page once reopened the model on torch, whatever the job's runtime)."""
+    from ganbatch.eval import evaluate_model
+    from ganbatch.eval.html import write_html_report
+    from ganbatch.runtimes import open_runtime
+
+    engine = open_runtime("demo", runtime="torch")
+    report = evaluate_model(engine, 1, model_name="demo", random_pairs=0, path_frames=4)
+    calls = []
+    run = engine._run
+    engine._run = lambda *args, **kwargs: calls.append(1) or run(*args, **kwargs)
+    write_html_report(report, str(tmp_path / "report.html"), runtime=engine)
+    assert len(calls) >= STRIP_IDENTITIES + CURVE_IDENTITIES
+    page = (tmp_path / "report.html").read_text()
+    assert page.count('class="strip"') == STRIP_IDENTITIES and report["settings"]["runtime"] == engine.describe()

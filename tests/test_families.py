@@ -8,8 +8,8 @@ from click.testing import CliRunner
 from pydantic import ValidationError
 
 from ganbatch.cli import main
-from ganbatch.families import FAMILIES, Batch, Networks, ObjectiveSpec, get_family
-from ganbatch.families.ganimation import GANimationObjective
+from ganbatch.families import FAMILIES, Batch, Networks, get_family
+from ganbatch.jobs.objectives import OBJECTIVES, GANimationObjective, ObjectiveSpec
 from ganbatch.jobs.train import TrainJob
 from ganbatch.synth import write_dataset
 from ganbatch.train.batches import BatchMaker
@@ -24,9 +24,9 @@ def _job(family, **fields):
 
 def _foreign_fields(family: str) -> dict[str, str]:
     """{field: owning family} of the objective fields other families have and `family` has not."""
-    own = get_family(family).objective.model_fields
-    return {name: other.name for other in FAMILIES.values() if other.name != family
-            for name in other.objective.model_fields if name not in own}
+    own = OBJECTIVES[family].model_fields
+    return {name: other for other, objective in OBJECTIVES.items() if other != family
+            for name in objective.model_fields if name not in own}
 
 
 @pytest.fixture(scope="module")
@@ -41,11 +41,12 @@ def synthetic(tmp_path_factory):
 def test_the_registry_is_the_one_list_of_families():
     assert sorted(FAMILIES) == ["ganimation", "gannotation"]
     assert typing.get_args(TrainJob.model_fields["family"].annotation) == tuple(FAMILIES)
-    assert set(typing.get_args(TrainJob.model_fields["objective"].annotation)) == {family.objective for family in FAMILIES.values()}
+    assert set(typing.get_args(TrainJob.model_fields["objective"].annotation)) == set(OBJECTIVES.values())
+    assert list(OBJECTIVES) == list(FAMILIES)  # one objective schema per family
     for name, family in FAMILIES.items():
         assert family.name == name and get_family(name) is family
-        assert typing.get_args(family.objective.model_fields["family"].annotation) == (name,)
-        assert issubclass(family.objective, ObjectiveSpec)
+        assert typing.get_args(OBJECTIVES[name].model_fields["family"].annotation) == (name,)
+        assert issubclass(OBJECTIVES[name], ObjectiveSpec)
     with pytest.raises(ValueError, match="unknown model family 'stargan'; known: ganimation, gannotation"):
         get_family("stargan")
 
@@ -120,7 +121,7 @@ def test_ganimation_region_terms_without_paired_targets_are_a_one_line_error(obj
 def test_the_job_family_picks_the_objective_and_dumps_round_trip():
     for family in FAMILIES.values():
         job = _job(family.name, objective={"lambda_tv": 0.5})
-        assert type(job.objective) is family.objective and job.objective.family == family.name
+        assert type(job.objective) is OBJECTIVES[family.name] and job.objective.family == family.name
         dumped = job.model_dump(mode="json")
         assert "family" not in dumped["objective"]  # set from the job's family, not a setting of its own
         assert TrainJob.model_validate(dumped) == job

@@ -64,7 +64,8 @@ from ganbatch.models.checkpoint import (
 from ganbatch.families import get_family
 from ganbatch.models.locate import DEMO_MODEL, open_model
 from ganbatch.safe_yaml import YamlLimitError
-from ganbatch.targets.schedule import ScheduleError, read_keyframes
+from ganbatch.jobs.keyframes import read_keyframes
+from ganbatch.targets.schedule import ScheduleError
 from ganbatch.train.data import DataError, find_training_data
 from ganbatch.train.state import (
     COMPLETE_FILE,

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
+from probe import probe_video
+
 from ganbatch import layout
 from ganbatch.io import images, storage, video
 from ganbatch.io.images import ImageDecodeError
@@ -164,7 +166,7 @@ def test_encode_formats(tmp_path, video_format, size, fps, tolerance):
     target = tmp_path / ("frames" if video_format == "png" else f"clip.{video_format}")
     path = video.encode_video(frames, target, fps=10, format=video_format)
     assert path == target
-    info = video.probe_video(path)
+    info = probe_video(path)
     assert (info["frames"], (info["width"], info["height"]), info["fps"]) == (12, size, fps)
     if video_format == "png":
         decoded = np.stack([np.asarray(Image.open(p)) for p in sorted(path.iterdir())])
@@ -177,7 +179,7 @@ def test_encode_formats(tmp_path, video_format, size, fps, tolerance):
 
 def test_mp4_is_h264_yuv420p_with_faststart(tmp_path):
     path = video.encode_video(_moving_gradient(), tmp_path / "clip.mp4", fps=25, format="mp4", crf=23)
-    info = video.probe_video(path)
+    info = probe_video(path)
     assert (info["codec"], info["pix_fmt"], info["fps"]) == ("h264", "yuv420p", 25.0)
     data = path.read_bytes()
     assert 0 < data.find(b"moov") < data.find(b"mdat")
@@ -185,7 +187,7 @@ def test_mp4_is_h264_yuv420p_with_faststart(tmp_path):
 
 def test_webm_is_vp9_and_gif_loops_forever(tmp_path):
     frames = _moving_gradient(count=4)
-    assert video.probe_video(video.encode_video(frames, tmp_path / "a.webm", fps=10, format="webm"))["codec"] == "vp9"
+    assert probe_video(video.encode_video(frames, tmp_path / "a.webm", fps=10, format="webm"))["codec"] == "vp9"
     with Image.open(video.encode_video(frames, tmp_path / "a.gif", fps=10, format="gif")) as gif:
         assert gif.info["loop"] == 0 and gif.n_frames == 4
 
@@ -198,7 +200,7 @@ def test_streaming_writer_appears_only_when_closed(tmp_path):
         writer.write(frames[1:5])  # a batch
         writer.write(frames[5:])
         assert not target.exists()
-    assert writer.frames_written == 7 and video.probe_video(target)["frames"] == 7
+    assert writer.frames_written == 7 and probe_video(target)["frames"] == 7
     assert [p.name for p in tmp_path.iterdir()] == ["stream.mp4"]
 
 

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import yaml
 
+from ganbatch.jobs.keyframes import read_keyframes, schedule_from_dict
 from ganbatch.targets.aus import NUM_AUS, au_index, expression_aus
 from ganbatch.targets.landmarks import write_landmarks
 from ganbatch.targets.schedule import (
@@ -12,8 +13,6 @@ from ganbatch.targets.schedule import (
     Schedule,
     ScheduleError,
     expression_schedule,
-    read_keyframes,
-    schedule_from_dict,
 )
 
 NEUTRAL = np.zeros(NUM_AUS, dtype=np.float32)
@@ -166,8 +165,8 @@ def test_keyframe_order_and_range_are_checked():
 
 def test_a_keyframe_at_the_end_of_the_duration_lands_on_the_last_frame():
     schedule = Schedule(keyframes=[Keyframe(at=0, value=NEUTRAL), Keyframe(at=2.0, value=HAPPY)], duration=2.0)
-    assert schedule.keyframe_indices == (0, 49)
     np.testing.assert_allclose(schedule.targets()[-1], HAPPY)
+    assert schedule.num_frames == 50 and not np.allclose(schedule.targets()[-2], HAPPY)  # reached on frame 49
 
 
 # ---------------------------------------------------------------------------------------------------- dict / YAML form
@@ -187,13 +186,15 @@ EXAMPLE = {
 
 def test_schedule_from_dict():
     schedule = schedule_from_dict(EXAMPLE)
-    assert schedule.keyframe_indices == (0, 20, 38, 45)  # 0.8 * 25 = 20, 1.5 * 25 = 37.5 -> 38 (half to even)
+    # keyframes on frames 0, 20, 38, 45: 0.8 * 25 = 20, 1.5 * 25 = 37.5 -> 38 (half to even)
     assert schedule.path_frames == 50 and schedule.num_frames == 99 and schedule.pingpong
     path = schedule.path()
     np.testing.assert_allclose(path[20], expression_aus("happy", 0.9), atol=1e-6)
+    assert not np.allclose(path[19], expression_aus("happy", 0.9), atol=1e-6)
     over_neutral = np.zeros(NUM_AUS)
     over_neutral[[AU12, au_index("AU25")]] = [4.0, 2.0]
     np.testing.assert_array_equal(path[38:45], np.broadcast_to(over_neutral, (7, NUM_AUS)))
+    assert not np.allclose(path[37], over_neutral)
     surprise = expression_aus("surprise")
     surprise[au_index("AU26")] = 1.0
     np.testing.assert_allclose(path[45:], np.broadcast_to(surprise, (5, NUM_AUS)))

@@ -13,14 +13,13 @@ for package in (ganbatch.families, ganbatch.models, ganbatch.runtimes, ganbatch.
         importlib.import_module(module.name)
 import ganbatch.render
 from ganbatch.models.checkpoint import save_generator
-from ganbatch.models.header import read_model_config
-from ganbatch.runtimes import open_runtime
+from ganbatch.runtimes import model_info, open_runtime
 
 runtime = open_runtime("demo", runtime="torch")
-assert read_model_config("demo").family == "ganimation"
+assert model_info("demo").family == "ganimation"
 with tempfile.TemporaryDirectory() as folder:
     save_generator(runtime.generator, Path(folder) / "copy.pt")
-    assert read_model_config(str(Path(folder) / "copy.pt")).read == "header"
+    assert model_info(str(Path(folder) / "copy.pt")).read == "header"
 print(sorted(name for name in ("boto3", "botocore", "ray", "ganbatch.io.storage") if name in sys.modules))
 """
 

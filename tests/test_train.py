@@ -121,6 +121,26 @@ def test_rerunning_a_finished_run_with_more_steps_resumes(ganimation_one_worker,
 
 
 @pytest.mark.slow
+def test_a_finished_run_without_its_model_writes_it_again_without_training(ganimation_one_worker, tmp_path):
+    """A run at its last step whose model.pt is gone (deleted, or the export was cut short): the model is written
+    from the latest checkpoint, nothing is trained."""
+    import shutil
+
+    run = Path(ganimation_one_worker.outputs["run"])
+    step, latest = list_checkpoints(str(run))[0]
+    shutil.copytree(run, tmp_path / run.name)
+    (tmp_path / run.name / "model.pt").unlink()
+    job = TrainJob.model_validate_json(storage.read_bytes(f"{latest}/job.json"))
+    again = run_train(job.model_copy(update={"out": str(tmp_path), "steps": step}))
+    assert again.ok and again.start_step == again.step == step
+    generator, info = load_generator(again.outputs["model"])
+    assert info.config["training"]["step"] == step
+    original, _ = load_generator(run / "model.pt")  # the run's own model: its last step, the latest checkpoint
+    for name, tensor in original.state_dict().items():
+        torch.testing.assert_close(generator.state_dict()[name], tensor, rtol=0, atol=0)
+
+
+@pytest.mark.slow
 def test_a_failing_worker_resumes_from_the_last_checkpoint(ray_local, data, tmp_path):
     job = _job("ganimation", data, tmp_path, "faulty", steps=4, execution={"fail_at_step": 3, "max_failures": 1})
     result = run_train(job)

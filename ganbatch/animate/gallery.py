@@ -37,7 +37,7 @@ PAGE_SIZE = 200
 GALLERY_FOLDER = "_gallery"
 INDEX = "index.html"
 THUMBNAIL_HEIGHT = 160
-VIDEO_FORMATS = (".mp4", ".webm")
+INLINE_VIDEO_SUFFIXES = (".mp4", ".webm")  # played inline by the gallery's <video> (gif/png frames: <img>)
 
 
 def relative_to(uri: str, base: str) -> str | None:
@@ -129,7 +129,7 @@ def _entry(row: dict, out_uri: str) -> tuple[dict, list]:
     jobs = []
     if relative is not None and status in ("ok", "skipped"):
         suffix = posixpath.splitext(relative)[1].lower()
-        if suffix in VIDEO_FORMATS:
+        if suffix in INLINE_VIDEO_SUFFIXES:
             entry["video"] = relative
             entry["poster"] = _poster_name(relative)
             jobs.append((_write_poster, output, storage.join(out_uri, entry["poster"]), "poster"))

@@ -60,7 +60,6 @@ from ganbatch.faces import BackendUnavailable, get_detector
 from ganbatch.jobs.animate import REPORT_MIN_ITEMS, AnimateJob
 from ganbatch.models.checkpoint import CheckpointError
 from ganbatch.families import get_family
-from ganbatch.models.header import read_model_config, target_problems
 from ganbatch.models.locate import resolve_model_uri
 from ganbatch.runtimes import RuntimeUnavailableError, model_info
 from ganbatch.progress import Progress, describe_cluster, describe_setup, format_duration
@@ -166,37 +165,36 @@ def _stage_plan(job: AnimateJob, targets: list[Target], todo: int, resources: di
         raise AnimateError(str(error)) from None
 
 
-def _model_lines(job: AnimateJob) -> list[str]:
+def _model_lines(job: AnimateJob, targets: list[Target]) -> list[str]:
     """The dry run's model lines: what it is (read from its header, not its weights), whether its tensors are
     verified, and AnimateError when the targets ask for what the model cannot follow."""
     try:
-        header = read_model_config(job.model, trust_pickle=job.trust_pickle)
-    except (CheckpointError, storage.StorageError) as error:
+        info = model_info(job.model, trust_pickle=job.trust_pickle)
+        check_condition(targets, info.family, info.condition, job.model)
+    except (CheckpointError, storage.StorageError, TargetError) as error:
         raise AnimateError(str(error)) from None
-    problems = target_problems(header, job.targets)
-    if problems:
-        raise AnimateError("; ".join(problems))
-    digest = header.config.get("tensor_sha256")
+    digest = info.digest
     integrity = (f"tensors recorded as sha256 {digest[:12]}..., verified when each worker loads them" if digest
                  else "no tensor digest recorded (a published layout or an older file): its integrity cannot be "
                       "verified")
-    return [f"model: {job.model} ({header.describe()}); {integrity}"]
+    return [f"model: {job.model} ({info.describe()}); {integrity}"]
 
 
 def _estimate(job: AnimateJob, frames: int) -> str:
     """How long generating `frames` frames takes, from a short probe of the model on this machine (one batch)."""
-    from ganbatch.eval.plan import generator_seconds_per_frame
+    from ganbatch.runtimes.timing import generator_seconds_per_frame
 
     if not frames:
         return "time: nothing to make"
     runtime = job.execution.runtime if job.execution.runtime != "auto" else "torch"
+    probe_frames = min(job.execution.batch_size, 8)  # one forward pass, kept short
     try:
-        per_frame = generator_seconds_per_frame(job.model, chunk_size=min(job.execution.batch_size, 8),
-                                                runtime=runtime, trust_pickle=job.trust_pickle)
+        per_frame = generator_seconds_per_frame(job.model, chunk_size=probe_frames, runtime=runtime,
+                                                trust_pickle=job.trust_pickle)
     except Exception as error:  # noqa: BLE001 - only an estimate; the run reports real problems itself
         return f"time: not estimated ({describe_error(error)})"
     return (f"time: about {format_duration(frames * per_frame)} of generator time on one worker here "
-            f"({per_frame * 1000:.0f} ms/frame measured with {runtime} fp32, batch {min(job.execution.batch_size, 8)};"
+            f"({per_frame * 1000:.0f} ms/frame measured with {runtime} fp32, batch {probe_frames};"
             " start-up and encoding extra)")
 
 
@@ -204,9 +202,13 @@ def plan_animate(job: AnimateJob) -> str:
     """The plan for --dry-run: the model (header only) against the targets, videos to make and skip, frames and a
     time estimate, output names, unused input files, faces, stages and their resources (reads target files, lists
     inputs and the destination, probes the generator on one batch; starts no Ray)."""
-    model_lines = _model_lines(job)
     try:
-        work = _plan_work(job, load_targets(job.targets))
+        targets = load_targets(job.targets)
+    except (TargetError, storage.StorageError) as error:
+        raise AnimateError(str(error)) from None
+    model_lines = _model_lines(job, targets)
+    try:
+        work = _plan_work(job, targets)
     except (TargetError, PlanError, storage.StorageError) as error:
         raise AnimateError(str(error)) from None
     execution, crop = job.execution, job.crop

@@ -23,6 +23,7 @@ from ganbatch.io import storage
 from ganbatch.io.video import open_video
 from ganbatch.faces import largest_face
 from ganbatch.jobs.animate import TargetSpec
+from ganbatch.jobs.keyframes import schedule_from_dict
 from ganbatch.targets import (
     NUM_AUS,
     AUError,
@@ -35,7 +36,6 @@ from ganbatch.targets import (
     read_aus_pkl,
     read_landmarks,
     read_openface_csv,
-    schedule_from_dict,
     to_gannotation66,
 )
 
@@ -267,14 +267,15 @@ def load_targets(specs: list[TargetSpec]) -> list[Target]:
 
 
 def check_condition(targets: list[Target], family_name: str, condition: str, model: str) -> None:
-    """Raise TargetError for the first target whose kind does not fit the model's condition ("aus"/"landmarks")."""
+    """Raise TargetError naming each target whose kind does not fit the model's condition ("aus"/"landmarks"): the
+    one condition check, of the dry run (the model's header) and of the run."""
     advice = {"aus": "expression, aus, aus_csv or AU keyframes (--expression, --au, --aus-csv, --keyframes)",
               "landmarks": "landmarks, driving_video or landmark keyframes (--landmarks, --driving-video, --keyframes)"}
-    for target in targets:
-        if target.condition != condition:
-            raise TargetError(
-                f"target '{target.label}' gives {target.condition}, but {model} is a {family_name} model, "
-                f"conditioned on {condition}: use {advice[condition]}")
+    problems = [f"target '{target.label}' gives {target.condition}, but {model} is a {family_name} model, "
+                f"conditioned on {condition}: use {advice[condition]}" for target in targets
+                if target.condition != condition]
+    if problems:
+        raise TargetError("; ".join(problems))
 
 
 def driving_landmarks(uri: str, detector) -> np.ndarray:

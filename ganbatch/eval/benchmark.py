@@ -261,14 +261,21 @@ def evaluate_generator(generator: AttentionGenerator | Runtime, info: GeneratorI
     }
 
 
-def run_eval(model_uri: str, identities: int = DEFAULT_IDENTITIES, seed: int = 0, out: str | None = None, *,
-             trust_pickle: bool = False, runtime: str = "auto", precision: str = "fp32", **options) -> dict:
-    """Open the model `model_uri` names (`demo`, a checkpoint or exported model, a path or s3://) on `runtime` at
-    `precision` (see `open_runtime`), evaluate it (`evaluate_generator` options) and write the report as JSON to
-    `out` (a path or s3:// URI) when given; returns the report, whose settings name the runtime."""
-    engine = open_runtime(model_uri, runtime=runtime, device=options.get("device", "cpu"), precision=precision,
-                          trust_pickle=trust_pickle, batch_size=options.get("chunk_size", 16))
-    report = evaluate_generator(engine, engine.info, identities, seed, model_name=model_uri, **options)
+def evaluate_model(model: str | Runtime, identities: int = DEFAULT_IDENTITIES, seed: int = 0, out: str | None = None,
+                   *, trust_pickle: bool = False, runtime: str = "auto", precision: str = "fp32", **options) -> dict:
+    """Evaluate a model (`evaluate_generator` options) and write the report as JSON to `out` (a path or s3:// URI)
+    when given; returns the report, whose settings name the runtime.
+
+    model: a Runtime already open (the eval job's, whose report pictures then come from the same engine; give
+    `model_name`), or what `--model` takes (`demo`, a checkpoint or exported model, a path or s3://), opened here on
+    `runtime` at `precision` (see `open_runtime`)."""
+    if isinstance(model, Runtime):
+        engine = model
+    else:
+        engine = open_runtime(model, runtime=runtime, device=options.get("device", "cpu"), precision=precision,
+                              trust_pickle=trust_pickle, batch_size=options.get("chunk_size", 16))
+        options.setdefault("model_name", model)
+    report = evaluate_generator(engine, engine.info, identities, seed, **options)
     report["settings"]["runtime"] = engine.describe()
     if out:
         write_report(report, out)

@@ -87,18 +87,17 @@ def _png(array: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def samples(model_uri: str, report: dict, *, trust_pickle: bool = False, device: str = "cpu") -> dict:
-    """Rendered material for the page: `strips` (PNG data URIs: input, the model's frame per preset, ground truth
-    below) and `curves` (mean absolute frame-to-frame change, 0-255, along a neutral -> preset clip of
-    settings.path_frames frames, for the model and the ground truth)."""
+def samples(engine, report: dict) -> dict:
+    """Rendered material for the page, made by `engine` (the Runtime that the report's numbers came from):
+    `strips` (PNG data URIs: input, the model's frame per preset, ground truth below) and `curves` (mean absolute
+    frame-to-frame change, 0-255, along a neutral -> preset clip of settings.path_frames frames, for the model and
+    the ground truth)."""
     from ganbatch.eval.benchmark import PRESET_TARGETS, _conditions, eval_identities, interpolation_path
-    from ganbatch.runtimes import open_runtime
     from ganbatch.render import render_clip
     from ganbatch.synth import render_face
     from ganbatch.targets.aus import NUM_AUS, expression_aus
 
     settings = report["settings"]
-    engine = open_runtime(model_uri, device=device, trust_pickle=trust_pickle)
     size = report["model"]["image_size"]
     identities = eval_identities(max(STRIP_IDENTITIES, CURVE_IDENTITIES), settings["seed"])
     neutral = np.zeros(NUM_AUS)
@@ -163,11 +162,10 @@ def render_report_page(report: dict, material: dict | None = None) -> str:
     return PAGE.replace("@HEAD@", head).replace("@SECTIONS@", "\n".join(sections))
 
 
-def write_html_report(report: dict, out: str, *, model_uri: str | None = None, trust_pickle: bool = False,
-                      device: str = "cpu") -> None:
-    """Write the HTML page of `report` to `out` (a path or s3:// URI); with `model_uri`, renders the smoothness
-    curves and sample strips with that model."""
-    material = samples(model_uri, report, trust_pickle=trust_pickle, device=device) if model_uri else None
+def write_html_report(report: dict, out: str, *, runtime=None) -> None:
+    """Write the HTML page of `report` to `out` (a path or s3:// URI); with `runtime` (the opened model that made
+    the report: `ganbatch.runtimes.Runtime`), renders the smoothness curves and sample strips with it."""
+    material = samples(runtime, report) if runtime is not None else None
     storage.write_bytes(out, render_report_page(report, material).encode("utf-8"),
                         content_type="text/html; charset=utf-8")
 

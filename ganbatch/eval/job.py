@@ -34,26 +34,28 @@ def plan_eval(job: EvalJob) -> str:
     from ganbatch.eval import plan
 
     try:
-        return plan.plan_eval(job.model, identities=job.identities, random_pairs=job.random_pairs,
-                              path_frames=job.path_frames, chunk_size=job.chunk_size, runtime=job.runtime,
-                              device=job.device, trust_pickle=job.trust_pickle)
+        return plan.describe_evaluation(job.model, identities=job.identities, random_pairs=job.random_pairs,
+                                        path_frames=job.path_frames, chunk_size=job.chunk_size, runtime=job.runtime,
+                                        device=job.device, trust_pickle=job.trust_pickle)
     except _library_errors() as error:
         raise EvalError(str(error)) from None
 
 
 def run_eval(job: EvalJob) -> EvalResult:
-    """Evaluate the job's model; writes the JSON report to `out` and the HTML page to `report` when given."""
-    from ganbatch.eval import benchmark, format_report
+    """Evaluate the job's model; writes the JSON report to `out` and the HTML page to `report` when given. The
+    model is opened once, on the job's runtime: the page's pictures come from the engine that made its numbers."""
+    from ganbatch.eval import evaluate_model, format_report
     from ganbatch.eval.html import write_html_report
+    from ganbatch.runtimes import open_runtime
 
     try:
-        report = benchmark.run_eval(job.model, job.identities, job.seed, job.out, trust_pickle=job.trust_pickle,
-                                    random_pairs=job.random_pairs, path_frames=job.path_frames, device=job.device,
-                                    chunk_size=job.chunk_size, runtime=job.runtime)
+        engine = open_runtime(job.model, runtime=job.runtime, device=job.device, trust_pickle=job.trust_pickle)
+        report = evaluate_model(engine, job.identities, job.seed, job.out, model_name=job.model,
+                                random_pairs=job.random_pairs, path_frames=job.path_frames, device=job.device,
+                                chunk_size=job.chunk_size)
         outputs = {"out": job.out} if job.out else {}
         if job.report:
-            write_html_report(report, job.report, model_uri=job.model, trust_pickle=job.trust_pickle,
-                              device=job.device)
+            write_html_report(report, job.report, runtime=engine)
             outputs["report"] = job.report
     except _library_errors() as error:
         raise EvalError(str(error)) from None

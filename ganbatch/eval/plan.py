@@ -1,52 +1,32 @@
 """`ganbatch eval --dry-run`: what an evaluation would do, from the model's header and one timed generator call.
 
-The model's family and size come from its header (`models.header`, no weights read for ganbatch's own files); the
+The model's family and size come from its header (`runtimes.model_info`, no weights read for ganbatch's own files); the
 pair and frame counts follow the benchmark's rules (`benchmark`: the presets and `random_pairs` per identity, plus
 one `path_frames` clip); the time is the generator's alone, measured on one batch of `chunk_size` frames (the AU
 regressor and the metrics add to it).
 """
-import time
-
-import numpy as np
-
 from ganbatch.eval.benchmark import PRESET_TARGETS
 from ganbatch.families import get_family
-from ganbatch.models.header import read_model_config
+from ganbatch.runtimes.timing import generator_seconds_per_frame
 from ganbatch.progress import format_duration
+from ganbatch.runtimes.source import model_info
 
 
-def generator_seconds_per_frame(model_uri: str, *, chunk_size: int, runtime: str = "torch", device: str = "cpu",
-                                trust_pickle: bool = False) -> float:
-    """Seconds per frame of the model's generator on one batch of `chunk_size` frames, after one warm-up call."""
-    import torch
-
-    from ganbatch.runtimes import open_runtime
-
-    engine = open_runtime(model_uri, runtime=runtime, device=device, trust_pickle=trust_pickle)
-    family = get_family(engine.info.family)
-    size = engine.info.image_size or family.default_image_size
-    x = torch.zeros(chunk_size, 3, size, size)
-    cond = family.targets_to_cond(np.zeros((chunk_size, *family.target_shape), np.float32), size)
-    engine(x, cond)
-    started = time.perf_counter()
-    engine(x, cond)
-    return (time.perf_counter() - started) / chunk_size
-
-
-def plan_eval(model_uri: str, *, identities: int, random_pairs: int, path_frames: int, chunk_size: int = 16,
-              runtime: str = "torch", device: str = "cpu", trust_pickle: bool = False) -> str:
+def describe_evaluation(model_uri: str, *, identities: int, random_pairs: int, path_frames: int,
+                        chunk_size: int = 16, runtime: str = "torch", device: str = "cpu",
+                        trust_pickle: bool = False) -> str:
     """The dry-run text of `ganbatch eval` (see the module doc)."""
-    header = read_model_config(model_uri, trust_pickle=trust_pickle)
-    size = header.image_size or get_family(header.family).default_image_size
+    info = model_info(model_uri, trust_pickle=trust_pickle)
+    family = get_family(info.family)
+    size = info.image_size or family.default_image_size
     pairs = identities * (len(PRESET_TARGETS) + random_pairs)
     frames = pairs + identities * path_frames
     per_frame = generator_seconds_per_frame(model_uri, chunk_size=chunk_size, runtime=runtime, device=device,
                                             trust_pickle=trust_pickle)
-    targets = "target AUs" if header.condition == "aus" else "target landmarks (66 points)"
     return "\n".join([
-        f"model {model_uri}: {header.describe()} (read from its {'header' if header.read == 'header' else 'file'})",
+        f"model {model_uri}: {info.describe()} (read from its {'header' if info.read == 'header' else 'file'})",
         f"{identities} held-out identities x ({len(PRESET_TARGETS)} presets + {random_pairs} random pairs) = {pairs} "
-        f"pairs, animated with their {targets}, plus {identities} smoothness clips of {path_frames} frames",
+        f"pairs, animated with their {family.target_words}, plus {identities} smoothness clips of {path_frames} frames",
         f"{frames} generated frames at {size} px on {runtime} ({device})",
         f"estimate: generator {format_duration(frames * per_frame)} ({1000 * per_frame:.1f} ms per frame measured "
         f"on a batch of {chunk_size}); the AU regressor and metrics add to it",

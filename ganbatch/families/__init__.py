@@ -1,9 +1,10 @@
 """The model family registry: one module per family (`ganimation`, `gannotation`), each owning everything about it
 (see `base`); the renderer, the trainer, the job schema and the evaluator go through `get_family(name)`.
 
-Adding a family: a module with a `ModelFamily` subclass, its objective and its instance, and one line here.
+Adding a family: a module with a `ModelFamily` subclass and its instance, and one line here; its objective schema
+goes in `ganbatch.jobs.objectives`.
 """
-from ganbatch.families.base import Batch, ModelFamily, Networks, ObjectiveSpec
+from ganbatch.families.base import Batch, ModelFamily, Networks
 from ganbatch.families.ganimation import GANIMATION
 from ganbatch.families.gannotation import GANNOTATION
 
@@ -18,4 +19,4 @@ def get_family(name: str) -> ModelFamily:
         raise ValueError(f"unknown model family {name!r}; known: {', '.join(FAMILIES)}") from None
 
 
-__all__ = ["FAMILIES", "Batch", "ModelFamily", "Networks", "ObjectiveSpec", "get_family"]
+__all__ = ["FAMILIES", "Batch", "ModelFamily", "Networks", "get_family"]

@@ -1,79 +1,29 @@
 """What a model family is: the contract every family module (`ganimation`, `gannotation`) fills in.
 
 A family owns its networks, its conventions (input range, condition encoding, pixel mapping, the condition layout
-recorded in checkpoints), its objective (the schema's fields and their published defaults, the loss terms of the
-critic and generator steps), what a training batch holds for it and how a sample's targets are drawn, and how sample
-grids and the evaluation condition it. The renderer, the trainer, the job schema and the evaluator ask the family
-(`get_family(name)`) instead of testing its name.
+recorded in checkpoints), its losses (the loss terms of the critic and generator steps; the objective's fields and
+published defaults are its schema in `ganbatch.jobs.objectives`), what a training batch holds for it and how a
+sample's targets are drawn, and how sample grids and the evaluation condition it. The renderer, the trainer, the
+job schema and the evaluator ask the family (`get_family(name)`) instead of testing its name.
 
-The job schema (and with it the CLI's --help, which must not load torch or scipy) imports the families for their
-objectives, so a family module imports only numpy and pydantic when loaded: torch, the networks and
-`ganbatch.targets` are imported where they are used. Nothing here uses Ray or storage.
+The job schema (and with it the CLI's --help, which must not load torch or scipy) imports the families, so a family
+module imports only numpy when loaded: torch, the networks and `ganbatch.targets` are imported where they are used.
+Nothing here uses Ray, storage or pydantic (the pure layers run where those are not installed).
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Optional
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
     import torch
 
     from ganbatch.models.networks import AttentionGenerator, PatchCritic, TrunkOptions
 
-Adversarial = Literal["wgan-gp", "hinge", "lsgan"]
 LossTerms = dict[str, "torch.Tensor"]
-
-
-class ObjectiveSpec(BaseModel):
-    """Loss weights and the adversarial game shared by every family; a family's subclass adds its own terms and
-    names the published values (`published`) that its unset (null) fields take."""
-
-    # the strictness of jobs.common.StrictModel, spelt here: the jobs package imports this layer, not the reverse
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-    published: ClassVar[dict[str, Any]] = {}
-
-    adversarial: Optional[Adversarial] = Field(
-        None, description="adversarial loss; default: the family's published one (--dry-run shows it)")
-    lambda_adv: float = Field(1.0, ge=0, description="adversarial term of the generator and the critic")
-    lambda_gp: float = Field(10.0, ge=0, description="gradient penalty (wgan-gp only)")
-    lambda_cycle: Optional[float] = Field(
-        None, ge=0, description="cycle / self-consistency L1; default: the family's published weight (--dry-run "
-                                "shows it)")
-    lambda_mask: Optional[float] = Field(
-        None, ge=0, description="attention mask mean; default: the family's published weight (--dry-run shows it)")
-    lambda_tv: float = Field(2.5e-4, ge=0, description="attention mask smoothness (per-image total variation); "
-                                                       "GANimation's 1e-5 x batch 25")
-    lambda_pixel: Optional[float] = Field(
-        None, ge=0, description="L1 to a same-identity image (GANnotation: the target frame, or the input without "
-                                "a pair; GANimation: the partner of the paired samples); default: the family's "
-                                "published weight (--dry-run shows it)")
-    critic_steps: Optional[int] = Field(
-        None, ge=1, description="critic steps per generator step, each on a fresh batch; default: the family's "
-                                "published rule (--dry-run shows it)")
-
-    def published_critic_steps(self) -> int:
-        """The critic steps per generator step when critic_steps is unset (adversarial already resolved)."""
-        raise NotImplementedError
-
-    def sampling(self) -> dict[str, Any]:
-        """The `train.batches.BatchMaker` options this objective sets (how targets are drawn)."""
-        return {}
-
-    def plan_suffix(self) -> str:
-        """Words a training plan appends to the list of loss weights (empty by default)."""
-        return ""
-
-    def resolved(self) -> ObjectiveSpec:
-        """The objective with the family's published values in the unset fields, critic_steps included."""
-        objective = self.model_copy(update={key: value for key, value in self.published.items()
-                                            if getattr(self, key) is None})
-        if objective.critic_steps is None:
-            objective = objective.model_copy(update={"critic_steps": objective.published_critic_steps()})
-        return objective
 
 
 @dataclass
@@ -132,9 +82,9 @@ class ModelFamily:
     default_image_size: the crop size the published models use, for checkpoints that do not record one;
     training_options: the generator options of the models ganbatch trains (None: the published defaults);
     generator_cls, discriminator_cls: the networks (properties in the family modules, which import them lazily);
-    objective: the family's objective schema; optimizer_defaults: published Adam settings for the unset optimizer
-    fields; loss_terms: the weighted terms of its objective, in the order a plan lists them; plan_notes: lines a
-    training plan adds for this family.
+    optimizer_defaults: published Adam settings for the unset optimizer fields; target_words: what its targets are,
+    in a sentence ("target AUs"); loss_terms: the weighted terms of its objective, in the order a plan lists them;
+    plan_notes: lines a training plan adds for this family.
     """
 
     name: ClassVar[str]
@@ -142,7 +92,7 @@ class ModelFamily:
     target_shape: ClassVar[tuple[int, ...]]
     input_low: ClassVar[float]
     default_image_size: ClassVar[int] = 128
-    objective: ClassVar[type[ObjectiveSpec]]
+    target_words: ClassVar[str]
     optimizer_defaults: ClassVar[dict[str, float]]
     loss_terms: ClassVar[tuple[str, ...]]
     plan_notes: ClassVar[tuple[str, ...]] = ()
@@ -202,12 +152,12 @@ class ModelFamily:
 
     # objective and training steps
 
-    def critic_losses(self, nets: Networks, batch: Batch, objective: ObjectiveSpec,
+    def critic_losses(self, nets: Networks, batch: Batch, objective,
                       grad_scale: float = 1.0) -> tuple[torch.Tensor, LossTerms]:
         """(total, unweighted terms) of one critic step."""
         raise NotImplementedError
 
-    def generator_losses(self, nets: Networks, batch: Batch, objective: ObjectiveSpec) -> tuple[torch.Tensor,
+    def generator_losses(self, nets: Networks, batch: Batch, objective) -> tuple[torch.Tensor,
                                                                                                  LossTerms]:
         """(total, unweighted terms) of one generator step."""
         raise NotImplementedError

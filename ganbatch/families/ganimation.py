@@ -31,12 +31,11 @@ target, with the input as target frame and has_pair 0.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
-from pydantic import Field, model_validator
 
-from ganbatch.families.base import Batch, LossTerms, ModelFamily, Networks, ObjectiveSpec, weighted_total
+from ganbatch.families.base import Batch, LossTerms, ModelFamily, Networks, weighted_total
 
 if TYPE_CHECKING:
     import torch
@@ -48,57 +47,6 @@ changes)."""
 PREVIEW_EXPRESSIONS = ("happy", "sad", "surprise", "anger", "disgust", "blink")
 
 
-class GANimationObjective(ObjectiveSpec):
-    """GANimation's objective (see the module doc); published: wgan-gp, 5 critic steps, cycle 10, mask 0.1, no
-    pixel term."""
-
-    published: ClassVar[dict[str, Any]] = {"adversarial": "wgan-gp", "lambda_cycle": 10.0, "lambda_mask": 0.1,
-                                           "lambda_pixel": 0.0}
-
-    family: Literal["ganimation"] = Field("ganimation", exclude=True, description="set from the job's family")
-    lambda_au: float = Field(160.0, ge=0, description="GANimation: AU regression MSE, real (critic) and fake "
-                                                      "(generator); the original's 4000 / batch 25")
-    au_noise: float = Field(0.1, ge=0, description="GANimation target AUs: another image's AUs / 5 + "
-                                                   "U(-au_noise, au_noise)")
-    lambda_colour: float = Field(0.0, ge=0, description="GANimation with paired targets (not in the paper): L1 "
-                                                       "between the colour map and the partner image over the "
-                                                       "pixels that the expression changes (they differ from the "
-                                                       "input by more than 6 of 255 levels)")
-    lambda_mask_changed: float = Field(0.0, ge=0, description="GANimation with paired targets (not in the "
-                                                             "paper): attention mean over the pixels that the "
-                                                             "expression changes, so that the colour map is used "
-                                                             "there")
-    paired_fraction: float = Field(0.5, ge=0, le=1, description="GANimation with lambda_pixel > 0: fraction of "
-                                                                "the samples that take a same-identity partner's "
-                                                                "AUs (no noise) as target and its image as the "
-                                                                "pixel target; the rest keep random targets")
-
-    @model_validator(mode="after")
-    def _region_terms_need_pairs(self) -> GANimationObjective:
-        region_terms = [name for name in ("lambda_colour", "lambda_mask_changed") if getattr(self, name) > 0]
-        if region_terms and not (self.lambda_pixel and self.paired_fraction > 0):
-            verb = "needs" if len(region_terms) == 1 else "need"
-            raise ValueError(f"{' and '.join(region_terms)} {verb} paired targets: set lambda_pixel > 0 and "
-                             "paired_fraction > 0")
-        return self
-
-    def published_critic_steps(self) -> int:
-        return 5
-
-    def resolved(self) -> GANimationObjective:
-        """Published values in the unset fields; paired_fraction is 0 without a pixel term (no sample is paired)."""
-        objective = super().resolved()
-        if objective.lambda_pixel == 0:
-            objective = objective.model_copy(update={"paired_fraction": 0.0})
-        return objective
-
-    def sampling(self) -> dict[str, Any]:
-        return {"au_noise": self.au_noise, "paired_fraction": self.paired_fraction}
-
-    def plan_suffix(self) -> str:
-        return f" on a paired fraction {self.paired_fraction:g} of the samples" if self.paired_fraction > 0 else ""
-
-
 class GANimation(ModelFamily):
     """GANimation: 17 AU intensities (see the module doc)."""
 
@@ -106,8 +54,8 @@ class GANimation(ModelFamily):
     condition = "aus"
     target_shape = (17,)  # targets.aus.NUM_AUS (a test checks they agree; see the base module on imports)
     input_low = -1.0
-    objective = GANimationObjective
     optimizer_defaults = {"beta2": 0.999, "weight_decay": 0.0, "grad_clip": 0.0}
+    target_words = "target AUs"
     loss_terms = ("adv", "gp", "au", "cycle", "mask", "tv", "pixel", "colour", "mask_changed")
 
     @property
@@ -135,7 +83,7 @@ class GANimation(ModelFamily):
 
         return torch.from_numpy(np.asarray(targets, dtype=np.float32) / AU_SCALE)
 
-    def critic_losses(self, nets: Networks, batch: Batch, objective: GANimationObjective,
+    def critic_losses(self, nets: Networks, batch: Batch, objective,
                       grad_scale: float = 1.0) -> tuple[torch.Tensor, LossTerms]:
         """(total, terms) of the critic step (terms unweighted: adv, au and gp for wgan-gp)."""
         import torch
@@ -155,7 +103,7 @@ class GANimation(ModelFamily):
             terms["gp"] = losses.gradient_penalty(lambda x: nets.critic(x)[0], mixed, grad_scale)
         return weighted_total(terms, weights), terms
 
-    def generator_losses(self, nets: Networks, batch: Batch, objective: GANimationObjective) -> tuple[torch.Tensor,
+    def generator_losses(self, nets: Networks, batch: Batch, objective) -> tuple[torch.Tensor,
                                                                                                        LossTerms]:
         """(total, terms) of the generator step (terms unweighted: adv, au, cycle, mask, tv, and pixel when the
         batch has paired targets, with colour and mask_changed where their weights are not 0)."""

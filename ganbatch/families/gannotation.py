@@ -25,29 +25,14 @@ is that of another uniformly drawn image. All images of a sample share the flip.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
-from pydantic import Field
 
-from ganbatch.families.base import Batch, LossTerms, ModelFamily, Networks, ObjectiveSpec, weighted_total
+from ganbatch.families.base import Batch, LossTerms, ModelFamily, Networks, weighted_total
 
 if TYPE_CHECKING:
     import torch
-
-
-class GANnotationObjective(ObjectiveSpec):
-    """GANnotation's objective (see the module doc); published: hinge, 1 critic step (4 with wgan-gp), pixel 100,
-    cycle 100, triple 100, no mask term."""
-
-    published: ClassVar[dict[str, Any]] = {"adversarial": "hinge", "lambda_cycle": 100.0, "lambda_mask": 0.0,
-                                           "lambda_pixel": 100.0}
-
-    family: Literal["gannotation"] = Field("gannotation", exclude=True, description="set from the job's family")
-    lambda_triple: float = Field(100.0, ge=0, description="GANnotation: triple consistency L1")
-
-    def published_critic_steps(self) -> int:
-        return 4 if self.adversarial == "wgan-gp" else 1
 
 
 class GANnotation(ModelFamily):
@@ -57,8 +42,8 @@ class GANnotation(ModelFamily):
     condition = "landmarks"
     target_shape = (66, 2)  # targets.landmarks.NUM_GANNOTATION points (a test checks they agree)
     input_low = 0.0
-    objective = GANnotationObjective
     optimizer_defaults = {"beta2": 0.9, "weight_decay": 5e-4, "grad_clip": 1.0}
+    target_words = "target landmarks (66 points)"
     loss_terms = ("adv", "gp", "pixel", "cycle", "triple", "mask", "tv")
     plan_notes = ("perceptual and identity losses: not available (no pretrained VGG-16/identity weights), left out",)
 
@@ -93,7 +78,7 @@ class GANnotation(ModelFamily):
 
         return torch.from_numpy(landmark_heatmaps(np.asarray(targets, dtype=np.float32), size=image_size))
 
-    def critic_losses(self, nets: Networks, batch: Batch, objective: GANnotationObjective,
+    def critic_losses(self, nets: Networks, batch: Batch, objective,
                       grad_scale: float = 1.0) -> tuple[torch.Tensor, LossTerms]:
         """(total, terms) of the critic step (terms unweighted: adv, and gp for wgan-gp)."""
         import torch
@@ -112,7 +97,7 @@ class GANnotation(ModelFamily):
             terms["gp"] = losses.gradient_penalty(lambda x: nets.critic(x[:, :3], x[:, 3:])[0], mixed, grad_scale)
         return weighted_total(terms, weights), terms
 
-    def generator_losses(self, nets: Networks, batch: Batch, objective: GANnotationObjective) -> tuple[torch.Tensor,
+    def generator_losses(self, nets: Networks, batch: Batch, objective) -> tuple[torch.Tensor,
                                                                                                         LossTerms]:
         """(total, terms) of the generator step (terms unweighted: adv, pixel, cycle, triple, mask, tv).
 

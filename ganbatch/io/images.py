@@ -40,7 +40,7 @@ def decode_image(data: bytes, name: str, *, min_size: int = 16) -> np.ndarray:
     """
     with _opened(data, name, min_size) as image:
         image.load()
-        return _to_rgb(ImageOps.exif_transpose(image))
+        return to_rgb(ImageOps.exif_transpose(image))
 
 
 def probe_image(data: bytes, name: str, *, min_size: int = 16) -> tuple[int, int]:
@@ -91,7 +91,7 @@ def _what_it_is(data: bytes) -> str:
     return f"text ({len(data)} bytes)"
 
 
-def _to_rgb(image: Image.Image) -> np.ndarray:
+def to_rgb(image: Image.Image) -> np.ndarray:
     """8-bit RGB pixels of any PIL mode; transparency is composited over white."""
     if image.mode.startswith("I"):  # 16-bit grayscale (PNG/TIFF): rescale 0..65535 to 0..255 instead of clipping
         gray = np.clip(np.asarray(image, dtype=np.float64), 0, 65535) / 257.0

@@ -22,11 +22,10 @@ import imageio_ffmpeg
 import numpy as np
 from PIL import Image
 
-from ganbatch.io import storage
+from ganbatch.choices import VIDEO_FORMATS
 from ganbatch.io.atomic import atomic_local_path
 from ganbatch.io.images import check_uint8, decode_image
 
-VIDEO_FORMATS = ("mp4", "webm", "gif", "png")
 # Constant-quality defaults and valid ranges: x264 (8-bit) accepts 0-51, libvpx-vp9 0-63; lower is better.
 DEFAULT_CRF = {"mp4": 18, "webm": 31}
 CRF_RANGE = {"mp4": (0, 51), "webm": (0, 63)}
@@ -159,32 +158,6 @@ def encode_video(frames: np.ndarray, path: str | os.PathLike, *, fps: float, for
     return writer.path
 
 
-def probe_video(path: str | os.PathLike) -> dict:
-    """Frame count (by decoding every frame), fps, width, height, codec and pixel format of a video.
-
-    For a PNG frame folder, fps, codec and pix_fmt are None.
-    """
-    path = Path(path)
-    if path.is_dir():
-        frames = sorted(path.glob("frame_*.png"))
-        if not frames:
-            raise ValueError(f"{path}: no frame_*.png files in the folder")
-        with Image.open(frames[0]) as first:
-            width, height = first.size
-        return {"frames": len(frames), "fps": None, "width": width, "height": height, "codec": None, "pix_fmt": None}
-    with open_video(path) as (meta, frames):
-        count = sum(1 for _ in frames)
-    width, height = meta["size"]
-    return {
-        "frames": count,
-        "fps": meta["fps"],
-        "width": width,
-        "height": height,
-        "codec": meta["codec"].rstrip(","),
-        "pix_fmt": meta["pix_fmt"].split("(")[0],
-    }
-
-
 @contextlib.contextmanager
 def open_video(path: str | os.PathLike) -> Iterator[tuple[dict, Iterator[np.ndarray]]]:
     """(metadata, frames) of a local video file: imageio-ffmpeg's metadata (size, fps, codec, pix_fmt, ...) and an
@@ -200,6 +173,8 @@ def open_video(path: str | os.PathLike) -> Iterator[tuple[dict, Iterator[np.ndar
 
 def read_video(uri: str) -> np.ndarray:
     """The uint8 (T, H, W, 3) frames of a video file or of a folder/prefix of numbered PNG frames (local or s3://)."""
+    from ganbatch.io import storage  # the cloud stack only to read (encoding and layouts need none)
+
     if not uri.lower().endswith((".mp4", ".webm", ".gif")):
         return np.stack([decode_image(storage.read_bytes(frame), frame)
                          for frame in storage.list_uris(uri, suffixes=(".png",))])

@@ -6,10 +6,11 @@ from typing import Annotated, ClassVar, Literal, Optional, Union
 
 from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
+from ganbatch.choices import DETECTORS, EASINGS, OUTPUT_LAYOUTS, VIDEO_FORMATS
 from ganbatch.jobs.common import Execution, Runtime, StrictModel, Uri
 from ganbatch.limits import MAX_DURATION, MAX_FRAMES, MAX_INTENSITY
 
-Easing = Literal["linear", "ease-in-out", "cubic", "hold"]
+Easing = Literal[EASINGS]
 
 
 def check_au_name(name: str) -> str:
@@ -182,7 +183,7 @@ class CropSpec(StrictModel):
     mode: Literal["none", "detect"] = Field(
         "none", description="none: inputs are face crops (resized to the model's size, centre-cropped to a square "
                             "when not square); detect: find the largest face and crop a square around it")
-    backend: Literal["auto", "face-alignment", "dlib", "lbp"] = Field(
+    backend: Literal[DETECTORS] = Field(
         "auto", description="face detector (also finds the landmarks of driving videos: face-alignment or dlib)")
     margin: float = Field(0.2, ge=0, le=2, description="crop side = (1 + margin) x the face box side")
     pasteback: bool = Field(False, description="blend the animated crop back into the full photo")
@@ -201,9 +202,9 @@ REPORT_MIN_ITEMS = 4  # output.report's default: a gallery for batches larger th
 class OutputSpec(StrictModel):
     """Video encoding and frame layout."""
 
-    format: Literal["mp4", "webm", "gif", "png"] = Field(
+    format: Literal[VIDEO_FORMATS] = Field(
         "mp4", description="video format; png writes a folder of numbered frames (lossless)")
-    layout: Literal["single", "side-by-side", "with-mask"] = Field(
+    layout: Literal[OUTPUT_LAYOUTS] = Field(
         "single", description="the animation alone, the input beside it, or also the attention mask")
     crf: Optional[int] = Field(None, ge=0, le=63, description="encoder quality (lower is better)")
     size: Optional[int] = Field(None, ge=16, le=4096, description="output height in pixels (upscaling)")

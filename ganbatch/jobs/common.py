@@ -4,6 +4,7 @@ from typing import Annotated, Literal, Optional
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from ganbatch.choices import PRECISIONS
 from ganbatch.runtimes.registry import RUNTIMES
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
@@ -34,7 +35,7 @@ def check_uri(value: str) -> str:
 
 
 Uri = Annotated[str, AfterValidator(check_uri)]
-Precision = Literal["fp32", "fp16", "bf16"]
+Precision = Literal[PRECISIONS]
 # Inference engines of a generator (see ganbatch.runtimes.registry).
 Runtime = Literal[RUNTIMES]
 

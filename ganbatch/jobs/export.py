@@ -3,6 +3,7 @@ from typing import ClassVar, Literal, Optional
 
 from pydantic import Field
 
+from ganbatch.choices import EXPORT_FORMATS, EXPORT_PRECISIONS
 from ganbatch.jobs.common import StrictModel, Uri
 
 
@@ -16,10 +17,10 @@ class ExportJob(StrictModel):
                                     "--model takes (demo, a checkpoint of ours or a published layout)")
     out: Uri = Field(description="where to write the generator: a .pt checkpoint, a .onnx file or an OpenVINO IR "
                                  "folder")
-    format: Optional[Literal["pt", "onnx", "openvino"]] = Field(
+    format: Optional[Literal[EXPORT_FORMATS]] = Field(
         None, description="output format; default from out: .onnx -> onnx, .pt/.pth -> pt, otherwise an OpenVINO "
                           "folder")
-    precision: Literal["fp32", "fp16", "int8"] = Field(
+    precision: Literal[EXPORT_PRECISIONS] = Field(
         "fp32", description="weights of an onnx/openvino export; int8 is post-training quantisation (needs "
                             "ganbatch[cpu-fast])")
     calibration: str = Field("synth", description="int8 calibration inputs: synth (synthetic faces), or a folder of "

@@ -3,12 +3,13 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
+from ganbatch.choices import DATASET_LAYOUTS
 from ganbatch.jobs.common import StrictModel, Uri
 
 if TYPE_CHECKING:
     from ganbatch.synth.dataset import ExpressionMix
 
-SynthLayout = Literal["ganimation", "openface", "landmarks"]
+SynthLayout = Literal[DATASET_LAYOUTS]
 
 
 class SynthJob(StrictModel):
@@ -45,6 +46,6 @@ class SynthJob(StrictModel):
 
     def expression_mix(self) -> "ExpressionMix":
         """The three weights as the sampler takes them."""
-        # imported here: ganbatch.synth imports the targets, whose schedules import this package's schema
+        # imported here: the schema (and --help) needs no synthetic-face renderer
         from ganbatch.synth.dataset import ExpressionMix
         return ExpressionMix(self.neutral_weight, self.prototype_weight, self.sparse_weight)

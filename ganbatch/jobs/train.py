@@ -1,6 +1,6 @@
 """`kind: train`: GANimation or GANnotation training on Ray Train, checkpointed and resumable.
 
-The objective is the chosen family's (`ganbatch.families`: a union discriminated by `family`, so a setting of another
+The objective is the chosen family's (`ganbatch.jobs.objectives`: a union discriminated by `family`, so a setting of another
 family's objective is an error); loss weights, the adversarial loss, the critic/generator step ratio and the Adam
 settings default to the family's published values: a field left unset (null) takes that family's value
 (`resolved_objective`, `resolved_optimizer`).
@@ -10,12 +10,14 @@ from typing import Annotated, ClassVar, Literal, Optional, Union
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from ganbatch.families import FAMILIES, ObjectiveSpec
+from ganbatch.families import FAMILIES
+from ganbatch.choices import PRECISIONS
 from ganbatch.jobs.common import Execution, StrictModel, Uri
+from ganbatch.jobs.objectives import OBJECTIVES, ObjectiveSpec
 
 Family = Literal[tuple(FAMILIES)]
 # the `family` of each member is set from the job's family (`TrainJob._family_objective`)
-Objective = Annotated[Union[tuple(family.objective for family in FAMILIES.values())], Field(discriminator="family")]
+Objective = Annotated[Union[tuple(OBJECTIVES[name] for name in FAMILIES)], Field(discriminator="family")]
 MAX_BATCH = 4096  # global batch size
 MAX_STEPS = 10_000_000  # generator steps (and the step intervals)
 CRITIC_MAX_LAYERS = 6  # the published critic's stride-2 convolutions (GANimation/StarGAN at 128 px)
@@ -89,7 +91,7 @@ class AugmentSpec(StrictModel):
 class TrainExecution(Execution):
     """Execution settings of a training run."""
 
-    precision: Literal["auto", "fp32", "fp16", "bf16"] = Field(
+    precision: Literal[("auto", *PRECISIONS)] = Field(
         "auto", description="autocast precision; auto: bf16 where the device computes it natively (CPUs with "
                             "AVX512_BF16 or AMX, CUDA GPUs with bf16), else fp32")
 
@@ -142,19 +144,19 @@ class TrainJob(StrictModel):
         """Tag the objective with the job's family; one line naming them for another family's settings."""
         family = info.data.get("family")
         if family is None:  # the family itself is wrong: that is the one error to report
-            return next(iter(FAMILIES.values())).objective.model_construct()
+            return next(iter(OBJECTIVES.values())).model_construct()
         if isinstance(value, ObjectiveSpec):
             if value.family != family:
                 raise ValueError(f"a {value.family} objective on a {family} job")
             return value
         if not isinstance(value, dict):
             return value
-        own = FAMILIES[family].objective.model_fields
-        foreign = {key: other for key in value if key not in own for other in FAMILIES.values()
-                   if key in other.objective.model_fields}
+        own = OBJECTIVES[family].model_fields
+        foreign = {key: other for key in value if key not in own for other, objective in OBJECTIVES.items()
+                   if key in objective.model_fields}
         if foreign:
             names = ", ".join(foreign)
-            owners = " and ".join(dict.fromkeys(other.name for other in foreign.values()))
+            owners = " and ".join(dict.fromkeys(foreign.values()))
             raise ValueError(f"{names}: {owners} setting{'s' if len(foreign) > 1 else ''}, not used by a {family} "
                              f"job")
         return {**value, "family": family}
@@ -164,11 +166,13 @@ class TrainJob(StrictModel):
         """The job of a run's job.json. Runs saved before the objective was per family hold the settings of every
         family's objective (another family's were ignored): those are dropped."""
         data = json.loads(text)
-        family = FAMILIES.get(data.get("family")) if isinstance(data, dict) else None
-        if family is not None and isinstance(data.get("objective"), dict):
-            other = {name for each in FAMILIES.values() if each is not family for name in each.objective.model_fields}
+        family = data.get("family") if isinstance(data, dict) else None
+        if family in OBJECTIVES and isinstance(data.get("objective"), dict):
+            own = OBJECTIVES[family].model_fields
+            other = {name for each, objective in OBJECTIVES.items() if each != family
+                     for name in objective.model_fields}
             data = {**data, "objective": {key: value for key, value in data["objective"].items()
-                                          if key in family.objective.model_fields or key not in other}}
+                                          if key in own or key not in other}}
         return cls.model_validate(data)
 
     def resolved_objective(self) -> ObjectiveSpec:

@@ -15,9 +15,8 @@ from PIL import Image, ImageOps
 
 from ganbatch.io.images import IMAGE_SUFFIXES
 from ganbatch.models.checkpoint import GeneratorInfo
-from ganbatch.families import get_family
+from ganbatch.families import ModelFamily, get_family
 from ganbatch.synth import face_landmarks, render_face, sample_expression_aus, sample_identities
-from ganbatch.targets.landmarks import to_gannotation66
 
 CALIBRATION_SEED = 20_000  # apart from the data-set (< 10000) and eval (10000 + seed) identities
 
@@ -27,10 +26,9 @@ def model_size(info: GeneratorInfo) -> int:
     return info.image_size or get_family(info.family).default_image_size
 
 
-def _targets(family_name: str, identity, aus: np.ndarray, size: int) -> np.ndarray:
-    if get_family(family_name).condition == "aus":
-        return aus[None]
-    return to_gannotation66(face_landmarks(identity, aus, size)[None])
+def _targets(family: ModelFamily, identity, aus: np.ndarray, size: int) -> np.ndarray:
+    """One frame's targets asking for AU vector aus on a synthetic identity, in the family's condition."""
+    return family.eval_targets(aus[None], lambda frame: face_landmarks(identity, frame, size))
 
 
 def synthetic_batches(info: GeneratorInfo, *, batches: int = 8, batch_size: int = 4, seed: int = CALIBRATION_SEED,
@@ -46,7 +44,7 @@ def synthetic_batches(info: GeneratorInfo, *, batches: int = 8, batch_size: int 
         faces, conds = [], []
         for identity in identities[start:start + batch_size]:
             faces.append(render_face(identity, sample_expression_aus(rng), size)[0])
-            conds.append(family.targets_to_cond(_targets(info.family, identity, sample_expression_aus(rng), size),
+            conds.append(family.targets_to_cond(_targets(family, identity, sample_expression_aus(rng), size),
                                                 size))
         pairs.append((family.face_to_input(np.stack(faces)), torch.cat(conds)))
     return pairs
@@ -73,7 +71,7 @@ def folder_batches(info: GeneratorInfo, folder, *, batch_size: int = 4, limit: i
     for start in range(0, len(paths), batch_size):
         chunk = range(start, min(start + batch_size, len(paths)))
         faces = np.stack([_read_crop(paths[i], size) for i in chunk])
-        cond = torch.cat([family.targets_to_cond(_targets(info.family, identities[i], sample_expression_aus(rng),
+        cond = torch.cat([family.targets_to_cond(_targets(family, identities[i], sample_expression_aus(rng),
                                                           size), size) for i in chunk])
         pairs.append((family.face_to_input(faces), cond))
     return pairs

@@ -99,11 +99,22 @@ class GeneratorInfo:
     config: dict = field(default_factory=dict)
     digest: str | None = None
     integrity: str = NOT_VERIFIABLE
+    read: str = "loaded"  # "header": read from the file's config without its tensors (read_header_info, exports)
 
     @property
     def image_size(self) -> int | None:
         """Side of the square face crop the generator expects, when known."""
         return self.hparams.get("image_size")
+
+    @property
+    def condition(self) -> str:
+        """What the generator follows: "aus" (GANimation) or "landmarks" (GANnotation)."""
+        return get_family(self.family).condition
+
+    def describe(self) -> str:
+        """`ganimation, 128 px, conditioned on aus`."""
+        size = f"{self.image_size} px" if self.image_size else "size not recorded"
+        return f"{self.family}, {size}, conditioned on {self.condition}"
 
     def describe_integrity(self) -> str:
         """One line for --dry-run and logs: the digest and whether it was verified."""
@@ -367,7 +378,7 @@ def read_header_info(path) -> GeneratorInfo | None:
         return None
     return GeneratorInfo(family=config["family"], variant=OWN_FORMAT, hparams={**hparams, "image_size": image_size},
                          source=str(path), config=config, digest=config.get(DIGEST_KEY),
-                         integrity=RECORDED if config.get(DIGEST_KEY) else UNVERIFIED)
+                         integrity=RECORDED if config.get(DIGEST_KEY) else UNVERIFIED, read="header")
 
 
 def load_generator(path, *, trust_pickle: bool = False, map_location="cpu") -> tuple[AttentionGenerator,

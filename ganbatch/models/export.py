@@ -86,7 +86,7 @@ def info_from_config(config: dict, source: str) -> GeneratorInfo:
         raise CheckpointFormatError(f"{source}: invalid ganbatch export config ({type(error).__name__}: {error})") \
             from error
     return GeneratorInfo(family=config["family"], variant=config.get("variant", "ganbatch"),
-                         hparams={**hparams, "image_size": image_size}, source=source, config=config)
+                         hparams={**hparams, "image_size": image_size}, source=source, config=config, read="header")
 
 
 def exported_kind(path) -> str | None:

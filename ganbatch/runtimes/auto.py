@@ -211,9 +211,11 @@ def tune(source: ModelSource, *, device, threads: int | None = None, batch_size:
 
 
 def choose_runtime(source: ModelSource, *, device, threads: int | None = None, batch_size: int = 16,
-                   cache: RuntimeCache | None = None, missing=None, retune: bool = False) -> Runtime:
+                   cache: RuntimeCache | None = None, missing=None, retune: bool = False,
+                   tune_now: bool = True) -> Runtime:
     """The runtime auto decides for source on this machine: the cached decision's, else tuned now (under the
-    decision's lock, so that the actors of one node tune once) and stored; retune tunes again regardless. Its
+    decision's lock, so that the actors of one node tune once) and stored; retune tunes again regardless. With
+    tune_now=False a missing decision is not made: the safe fallback candidate runs instead (a dry run's probe). Its
     `auto` attribute holds the AutoDecision (its `describe()` has every candidate's figures) and `describe()` says `auto, tuned now` or
     `auto, from the runtime cache`."""
     device = torch.device(device)
@@ -223,6 +225,12 @@ def choose_runtime(source: ModelSource, *, device, threads: int | None = None, b
     if retune:
         cache.discard_decision(key)
     runtime = _from_cache(source, machine, key, device, threads, cache)
+    if runtime is None and not tune_now:
+        fallback = candidates(source, machine)[-1]
+        runtime = build_runtime(source, fallback[0], device=device, precision=fallback[1], threads=threads,
+                                cache=cache)
+        runtime.details = "auto, not tuned yet: its safe fallback"
+        return runtime
     if runtime is None:
         with cache.lock(f"decision-{key_hash(key)}"):
             runtime = _from_cache(source, machine, key, device, threads, cache)  # another process tuned meanwhile

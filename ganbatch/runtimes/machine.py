@@ -48,11 +48,12 @@ class Machine:
         return any(flag in self.flags for flag in INT8_DOT_FLAGS)
 
     def key(self) -> dict:
-        """The part of the machine a cached decision depends on."""
+        """The part of the machine a cached decision depends on (an engine installed or ruled out since: tuned
+        again)."""
         if self.device.type == "cuda":
-            return {"device": "cuda", "gpu": self.gpu_name}
+            return {"device": "cuda", "gpu": self.gpu_name, "engines": list(self.runtimes)}
         return {"device": "cpu", "capability": self.cpu_capability,
-                "flags": sorted(flag for flag in DECIDING_FLAGS if flag in self.flags)}
+                "flags": sorted(flag for flag in DECIDING_FLAGS if flag in self.flags), "engines": list(self.runtimes)}
 
     def describe(self) -> str:
         """e.g. "cpu AVX512 (avx512_bf16 amx_bf16 amx_int8 avx512_vnni); runtimes torch, onnxruntime"."""

@@ -26,12 +26,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ganbatch.choices import DATASET_LAYOUTS
 from ganbatch.synth.face import render_face
 from ganbatch.synth.identity import Identity, sample_identities
 from ganbatch.targets.aus import AU_SCALE, EXPRESSIONS, NUM_AUS, expression_aus, write_aus_pkl, write_openface_csv
 from ganbatch.targets.landmarks import write_landmarks
 
-LAYOUTS = ("ganimation", "openface", "landmarks")
 PROTOTYPES = tuple(name for name in EXPRESSIONS if name != "neutral")
 CONTACT_SHEET_EXPRESSIONS = ("neutral", "happy", "sad", "surprise", "fear", "anger", "disgust", "contempt", "blink")
 JPEG_QUALITY = 95
@@ -149,7 +149,7 @@ def _jpeg(image):
     return buffer.getvalue()
 
 
-def write_dataset(out_dir, identities, per_identity, size=128, seed=0, layouts=LAYOUTS, test_fraction=0.2,
+def write_dataset(out_dir, identities, per_identity, size=128, seed=0, layouts=DATASET_LAYOUTS, test_fraction=0.2,
                   contact_sheet=True, mix=ExpressionMix()):
     """Render `per_identity` expressions of each identity, drawn from `mix`, into `out_dir` (layout in the module
     docstring).
@@ -157,9 +157,9 @@ def write_dataset(out_dir, identities, per_identity, size=128, seed=0, layouts=L
     `identities` is a list of `Identity` or a count (then `sample_identities(count, seed)`); `seed` also drives the
     expression sampler and the identity split, so the same arguments write the same files.
     """
-    unknown = [layout for layout in layouts if layout not in LAYOUTS]
+    unknown = [layout for layout in layouts if layout not in DATASET_LAYOUTS]
     if unknown:
-        raise ValueError(f"layouts: unknown {unknown}, expected some of {LAYOUTS}")
+        raise ValueError(f"layouts: unknown {unknown}, expected some of {DATASET_LAYOUTS}")
     if isinstance(identities, int):
         identities = sample_identities(identities, seed)
     if not identities or not all(isinstance(identity, Identity) for identity in identities):

@@ -45,6 +45,4 @@ from ganbatch.targets.schedule import (
     Schedule,
     ScheduleError,
     expression_schedule,
-    read_keyframes,
-    schedule_from_dict,
 )

@@ -12,7 +12,8 @@ shapes the segment that starts there:
   Fritsch & Carlson). Unlike Catmull-Rom it never overshoots: between two keyframes the path stays within their
   values, so AU intensities stay in 0-5 and a plateau of equal keyframes stays flat.
 
-The plain-dict form (`schedule_from_dict`; `read_keyframes` loads it from YAML, job files reuse these keys):
+The plain-dict form (`ganbatch.jobs.keyframes.schedule_from_dict`, which validates it with the job schema and
+builds a Schedule; `read_keyframes` loads it from YAML; job files reuse these keys):
 
     fps: 25              # frames per second (default 25)
     duration: 2.0        # seconds of the path, or
@@ -28,25 +29,18 @@ The plain-dict form (`schedule_from_dict`; `read_keyframes` loads it from YAML, 
 
 A keyframe holds an expression (`preset`, with `intensity` scaling it, and/or `aus` set over the preset, or over the
 base AUs when there is no preset) or a landmark set (`landmarks`: a file path, relative to the YAML file, or an
-inline [[x, y], ...] list). The dict form is validated as a `KeyframesFile`, whose keyframes are the job schema's
-`KeyframeSpec` (jobs/animate.py): a keyframe file and a job's inline keyframes follow the same rules. One schedule holds one kind: all AU keyframes or all landmark keyframes. A keyframe at the
-very end of `duration` lands on the last frame.
+inline [[x, y], ...] list). One schedule holds one kind: all AU keyframes or all landmark keyframes. A keyframe at
+the very end of `duration` lands on the last frame. This module is pure numpy: the schema builds schedules, not the
+reverse.
 """
 import numbers
-import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Optional, Sequence, Union
+from typing import Callable, Optional, Sequence
 
 import numpy as np
-import yaml
-from pydantic import Field, ValidationError
 
-from ganbatch import safe_yaml
-from ganbatch.jobs.animate import KeyframeSpec
-from ganbatch.jobs.common import StrictModel
+from ganbatch import choices
 from ganbatch.limits import MAX_FRAMES
-from ganbatch.targets.aus import NUM_AUS, apply_aus, check_aus, expression_aus
-from ganbatch.targets.landmarks import as_frames, read_landmarks
 
 
 class ScheduleError(ValueError):
@@ -82,7 +76,7 @@ def _check_number(value, name: str, *, minimum: float, integer: bool = False, st
 EASINGS: dict[str, Callable[[np.ndarray], np.ndarray]] = {"linear": linear, "ease-in-out": ease_in_out, "hold": hold}
 # `cubic` is not a per-segment weight: it follows one spline through all keyframe values.
 CUBIC = "cubic"
-EASING_NAMES = (*EASINGS, CUBIC)
+EASING_NAMES = choices.EASINGS  # the weights above, and cubic (tests/test_schedule.py checks they agree)
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -185,11 +179,6 @@ class Schedule:
         return self._path_frames
 
     @property
-    def keyframe_indices(self) -> tuple:
-        """The path frame of each keyframe."""
-        return self._keyframe_indices
-
-    @property
     def num_frames(self) -> int:
         """Frames of the whole video: the path, ping-ponged and looped."""
         if self.pingpong:
@@ -256,95 +245,3 @@ def expression_schedule(
         Keyframe(frame=length - 1 - hold_frames, value=target),
     ]
     return Schedule(keyframes=keyframes, fps=fps, frames=length, pingpong=pingpong, input_first=input_first)
-
-
-class KeyframesFile(StrictModel):
-    """The dict form of a schedule (see the module doc): timing, and keyframes in the job schema's KeyframeSpec."""
-
-    fps: float = Field(25.0, gt=0, description="frames per second")
-    duration: Optional[float] = Field(None, gt=0, description="seconds of the path")
-    frames: Optional[int] = Field(None, ge=1, description="frame count of the path (instead of duration)")
-    pingpong: bool = Field(False, description="then play it backwards to the start")
-    loop: int = Field(1, ge=1, description="how many times the (ping-ponged) path plays")
-    input_first: bool = Field(False, description="frame 0 of the video is the untouched input image")
-    keyframes: list[KeyframeSpec] = Field(min_length=1)
-
-
-def _where(path: tuple) -> str:
-    """`keyframe 1, field 'aus'` for a problem at keyframes[1].aus..., `schedule, field 'fps'` for one at fps."""
-    if path[:1] == ("keyframes",) and len(path) > 1:
-        return f"keyframe {path[1]}" + (f", field '{path[2]}'" if len(path) > 2 else "")
-    return "schedule" + (f", field '{path[0]}'" if path else "")
-
-
-def _validated(spec: Any) -> KeyframesFile:
-    """`spec` validated as a KeyframesFile; a ScheduleError naming each problem's keyframe and field."""
-    from ganbatch.jobs.problems import Origin
-    from ganbatch.jobs.validation import validation_problems
-
-    try:
-        return KeyframesFile.model_validate(spec)
-    except ValidationError as error:
-        problems = validation_problems(error.errors(), spec, KeyframesFile, lambda path: Origin("schedule"))
-        raise ScheduleError("; ".join(f"{_where(p.path)}: {p.message}" for p in problems)) from None
-
-
-def _keyframe_value(index: int, keyframe: KeyframeSpec, base_aus, base_dir: Optional[str]) -> np.ndarray:
-    """The AU vector or landmark set of a validated keyframe (its landmark file read relative to `base_dir`)."""
-    if keyframe.landmarks is not None:
-        try:
-            if isinstance(keyframe.landmarks, str):
-                path = os.path.join(base_dir, keyframe.landmarks) if base_dir else keyframe.landmarks
-                points = read_landmarks(path)
-            else:
-                points = as_frames(keyframe.landmarks, "inline landmarks")
-        except (OSError, ValueError) as error:  # a LandmarkError is a ValueError
-            raise ScheduleError(f"keyframe {index}, field 'landmarks': {error}") from None
-        if len(points) != 1:
-            raise ScheduleError(f"keyframe {index}, field 'landmarks': {len(points)} frames; a keyframe takes one "
-                                "landmark set")
-        return points[0]
-    value = expression_aus(keyframe.preset, keyframe.intensity) if keyframe.preset is not None else base_aus
-    return apply_aus(value, keyframe.aus) if keyframe.aus else value
-
-
-def schedule_from_dict(
-    spec: Mapping[str, Any],
-    *,
-    base_aus=None,
-    base_dir: Optional[Union[str, os.PathLike]] = None,
-) -> Schedule:
-    """Build a Schedule from the plain-dict form described in this module's docstring.
-
-    `base_aus` (17,) is what `aus` apply over in keyframes without a preset (default: neutral, all zeros);
-    relative landmark paths are taken relative to `base_dir`. None values count as absent.
-    """
-    validated = _validated(spec)
-    directory = os.fspath(base_dir) if base_dir is not None else None
-    base_aus = np.zeros(NUM_AUS, np.float32) if base_aus is None else check_aus(base_aus, "base_aus")
-    keyframes = [
-        Keyframe(value=_keyframe_value(index, keyframe, base_aus, directory), easing=keyframe.easing,
-                 **({"at": keyframe.at} if keyframe.at is not None else {"frame": keyframe.frame}))
-        for index, keyframe in enumerate(validated.keyframes)
-    ]
-    timing = validated.model_dump(exclude={"keyframes"})
-    try:
-        return Schedule(keyframes=keyframes, **timing)
-    except ScheduleError as error:
-        raise ScheduleError(f"schedule: {error}") from None
-
-
-def read_keyframes(path: Union[str, os.PathLike], *, base_aus=None) -> Schedule:
-    """Load a keyframes YAML file (the dict form, or a bare list of keyframes) as a Schedule."""
-    try:
-        spec = safe_yaml.safe_load(safe_yaml.read_text(path))
-    except yaml.YAMLError as error:
-        raise ScheduleError(f"{os.fspath(path)}: not valid YAML ({safe_yaml.describe_error(error)})") from None
-    except (OSError, UnicodeDecodeError, safe_yaml.YamlLimitError) as error:
-        raise ScheduleError(f"{os.fspath(path)}: cannot read keyframes ({error})") from None
-    if isinstance(spec, list):
-        spec = {"keyframes": spec}
-    try:
-        return schedule_from_dict(spec, base_aus=base_aus, base_dir=os.path.dirname(os.path.abspath(path)))
-    except ScheduleError as error:
-        raise ScheduleError(f"{os.fspath(path)}: {error}") from None

@@ -8,7 +8,10 @@ import re
 from pathlib import Path
 
 from ganbatch.io import storage
-from ganbatch.train.state import COMPLETE_FILE, JOB_FILE, STATE_FILE
+
+STATE_FILE = "state.pt"
+JOB_FILE = "job.json"
+COMPLETE_FILE = "complete.json"  # {file name: SHA-256} of STATE_FILE and JOB_FILE, written after them (train.state)
 
 _CHECKPOINT = re.compile(r"^checkpoint_(\d+)$")
 

@@ -1,4 +1,4 @@
-"""A run's generator, for `ganbatch.export` (`ganbatch export RUN`, and the model a finished run writes).
+"""A run's generator, for `ganbatch export RUN` (ganbatch.export_job) and the model a finished run writes.
 
 It comes from the run's latest readable checkpoint (see `checkpoints`): a folder whose state.pt cannot be read (an
 upload cut short) is skipped for the previous one.

@@ -24,10 +24,11 @@ from dataclasses import dataclass, field
 from ganbatch.io import storage
 from ganbatch.cluster import cluster_gpus, ray_session
 from ganbatch.errors import ExportError, JobError, one_line
-from ganbatch.export import export
+from ganbatch.export import write_generator
 from ganbatch.jobs.train import TrainJob
 from ganbatch.families import get_family
 from ganbatch.train.data import DataError, TrainingData, find_training_data
+from ganbatch.train.export import run_generator
 from ganbatch.train.checkpoints import latest_checkpoint
 from ganbatch.train.monitor import METRICS_FILE, MODEL_FILE, progress_line, start_line
 from ganbatch.train.state import (JOB_FILE, InitError, ResumeError, check_resumable, init_location,
@@ -223,7 +224,8 @@ def run_train(job: TrainJob) -> TrainResult:
         if start >= job.steps:
             log.info(f"train {job.name}: already at step {start} (steps: {job.steps}); nothing to train")
             if not storage.exists(outputs["model"]):
-                export(run, outputs["model"], format="pt")
+                generator, info, _ = run_generator(run)
+                write_generator(generator, info, outputs["model"], format="pt")
             return TrainResult(ok=True, outputs=outputs, start_step=start, step=start)
     except (DataError, ResumeError, InitError, ExportError, storage.StorageError) as error:
         raise TrainError(f"train {job.name}: {one_line(error)}") from None

@@ -25,12 +25,10 @@ from ganbatch.families import Networks, get_family
 from ganbatch.io import storage
 from ganbatch.jobs.train import TrainJob
 from ganbatch.models.checkpoint import save_generator
+from ganbatch.train.checkpoints import COMPLETE_FILE, JOB_FILE, STATE_FILE, download_checkpoint, list_checkpoints
 from ganbatch.train.precision import resolve_precision
 from ganbatch.train.steps import Trainer, linear_decay, make_optimizer
 
-STATE_FILE = "state.pt"
-JOB_FILE = "job.json"
-COMPLETE_FILE = "complete.json"  # {file name: SHA-256} of STATE_FILE and JOB_FILE, written after them
 STATE_FORMAT = "ganbatch-train"
 STATE_VERSION = 1
 
@@ -255,8 +253,6 @@ def resume_state(state: TrainState, job: TrainJob, latest: Path, run_uri: str,
     first (those named below `latest_name`, the latest's folder name in the run, by default latest's own). Each
     one skipped is reported in one line. ResumeError when the networks differ (no fallback: the job
     is wrong, not the file) or no checkpoint can be read."""
-    from ganbatch.train.checkpoints import download_checkpoint, list_checkpoints  # they build on this module
-
     try:
         load_state(state, latest, job)
         return state.step

@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from ganbatch.jobs.train import OptimizerSpec
-from ganbatch.families import Batch, Networks, ObjectiveSpec
+from ganbatch.families import Batch, Networks
+from ganbatch.jobs.objectives import ObjectiveSpec
 from ganbatch.families.base import LossTerms
 from ganbatch.train.distributed import average_gradients
 

@@ -1,14 +1,12 @@
-"""`ganbatch train` (flags and/or a `--job` manifest -> a TrainJob) and `ganbatch export` (an ExportJob: a run's
-or a model's generator to a file).
+"""`ganbatch train` (flags and/or a `--job` manifest -> a TrainJob).
 
 Training modules load only when a command runs, so `ganbatch --help` stays fast.
 """
 import click
 
-from ganbatch.cli_help import GroupedCommand
-from ganbatch.cli_jobs import JOB_PARAMS, job_options, run_command
-from ganbatch.cli_options import Flag, SchemaOptions, leaf_fields
-from ganbatch.jobs.export import ExportJob
+from ganbatch.cli.help import GroupedCommand
+from ganbatch.cli.jobs import JOB_PARAMS, job_options, run_command
+from ganbatch.cli.options import Flag, SchemaOptions, leaf_fields
 from ganbatch.jobs.train import TrainJob
 
 TRAIN = SchemaOptions(TrainJob, {
@@ -32,21 +30,3 @@ def train(ctx, **_):
     """Train a GANimation or GANnotation model; the run (checkpoints, metrics, samples, model.pt) goes to OUT/NAME/
     and re-running the same OUT/NAME resumes it. Other settings: --job FILE or --set KEY=VALUE."""
     run_command(ctx, "train", TRAIN.fields)
-
-
-EXPORT = SchemaOptions(ExportJob, {
-    "inputs": ["trust_pickle"],
-    "output": [Flag("out", metavar="PATH|s3://..."), "format", "precision", Flag("calibration", metavar="synth|DIR")],
-})
-
-
-@click.command(cls=GroupedCommand, sections={**EXPORT.sections, "job": JOB_PARAMS})
-@click.argument("source", metavar="RUN|MODEL", required=False)
-@EXPORT
-@job_options(kind="export")
-@click.pass_context
-def export(ctx, **_):
-    """Export the generator of a training run (OUT/NAME, local or s3://; its latest checkpoint) or of any model
-    --model takes (demo, a checkpoint of ours or a published layout) as a ganbatch checkpoint, an ONNX file or an
-    OpenVINO IR folder; each carries the model's config, so `--model` takes the result anywhere."""
-    run_command(ctx, "export", {"source": "source", **EXPORT.fields})

@@ -8,10 +8,10 @@ command runs, so `ganbatch --help` stays fast.
 """
 import click
 
-from ganbatch.cli_help import GroupedCommand, preset_names
-from ganbatch.cli_jobs import JOB_PARAMS, execute, flag_values, job_options
+from ganbatch.cli.help import GroupedCommand, preset_names
+from ganbatch.cli.jobs import JOB_PARAMS, execute, flag_values, job_options
 from ganbatch.jobs.load import load_job
-from ganbatch.cli_options import Flag, SchemaOptions
+from ganbatch.cli.options import Flag, SchemaOptions
 from ganbatch.jobs.animate import TARGET_SOURCES, AnimateJob
 
 TARGET = "targets."  # the prefix of the fields that target flags fill (each target's, see the module doc)

@@ -3,9 +3,9 @@ identities, see `ganbatch.eval`). The evaluation modules (torch, scipy, scikit-i
 runs, so `ganbatch --help` stays fast."""
 import click
 
-from ganbatch.cli_help import GroupedCommand
-from ganbatch.cli_jobs import JOB_PARAMS, job_options, run_command
-from ganbatch.cli_options import Flag, SchemaOptions
+from ganbatch.cli.help import GroupedCommand
+from ganbatch.cli.jobs import JOB_PARAMS, job_options, run_command
+from ganbatch.cli.options import Flag, SchemaOptions
 from ganbatch.jobs.eval import EvalJob
 
 EVAL = SchemaOptions(EvalJob, {

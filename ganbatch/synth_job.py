@@ -1,4 +1,5 @@
-"""`kind: synth` jobs: plan and write a synthetic data set to a folder, a file:// URI or an S3 prefix."""
+"""The runner of `kind: synth` jobs (`ganbatch.runner` protocol): plan and write a synthetic data set to a folder, a
+file:// URI or an S3 prefix; beside the pure `ganbatch.synth`, which imports no storage or schema."""
 import dataclasses
 import tempfile
 from dataclasses import dataclass

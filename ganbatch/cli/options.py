@@ -4,13 +4,13 @@
     SYNTH = SchemaOptions(SynthJob, {"output": [Flag("out", metavar="DIR|s3://..."), ...], "data set": [...]})
 
 and the command takes `@SYNTH` as a decorator, `SYNTH.sections` for its --help and `SYNTH.fields` for
-`cli_jobs.run_command` (see `ganbatch synth` in cli.py).
+`cli.jobs.run_command` (see `ganbatch synth` in cli/synth.py).
 
 A field is named by its dotted path in the job (`crop.backend`; `targets.fps` for the field of a list's items;
 union members are searched in order). The option is `--<last name>` (underscores as dashes); a `Flag` declares the
 few that differ: another name, a metavar, other help, repeatable. Literal fields become a click.Choice, booleans an
 on/off pair, list fields a repeatable option. No option has a default: only values the user gave reach the job
-(see `cli_jobs.flag_values`), so the schema stays the one source of defaults, which `field_help` shows.
+(see `cli.jobs.flag_values`), so the schema stays the one source of defaults, which `field_help` shows.
 """
 import typing
 from collections.abc import Mapping, Sequence
@@ -20,7 +20,7 @@ from typing import Any, Optional, Union
 import click
 from pydantic import BaseModel
 
-from ganbatch.cli_help import literal_choices
+from ganbatch.cli.help import literal_choices
 from ganbatch.jobs.validation import union_members
 
 
@@ -182,7 +182,7 @@ class SchemaOptions:
 
     @property
     def fields(self) -> dict[str, str]:
-        """click parameter name -> dotted path in the job (what `cli_jobs.flag_values` takes)."""
+        """click parameter name -> dotted path in the job (what `cli.jobs.flag_values` takes)."""
         return {name: flag.field for name, flag in self.flags.items()}
 
     def option(self, flag: Flag) -> tuple[list[str], dict[str, Any]]:

@@ -1,6 +1,6 @@
 """Plumbing shared by the job commands of the CLI: flags and manifests -> one validated job -> plan or run.
 
-A job command declares its options once, from the schema (`cli_options.SchemaOptions`), adds `job_options` (`--job
+A job command declares its options once, from the schema (`cli.options.SchemaOptions`), adds `job_options` (`--job
 FILE`, `--set KEY=VALUE`, `--dry-run`) and hands the context to `run_command` with the options' fields (a map from
 click parameter names to dotted paths in the job).
 

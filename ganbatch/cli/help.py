@@ -7,7 +7,7 @@ dependency, without its extra decorator syntax):
     @click.command(cls=GroupedCommand, sections={"inputs": ["inputs", "recursive"], "output": ["out", "format"]})
 
 Options named in no section are listed last under "other options". `literal_choices` reads the closed set of
-values of a Literal field, which `cli_options` turns into a click.Choice, so the set is spelt once, in the schema.
+values of a Literal field, which `cli.options` turns into a click.Choice, so the set is spelt once, in the schema.
 """
 import ast
 import importlib.util
