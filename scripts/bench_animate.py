@@ -108,7 +108,7 @@ def generator_fps(generator, info, faces, targets, *, batch_size: int, device: s
 def stage_seconds(runtime, face_files: list[Path], frames: int, folder: Path, batch_size: int) -> dict[str, float]:
     """Seconds of each stage over every clip, in this process: prepare, generate, encode, paste-back."""
     targets = load_targets([TargetSpec(expression=EXPRESSION, frames=frames)])
-    settings = ItemSettings(model="bench", crop=CropSpec(), output=OutputSpec(), batch_size=batch_size)
+    settings = ItemSettings(model="bench", crop=CropSpec(), output=OutputSpec())
     items = [WorkItem(str(path), str(folder / f"{path.stem}.mp4"), f"{path.stem}.mp4", 0, EXPRESSION)
              for path in face_files]
     seconds = {}

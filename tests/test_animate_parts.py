@@ -259,7 +259,7 @@ def test_an_item_failure_is_a_row_naming_the_reason(tiny, tmp_path):
     """The stages' functions without Ray: a missing photo fails in prepare and encode makes its row."""
     from ganbatch.animate.stages import GeneratorSpec, RunSpec, encode, item_row, prepare
 
-    settings = ItemSettings(model="tiny.pt", crop=CropSpec(), output=OutputSpec(), batch_size=4)
+    settings = ItemSettings(model="tiny.pt", crop=CropSpec(), output=OutputSpec())
     generator_spec = GeneratorSpec("tiny.pt", "torch", "cpu", "fp32", False, 4, False, 0.0)
     spec = RunSpec(settings, load_targets([TargetSpec(expression="happy")]), 16, 0.0, generator_spec)
     item = WorkItem(str(tmp_path / "gone.jpg"), str(tmp_path / "gone__happy.mp4"), "gone__happy.mp4", 0, "happy")

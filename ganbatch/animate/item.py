@@ -34,15 +34,18 @@ class ItemError(Exception):
     """An item that cannot be made, for a reason worth reporting as it is (e.g. no face found)."""
 
 
+# Frames laid out (and pasted back) per write to the encoder: bounds the photo-sized frames held at once.
+ENCODE_CHUNK = 16
+
+
 @dataclass(frozen=True)
 class ItemSettings:
-    """How every item is made: face crops, video output, frames per generator call, and the model's URI and
-    tensor digest (recorded in manifest rows)."""
+    """How every item is made: face crops, video output, and the model's URI and tensor digest (recorded in manifest
+    rows). (Frames per generator call are the generator actors' setting: stages.GeneratorSpec.)"""
 
     model: str
     crop: CropSpec
     output: OutputSpec
-    batch_size: int
     model_digest: Optional[str] = None
 
     @property
@@ -132,8 +135,8 @@ def _remove_orphaned_staging() -> None:
 
 
 def _write_video(clip: Clip, placement: Placement, settings: ItemSettings, path: Path) -> int:
-    """Encode the frames at path, batch_size frames at a time (paste-back works on photo-sized frames)."""
-    output, step = settings.output, settings.batch_size
+    """Encode the frames at path, ENCODE_CHUNK frames at a time (paste-back works on photo-sized frames)."""
+    output, step = settings.output, ENCODE_CHUNK
     with VideoWriter(path, fps=placement.fps, format=output.format, crf=output.crf) as writer:
         for start in range(0, len(clip.frames), step):
             frames = clip.frames[start:start + step]

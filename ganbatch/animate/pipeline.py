@@ -386,8 +386,7 @@ def _write_gallery(job: AnimateJob, result: AnimateResult, out: str) -> None:
 
 def _run_spec(job: AnimateJob, work: _Work) -> RunSpec:
     execution = job.execution
-    settings = ItemSettings(model=job.model, crop=job.crop, output=job.output, batch_size=execution.batch_size,
-                            model_digest=work.model_digest)
+    settings = ItemSettings(model=job.model, crop=job.crop, output=job.output, model_digest=work.model_digest)
     generator = GeneratorSpec(model=worker_uri(resolve_model_uri(job.model)), runtime=execution.runtime,
                               device=execution.device, precision=execution.precision, trust_pickle=job.trust_pickle,
                               batch_size=execution.batch_size, return_maps=settings.needs_attention,
