@@ -12,7 +12,8 @@ Engines may keep their own compiled forms under compiled/<engine>/ (OpenVINO's C
 Where: GANBATCH_CACHE, else the platform's user cache folder (platformdirs; ~/.cache/ganbatch on Linux). Several
 processes of one machine may fill it at once: an entry is built under a lock of its own (filelock) and appears
 whole (written under a temporary name, then renamed). An entry that cannot be read is removed and made again. The
-artifacts are bounded in size (GANBATCH_CACHE_MAX_MB, default 4096): past it the least recently used go first.
+artifacts and compiled models are bounded in size (GANBATCH_CACHE_MAX_MB, default 4096): past it the compiled models
+go, then the least recently used artifacts.
 """
 from __future__ import annotations
 
@@ -172,9 +173,13 @@ class RuntimeCache:
     # ----------------------------------------------------------------------------------------- size, listing
 
     def evict(self, keep: str | None = None) -> list[str]:
-        """Remove the least recently used artifacts (never `keep`) until they fit max_bytes; their names."""
+        """Remove the least recently used artifacts (never `keep`) until they fit max_bytes; their names. The
+        engines' compiled models go first, whole (an engine compiles again what it misses)."""
         artifacts = [entry for entry in self.entries() if entry.kind == "artifact"]
         total = sum(entry.size for entry in artifacts)
+        compiled = self.root / "compiled"
+        if compiled.exists() and total + _size(compiled) > self.max_bytes:
+            _remove(compiled)
         removed = []
         for entry in sorted(artifacts, key=lambda entry: entry.used):
             if total <= self.max_bytes:
