@@ -862,6 +862,7 @@ def test_traversal_keys_end_to_end_leave_nothing_outside_the_destination(ray_loc
     buffer = io.BytesIO()
     Image.fromarray(face).save(buffer, format="PNG")
     client.put_object(Bucket=s3_bucket, Key="trav/../../../../x/escaped.png", Body=buffer.getvalue())
+    client.put_object(Bucket=s3_bucket, Key="trav/sub/../../x2.png", Body=buffer.getvalue())
     client.put_object(Bucket=s3_bucket, Key="trav/ok.png", Body=buffer.getvalue())
     before = {str(path) for path in tmp_path.parent.rglob("*")}
     out = tmp_path / "dest" / "out"
@@ -872,10 +873,12 @@ def test_traversal_keys_end_to_end_leave_nothing_outside_the_destination(ray_loc
     status = {row["input"].rsplit("/", 1)[-1]: row for row in rows}
     assert status["ok.png"]["status"] == "ok" and status["escaped.png"]["status"] == "failed"
     assert "'..' part" in status["escaped.png"]["error"]
+    assert status["x2.png"]["status"] == "failed" and "'..' part" in status["x2.png"]["error"]  # a row each
+    assert len(rows) == 3 and "3 videos: 1 ok, 2 failed" in result.output
     created = {str(path) for path in tmp_path.parent.rglob("*")} - before
     assert created and all(path.startswith(str(tmp_path / "dest")) for path in created), created
     keys = [obj["Key"] for obj in client.list_objects_v2(Bucket=s3_bucket).get("Contents", [])]
-    assert sorted(keys) == ["trav/../../../../x/escaped.png", "trav/ok.png"]
+    assert sorted(keys) == ["trav/../../../../x/escaped.png", "trav/ok.png", "trav/sub/../../x2.png"]
 
 
 @pytest.mark.slow
@@ -900,3 +903,115 @@ def test_a_truncated_newest_training_checkpoint_falls_back_on_ray(ray_local, tmp
     starts = [json.loads(line) for line in (tmp_path / "runs" / "r" / "metrics.jsonl").read_text().splitlines()
               if '"start"' in line]
     assert [start["step"] for start in starts] == [0, 2]  # resumed from the previous complete checkpoint
+
+
+# ------------------------------------------------------------------------------------------- issue 27: listing
+
+def _photos_with_loops(tmp_path) -> Path:
+    """photos/{good1.png, sub/good2.png} with `loop -> .`, `sub/up -> ..` and a linked file `alias.png -> good1.png`."""
+    photos = tmp_path / "photos"
+    (photos / "sub").mkdir(parents=True)
+    (photos / "good1.png").write_bytes(png_bytes())
+    (photos / "sub" / "good2.png").write_bytes(png_bytes())
+    (photos / "loop").symlink_to(".", target_is_directory=True)
+    (photos / "sub" / "up").symlink_to("..", target_is_directory=True)
+    (photos / "alias.png").symlink_to("good1.png")
+    return photos
+
+
+def test_a_glob_through_symlink_loops_lists_each_photo_once_without_hanging(tmp_path):
+    """The standard glob follows `loop -> .` and `sub/up -> ..` without end (it hung for minutes)."""
+    photos = _photos_with_loops(tmp_path)
+    code = ("import sys; from ganbatch.animate.plan import find_inputs; "
+            "print(sorted(i.stem for i in find_inputs([sys.argv[1]], recursive=True)))")
+    done = subprocess.run([sys.executable, "-c", code, str(photos / "**" / "*.png")], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert done.returncode == 0 and done.stdout.strip() == "['good1', 'sub/good2']", done.stderr
+
+
+@pytest.mark.parametrize("input", ["folder", "glob"])
+def test_one_photo_is_planned_once_whatever_links_reach_it(tmp_path, input):
+    photos = _photos_with_loops(tmp_path)
+    listing = find_inputs([str(photos) if input == "folder" else str(photos / "**" / "*.png"), str(photos / "good1.png")],
+                          recursive=True)
+    assert [image.stem for image in listing] == ["good1", "sub/good2"]
+    assert listing.skipped == [SkippedFile(str(photos / "alias.png"), "same file as another input")]
+
+
+def test_a_glob_wider_than_the_bound_is_one_line(tmp_path, face_image, monkeypatch):
+    monkeypatch.setattr(storage, "MAX_LISTED", 5)
+    for number in range(8):
+        (tmp_path / f"p{number}.png").write_bytes(png_bytes())
+    result = cli("animate", tmp_path / "*.png", "--model", "demo", "--out", tmp_path / "out", "--expression", "happy",
+                 "--dry-run")
+    assert_one_clear_error(result, 1, "more than 5 files and folders to look through")
+
+
+@pytest.mark.parametrize("format", ["png", "mp4", "gif"])
+def test_out_inside_a_recursive_input_never_takes_its_outputs_as_inputs(tmp_path, format):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "face.png").write_bytes(png_bytes((64, 64)))
+    out = photos / "out"
+    frames = out / "face__happy"  # what an earlier --format png run left: frames, preview, gallery thumbnails
+    frames.mkdir(parents=True)
+    for number in range(3):
+        (frames / f"frame_{number:05d}.png").write_bytes(png_bytes())
+    (out / "preview.gif").write_bytes(b"GIF89a")
+    result = cli("animate", photos, "--recursive", "--model", "demo", "--out", out, "--expression", "happy",
+                 "--format", format, "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "1 image x 1 target (happy) = 1 video" in result.output
+    assert "the destination (--out), never an input" in result.output
+    listing = find_inputs([str(photos / "**" / "*.png")], recursive=True, destination=str(out))
+    assert [image.stem for image in listing] == ["face"]
+
+
+def test_a_name_that_is_not_utf8_is_one_line_for_its_item(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "ok.png").write_bytes(png_bytes())
+    (Path(os.fsdecode(bytes(folder))) / os.fsdecode(b"caf\xe9.png")).write_bytes(png_bytes())
+    items = {item.input: item for item in plan_items(find_inputs([str(folder)], False), ["happy"],
+                                                     str(tmp_path / "out"), "mp4")}
+    bad = items[str(folder / "caf\\udce9.png")]
+    assert "file name is not valid UTF-8" in bad.problem and bad.output == ""
+    bad.problem.encode("utf-8")  # printable: the manifest and the summary can hold it
+    assert items[str(folder / "ok.png")].problem is None
+
+
+@pytest.mark.parametrize("out", ["local", "s3://bucket/out"])
+def test_names_too_long_for_the_destination_are_refused_at_planning(tmp_path, out):
+    out = str(tmp_path / "out") if out == "local" else out
+    long, fits = "x" * 248, "y" * 200
+    items = plan_items([InputImage(f"/in/{long}.png", long), InputImage(f"/in/{fits}.png", fits),
+                        InputImage("/in/deep.png", "/".join(["d" * 200] * 6))], ["happy"], out, "mp4")
+    assert items[1].problem is None
+    if out.startswith("s3://"):
+        assert items[0].problem is None and "over S3's 1024" in items[2].problem
+    else:
+        assert "over the 241 a name may have here" in items[0].problem and items[0].output == ""
+        assert items[2].problem is None
+
+
+@pytest.mark.slow
+def test_refused_names_each_get_a_row_and_the_run_goes_on(ray_local, tmp_path):
+    """Two names with a newline, one not UTF-8 and one too long: four failed rows (rows were keyed by their empty
+    output, so refused items shared one), each a one-line reason; the good photo is made."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    face = (np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8)
+    names = ["ok.png", "a\nb.png", "c\nd.png", "e" * 248 + ".png"]
+    for name in names:
+        Image.fromarray(face).save(folder / name)
+    (Path(os.fsdecode(bytes(folder))) / os.fsdecode(b"caf\xe9.png")).write_bytes((folder / "ok.png").read_bytes())
+    out = tmp_path / "out"
+    result = cli("animate", folder, "--model", "demo", "--out", out, "--expression", "happy", "--frames", "2",
+                 "--workers", "1")
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert "5 videos: 1 ok, 4 failed" in result.output
+    rows = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    failed = {row["input"].rsplit("/", 1)[-1]: row["error"] for row in rows if row["status"] == "failed"}
+    assert len(rows) == 5 and len(failed) == 4, rows
+    assert "not valid UTF-8" in failed["caf\\udce9.png"] and "over the 241" in failed["e" * 248 + ".png"]
+    assert all("control character" in failed[name] for name in ("a\\nb.png", "c\\nd.png"))

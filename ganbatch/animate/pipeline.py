@@ -8,7 +8,7 @@ stages (ganbatch.animate.stages):
     prepare (CPU tasks) -> generate (actor pool, one model per actor) -> encode (CPU tasks) -> driver
 
 sized by ganbatch.animate.resources (shown by --dry-run). The driver consumes the manifest rows as they stream,
-keeps one row per output (a retried item never doubles its row), appends each to the manifest (after its video is in
+keeps one row per item (a retried item never doubles its row), appends each to the manifest (after its video is in
 place), drives the progress bar and prints a summary with the start-up time. Worker deaths and lost nodes are Ray's
 to retry; transient storage faults are the storage layer's (`execution.storage_retry_seconds`). Should the stream
 itself stop, the items it had not finished get failed rows naming the reason and the manifest is still finalised.
@@ -121,7 +121,7 @@ class _Work:
 
 def _plan_work(job: AnimateJob, targets: list[Target]) -> _Work:
     out = worker_uri(job.out)
-    listing = find_inputs(job.inputs, job.recursive)
+    listing = find_inputs(job.inputs, job.recursive, destination=out)
     items = plan_items(listing, [t.label for t in targets], out, job.output.format)
     return _Work(targets, items, frozenset() if job.overwrite else frozenset(existing_outputs(out)), listing)
 
@@ -397,16 +397,17 @@ def _run_on_ray(job: AnimateJob, work: _Work, manifest: ManifestWriter, result: 
             log.debug("stage %s", line)
         dataset = build_dataset(work.todo, _run_spec(job, work), plan)
         progress = Progress(len(work.todo), unit="videos", label="animate")
-        recorded: set[str] = set()
+        recorded: set[tuple] = set()
 
         def record(row: dict) -> None:
-            if row["output"] in recorded:
+            key = (row["input"], row["target"])  # not the output: every item refused at planning has none
+            if key in recorded:
                 return
             if result.first_video is None:
                 result.first_video = time.monotonic() - started
                 if row.get("runtime"):
                     log.info("generator: %s", row["runtime"])
-            recorded.add(row["output"])
+            recorded.add(key)
             manifest.append(row)
             result.rows.append(row)
             progress.update(frames=row["frames"] or 0, failed=row["status"] == "failed")
