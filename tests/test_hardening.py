@@ -1015,3 +1015,61 @@ def test_refused_names_each_get_a_row_and_the_run_goes_on(ray_local, tmp_path):
     assert len(rows) == 5 and len(failed) == 4, rows
     assert "not valid UTF-8" in failed["caf\\udce9.png"] and "over the 241" in failed["e" * 248 + ".png"]
     assert all("control character" in failed[name] for name in ("a\\nb.png", "c\\nd.png"))
+
+
+# ------------------------------------------------------------------------------------------- issue 27: manifest
+
+from ganbatch.animate.manifest import ManifestWriter, manifest_row, read_manifest_rows, set_aside_unreadable  # noqa: E402
+
+
+def _row(name, status="ok"):
+    return manifest_row(input=f"/in/{name}.png", output=f"/out/{name}__happy.mp4", status=status, model="demo",
+                        target="happy", frames=2, fps=25.0)
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_a_torn_last_row_and_a_garbage_line_are_set_aside_in_a_side_file(tmp_path, where, request):
+    if where == "s3":
+        uri = f"s3://{request.getfixturevalue('s3_bucket')}/out/manifest.jsonl"
+    else:
+        uri = str(tmp_path / "manifest.jsonl")
+    good = json.dumps(_row("a")) + "\n"
+    storage.write_bytes(uri, (good + "garbage, not json\n" + '["a list"]\n' + json.dumps(_row("b"))[:40]).encode())
+    note = set_aside_unreadable(uri)
+    assert note and "3 unreadable lines" in note and ".unreadable-" in note and "\n" not in note
+    side = note.split(" set aside in ")[1].split(";")[0]
+    assert storage.read_bytes(side).decode().splitlines()[0] == "garbage, not json"
+    assert storage.read_bytes(uri).decode() == good  # the manifest keeps its rows, and a whole last line
+    assert read_manifest_rows(uri) == [_row("a")] and set_aside_unreadable(uri) is None
+
+
+def test_a_row_that_lost_its_newline_is_not_glued_to_the_next(tmp_path):
+    path = tmp_path / "manifest.jsonl"
+    path.write_text(json.dumps(_row("a")))
+    with ManifestWriter(str(path)) as manifest:
+        manifest.append(_row("b"))
+    assert read_manifest_rows(str(path)) == [_row("a"), _row("b")]
+
+
+@pytest.mark.slow
+def test_a_run_after_a_crash_mid_row_sets_the_torn_row_aside_and_goes_on(ray_local, tmp_path):
+    """The torn row's video is made again (its output is missing); the other is skipped by its output's presence."""
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir()
+    face = (np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8)
+    for name in ("a", "b"):
+        Image.fromarray(face).save(folder / f"{name}.png")
+    out.mkdir()
+    (out / "a__happy.mp4").write_bytes(b"made by the crashed run")
+    row_a = manifest_row(input=str(folder / "a.png"), output=str(out / "a__happy.mp4"), status="ok", model="demo",
+                         target="happy", frames=2, fps=25.0)
+    row_b = dict(row_a, input=str(folder / "b.png"), output=str(out / "b__happy.mp4"))
+    (out / "manifest.jsonl").write_text(json.dumps(row_a) + "\n%%garbage%%\n" + json.dumps(row_b)[:50])
+    result = cli("animate", folder, "--model", "demo", "--out", out, "--expression", "happy", "--frames", "2",
+                 "--workers", "1")
+    assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+    assert "2 unreadable lines" in result.output and "manifest.jsonl.unreadable-" in result.output
+    rows = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert [(Path(row["input"]).name, row["status"]) for row in rows] == [("a.png", "ok"), ("a.png", "skipped"),
+                                                                          ("b.png", "ok")]
+    assert (out / "b__happy.mp4").stat().st_size > 1000

@@ -30,7 +30,7 @@ from ganbatch.io import storage
 from ganbatch.animate.gallery import write_gallery
 from ganbatch.animate.item import ItemSettings, describe_error
 from ganbatch.animate.lock import LOCK_NAME, claim_destination
-from ganbatch.animate.manifest import ManifestWriter, manifest_row, read_manifest_rows
+from ganbatch.animate.manifest import ManifestWriter, manifest_row, read_manifest_rows, set_aside_unreadable
 from ganbatch.animate.plan import (
     InputListing,
     PlanError,
@@ -332,6 +332,12 @@ def run_animate(job: AnimateJob) -> AnimateResult:
     result = AnimateResult(ok=True, outputs={"out": job.out, "manifest": storage.join(job.out, job.manifest)})
     with storage.retry_budget(job.execution.storage_retry_seconds), claim_destination(out):
         _clean_destination(out)
+        try:
+            set_aside = set_aside_unreadable(manifest_uri)
+        except storage.StorageError as error:
+            raise AnimateError(f"cannot set aside the unreadable lines of the manifest: {error}") from None
+        if set_aside:
+            log.warning(set_aside)
         previous = read_manifest_rows(manifest_uri)
         try:
             manifest = ManifestWriter(manifest_uri)
