@@ -4,6 +4,7 @@ no hang, no output outside the destination, no silent wrong result; refused mani
 Most cases call the functions or the CLI in-process (click's CliRunner); only the end-to-end traversal test and the
 worker-error test start Ray. See /work/notes/issue-13.md for the table of cases.
 """
+import dataclasses
 import io
 import json
 import os
@@ -419,7 +420,7 @@ TARGET_BOUNDS = {
     "frames 2.5": ({"expression": "happy", "frames": 2.5}, "whole number"),
     "frames true": ({"expression": "happy", "frames": True}, "whole number"),
     "duration 1e9": ({"expression": "happy", "duration": 1e9}, "less than or equal to 600"),
-    "duration inf": ({"expression": "happy", "duration": float("inf")}, "600"),
+    "duration inf": ({"expression": "happy", "duration": float("inf")}, "must be a finite number"),
     "duration x fps": ({"expression": "happy", "duration": 500, "fps": 60}, "at most 18000 frames"),
     "fps 0": ({"expression": "happy", "fps": 0}, "greater than 0"),
     "fps 1000": ({"expression": "happy", "fps": 1000}, "240"),
@@ -1073,3 +1074,80 @@ def test_a_run_after_a_crash_mid_row_sets_the_torn_row_aside_and_goes_on(ray_loc
     assert [(Path(row["input"]).name, row["status"]) for row in rows] == [("a.png", "ok"), ("a.png", "skipped"),
                                                                           ("b.png", "ok")]
     assert (out / "b__happy.mp4").stat().st_size > 1000
+
+
+# ------------------------------------------------------------------------------------------- issue 27: targets
+
+from ganbatch.animate.plan import WorkItem  # noqa: E402
+from ganbatch.animate.item import prepare_item  # noqa: E402
+from ganbatch.animate.targets import TargetError, check_landmark_range, driving_landmarks, load_targets  # noqa: E402
+from ganbatch.jobs.animate import CropSpec, TargetSpec  # noqa: E402
+from ganbatch.targets.aus import AU_IDS  # noqa: E402
+
+
+def _aus_csv(path: Path, rows: list[list[float]]) -> Path:
+    header = "name, " + ", ".join(f"AU{au:02d}_r" for au in AU_IDS)
+    path.write_text("\n".join([header, *(f"r{i}.png, " + ", ".join(map(str, row)) for i, row in enumerate(rows))]))
+    return path
+
+
+@pytest.mark.parametrize("mode", ["path", "per-row"])
+def test_a_nan_row_in_an_aus_csv_fails_its_items_naming_file_and_line(tmp_path, face_image, mode):
+    """It made every frame black with exit 0; now the items of the target it belongs to fail, naming the row."""
+    csv = _aus_csv(tmp_path / "aus.csv", [[1.0] * 17, [1.0] * 3 + [float("nan")] + [1.0] * 13, [2.0] * 17])
+    targets = load_targets([TargetSpec(name="t", aus_csv=str(csv), aus_csv_mode=mode, frames=2)])
+    bad = targets[0] if mode == "path" else targets[1]
+    assert [target.problem is None for target in targets] == ([False] if mode == "path" else [True, False, True])
+    item = WorkItem(str(face_image), "", "", targets.index(bad), bad.label)
+    with pytest.raises(TargetError, match=r"aus.csv, line 3: AU5 is nan \(AU intensities must be finite"):
+        prepare_item(item, targets, CropSpec(mode="none"), 64)
+    if mode == "per-row":  # the other rows' videos are made
+        prepare_item(dataclasses.replace(item, target=0, label=targets[0].label), targets, CropSpec(mode="none"), 64)
+
+
+def test_an_aus_csv_row_out_of_range_names_its_line(tmp_path):
+    csv = _aus_csv(tmp_path / "aus.csv", [[1.0] * 16 + [7.0]])
+    (target,) = load_targets([TargetSpec(name="t", aus_csv=str(csv), frames=2)])
+    assert target.problem.endswith("aus.csv, line 2: AU45 = 7 lies outside 0..5")
+
+
+@pytest.mark.parametrize("value", ["1e30", "-900", "inf"])
+def test_landmarks_far_outside_the_crop_are_refused_naming_the_file(tmp_path, face_image, value):
+    points = np.full((66, 2), 64.0)
+    path = tmp_path / "marks.txt"
+    path.write_text(" ".join(["64"] * 5 + [value] + ["64"] * 126) + "\n")
+    if value == "inf":  # refused when read, as NaN was
+        result = cli("animate", face_image, "--model", "demo-gannotation", "--out", tmp_path / "out", "--landmarks", path)
+        assert_one_clear_error(result, 1, "marks.txt", "NaN or infinite")
+        return
+    targets = load_targets([TargetSpec(name="t", landmarks=str(path), frames=2)])
+    with pytest.raises(TargetError, match=r"marks.txt: landmark y = .* \(frame 1, point 3\) lies outside the 128-px"):
+        check_landmark_range(targets, 128)
+    result = cli("animate", face_image, "--model", "demo-gannotation", "--out", tmp_path / "out", "--landmarks", path)
+    assert_one_clear_error(result, 1, "marks.txt: landmark y", "lies outside the 64-px crop")
+    assert not (tmp_path / "out" / "manifest.jsonl").exists()
+    np.savetxt(path, points.reshape(1, -1) + 30)  # near the crop: fine
+    check_landmark_range(load_targets([TargetSpec(name="t", landmarks=str(path), frames=2)]), 128)
+
+
+def test_a_driving_video_cut_short_is_refused_naming_the_file(tmp_path):
+    """A file cut to its first third (what a partial download leaves) was used as 10 frames, exit 0."""
+    from ganbatch.faces import get_detector
+    from ganbatch.models.locate import DEMO_MODEL
+
+    driver = DEMO_MODEL.parent / "driving" / "driver.mp4"
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(driver.read_bytes()[: driver.stat().st_size // 3])
+    with pytest.raises(TargetError, match=r"cut.mp4: only \d+ of its 76 frames could be decoded .*cut short"):
+        driving_landmarks(str(cut), get_detector("dlib"))
+    assert len(driving_landmarks(str(driver), get_detector("dlib"))) == 76  # the whole file passes
+
+
+@pytest.mark.parametrize("flags, where", [
+    (["--au", "AU12=nan"], "targets[0].aus.AU12"), (["--expression", "happy", "--fps", "inf"], "targets[0].fps"),
+    (["--expression", "happy", "--duration", "nan"], "targets[0].duration"),
+    (["--expression", "happy", "--margin", "nan"], "crop.margin")])
+def test_nan_and_inf_numbers_must_be_finite(tmp_path, face_image, flags, where):
+    result = cli("animate", face_image, "--model", "demo", "--out", tmp_path / "out", *flags, "--dry-run")
+    assert_one_clear_error(result, 2, f"{where}: must be a finite number")
+    assert "should be" not in result.output

@@ -49,6 +49,7 @@ from ganbatch.animate.targets import (
     Target,
     TargetError,
     check_condition,
+    check_landmark_range,
     load_targets,
     read_source_aus,
     source_aus_for,
@@ -281,6 +282,7 @@ def _prepare(job: AnimateJob) -> _Work:
             raise TargetError(f"source_aus applies to GANimation models; {job.model} is a {family.name} model")
         work = dataclasses.replace(_plan_work(job, targets), image_size=info.image_size or family.default_image_size,
                                    model_digest=info.digest)
+        check_landmark_range(targets, work.image_size)
         if job.source_aus:
             work = dataclasses.replace(work, items=_with_source_aus(work.items, job.source_aus))
         if work.todo:

@@ -33,7 +33,7 @@ class ObjectiveSpec(BaseModel):
     names the published values (`published`) that its unset (null) fields take."""
 
     # the strictness of jobs.common.StrictModel, spelt here: the jobs package imports this layer, not the reverse
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
     published: ClassVar[dict[str, Any]] = {}
 
     adversarial: Optional[Adversarial] = Field(
