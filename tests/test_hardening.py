@@ -1151,3 +1151,48 @@ def test_nan_and_inf_numbers_must_be_finite(tmp_path, face_image, flags, where):
     result = cli("animate", face_image, "--model", "demo", "--out", tmp_path / "out", *flags, "--dry-run")
     assert_one_clear_error(result, 2, f"{where}: must be a finite number")
     assert "should be" not in result.output
+
+
+# ------------------------------------------------------------------------------------------- issue 27: train
+
+@pytest.mark.slow
+def test_after_a_fallback_rotation_never_deletes_twice_and_the_resume_line_names_the_checkpoint(ray_local, tmp_path,
+                                                                                                caplog):
+    """Resumed from step 2 past a truncated checkpoint 3, the run wrote checkpoint_00000003 again: Ray Train's
+    snapshot listed it twice and rotation removed it twice (FileNotFoundError after the last step). The driver's
+    resume line said 'resuming from step 3' (and the fallback only with -v)."""
+    from ganbatch.synth.dataset import write_dataset
+    from ganbatch.train import run_train
+
+    write_dataset(tmp_path / "faces", 2, 2, size=64, seed=1, contact_sheet=False)
+    fields = {"family": "ganimation", "data": str(tmp_path / "faces"), "out": str(tmp_path / "runs"), "name": "r",
+              "network": {"size": 64, "conv_dim": 4, "res_blocks": 1, "d_conv_dim": 4},
+              "objective": {"critic_steps": 1}, "batch_size": 2, "checkpoint_every": 1, "log_every": 1,
+              "sample_every": 100, "keep_checkpoints": 2}
+    assert run_train(TrainJob(**fields, steps=3)).ok
+    newest = tmp_path / "runs" / "r" / "checkpoint_00000003" / STATE_FILE
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
+    caplog.clear()
+    with caplog.at_level("INFO", logger="ganbatch"):
+        result = run_train(TrainJob(**fields, steps=6))
+    lines = [record.getMessage() for record in caplog.records if record.name.startswith("ganbatch")]
+    assert result.ok and result.step == 6, (result.error, lines)
+    resume = next(line for line in lines if "resuming from" in line)
+    assert "checkpoint_00000002 (step 2)" in resume and "checkpoint_00000003" in resume and "skipped" in resume, resume
+    assert not any("resuming from step 3" in line for line in lines)
+    names = sorted(path.name for path in (tmp_path / "runs" / "r").glob("checkpoint_0*"))
+    assert len(names) == 2 and names[-1].startswith("checkpoint_00000006"), names
+
+
+def test_a_new_checkpoint_never_takes_the_name_of_one_a_resume_skipped(tmp_path):
+    from ganbatch.train.checkpoints import checkpoint_dir_name, list_checkpoints
+
+    taken = frozenset({"checkpoint_00000003", "checkpoint_00000003-1"})
+    assert checkpoint_dir_name(3, taken) == "checkpoint_00000003-2" and checkpoint_dir_name(4, taken) == \
+        "checkpoint_00000004"
+    for name in ("checkpoint_00000002", "checkpoint_00000003", "checkpoint_00000003-1"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / STATE_FILE).write_bytes(b"x")
+        (tmp_path / name / "job.json").write_text("{}")
+    assert [Path(uri).name for _, uri in list_checkpoints(str(tmp_path))] == [
+        "checkpoint_00000003-1", "checkpoint_00000003", "checkpoint_00000002"]

@@ -255,7 +255,11 @@ def resume_state(state: TrainState, job: TrainJob, latest: Path, run_uri: str,
     first (those named below `latest_name`, the latest's folder name in the run, by default latest's own). Each
     one skipped is reported in one line. ResumeError when the networks differ (no fallback: the job
     is wrong, not the file) or no checkpoint can be read."""
-    from ganbatch.train.checkpoints import download_checkpoint, list_checkpoints  # they build on this module
+    from ganbatch.train.checkpoints import (  # they build on this module
+        checkpoint_order,
+        download_checkpoint,
+        list_checkpoints,
+    )
 
     try:
         load_state(state, latest, job)
@@ -265,8 +269,8 @@ def resume_state(state: TrainState, job: TrainJob, latest: Path, run_uri: str,
         report(f"resume: skipping the latest checkpoint: {error}")
     latest_name = latest_name or Path(latest).name
     for step, uri in list_checkpoints(run_uri):
-        if uri.rstrip("/").rsplit("/", 1)[-1] >= latest_name:
-            continue  # the one that failed, or newer ones Ray Train did not report as complete (names sort by step)
+        if checkpoint_order(uri.rstrip("/").rsplit("/", 1)[-1]) >= checkpoint_order(latest_name):
+            continue  # the one that failed, or newer ones Ray Train did not report as complete
         try:
             with tempfile.TemporaryDirectory(prefix="ganbatch-resume-") as folder:
                 load_state(state, download_checkpoint(uri, Path(folder)), job)
