@@ -3,12 +3,37 @@ what resources the cluster (or this machine) offers."""
 import contextlib
 import logging
 import os
+import socket
 from typing import Optional
+
+from ganbatch.errors import JobError
 
 
 def local_cpus() -> int:
     """The cores this process may run on (its CPU affinity, which containers and taskset narrow)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+REACH_SECONDS = 10.0  # how long a cluster address may take to answer a TCP connection
+
+
+class ClusterUnreachable(JobError):
+    """The Ray cluster address names no cluster that answers (Ray itself would retry for minutes)."""
+
+
+def check_reachable(address: str, timeout: float = REACH_SECONDS) -> None:
+    """ClusterUnreachable, in one line naming the address, when nothing accepts a TCP connection at its host and
+    port (`HOST:PORT`, `ray://HOST:PORT`); `auto`, `local` and addresses without a port are left to Ray."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as error:
+        reason = error.strerror or type(error).__name__.replace("Error", "").lower() or str(error)
+        raise ClusterUnreachable(f"cannot reach the Ray cluster at {address} ({reason}); is it running there "
+                                 "(`ray status` on its head node), and is the address (--address, execution.address "
+                                 "or RAY_ADDRESS) right?") from None
 
 
 @contextlib.contextmanager
@@ -32,6 +57,8 @@ def ray_session(address: Optional[str] = None, *, num_cpus: Optional[int] = None
     options.update(quiet_ray_options())  # Ray's logs and worker output only with -v (see ganbatch.logs)
     if address is None:  # "local": a new instance of our own, even when another Ray runs on this machine
         address, options["num_cpus"] = "local", num_cpus if num_cpus is not None else local_cpus()
+    else:
+        check_reachable(address)
     ray.init(address=address, **options)
     try:
         yield
@@ -48,14 +75,15 @@ def cluster_gpus() -> float:
 
 def cluster_resources() -> dict:
     """The connected cluster's `CPU` and `GPU` totals, `cpu_nodes` (its live nodes with CPUs) and `node_cpus`
-    (the CPUs of the smallest of them)."""
+    (the CPUs of the smallest of them) and `largest_node_cpus`."""
     import ray
 
     totals = ray.cluster_resources()
     nodes = [node for node in ray.nodes() if node.get("Alive") and node.get("Resources", {}).get("CPU", 0) > 0]
     node_cpus = min((float(node["Resources"]["CPU"]) for node in nodes), default=float(totals.get("CPU", 0)))
+    largest = max((float(node["Resources"]["CPU"]) for node in nodes), default=float(totals.get("CPU", 0)))
     return {"CPU": float(totals.get("CPU", 0)), "GPU": float(totals.get("GPU", 0)), "cpu_nodes": max(1, len(nodes)),
-            "node_cpus": node_cpus}
+            "node_cpus": node_cpus, "largest_node_cpus": largest}
 
 
 def local_resources() -> dict:
@@ -63,4 +91,5 @@ def local_resources() -> dict:
     import torch
 
     cpus = float(local_cpus())
-    return {"CPU": cpus, "GPU": float(torch.cuda.device_count()), "cpu_nodes": 1, "node_cpus": cpus}
+    return {"CPU": cpus, "GPU": float(torch.cuda.device_count()), "cpu_nodes": 1, "node_cpus": cpus,
+            "largest_node_cpus": cpus}

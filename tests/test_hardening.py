@@ -1196,3 +1196,42 @@ def test_a_new_checkpoint_never_takes_the_name_of_one_a_resume_skipped(tmp_path)
         (tmp_path / name / "job.json").write_text("{}")
     assert [Path(uri).name for _, uri in list_checkpoints(str(tmp_path))] == [
         "checkpoint_00000003-1", "checkpoint_00000003", "checkpoint_00000002"]
+
+
+# ------------------------------------------------------------------------------------------- issue 27: cluster
+
+from ganbatch.animate.resources import plan_stages  # noqa: E402
+from ganbatch.jobs.animate import AnimateExecution  # noqa: E402
+
+
+def _dead_port() -> int:
+    with socket.socket() as probe:  # a loopback port nothing listens on once closed
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_a_dead_address_fails_in_one_line_naming_it(tmp_path, face_image, dry_run):
+    """Ray retried for minutes ('Failed to connect to GCS ... within 5 seconds' every ~40 s)."""
+    address = f"127.0.0.1:{_dead_port()}"
+    command = [sys.executable, "-m", "ganbatch.cli", "animate", str(face_image), "--model", "demo", "--out",
+               str(tmp_path / "out"), "--expression", "happy", "--address", address, *(["--dry-run"] if dry_run else [])]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=30,  # the bound the issue sets
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    errors = [line for line in done.stderr.splitlines() if not line.startswith("note:")]
+    assert done.returncode == 1 and len(errors) == 1, done.stderr
+    assert f"cannot reach the Ray cluster at {address} (Connection refused)" in errors[0]
+
+
+def test_explicit_reservations_that_cannot_survive_losing_the_largest_node_are_named():
+    def plan(**fields):
+        return plan_stages(AnimateExecution(**fields), cpus=4, gpus=0, cpu_nodes=2, node_cpus=2, todo=12,
+                           frames_per_clip=32, largest_node_cpus=2)
+
+    explicit = plan(workers=2, cpus_per_worker=1)
+    assert "cannot survive the loss of the largest node (2 CPUs)" in explicit.warning
+    assert any(line.startswith("warning: 2 workers x 1 CPUs") for line in explicit.describe())
+    assert plan(workers=2).warning is None and plan(workers=1, cpus_per_worker=1).warning is None
+    one_node = plan_stages(AnimateExecution(workers=2, cpus_per_worker=1), cpus=4, gpus=0, cpu_nodes=1, node_cpus=4,
+                           todo=12, frames_per_clip=32)
+    assert one_node.warning is None

@@ -11,7 +11,8 @@ sized by ganbatch.animate.resources (shown by --dry-run). The driver consumes th
 keeps one row per item (a retried item never doubles its row), appends each to the manifest (after its video is in
 place), drives the progress bar and prints a summary with the start-up time. Worker deaths and lost nodes are Ray's
 to retry; transient storage faults are the storage layer's (`execution.storage_retry_seconds`). Should the stream
-itself stop, the items it had not finished get failed rows naming the reason and the manifest is still finalised.
+itself stop, or make no progress with no CPU free for its tasks (ganbatch.animate.watch, `execution.stall_seconds`),
+the items it had not finished get failed rows naming the reason and the manifest is still finalised.
 
 Ray: an existing cluster (`execution.address`, else `RAY_ADDRESS`), or a local Ray started and stopped with the run
 (see ganbatch.cluster.ray_session).
@@ -44,6 +45,7 @@ from ganbatch.animate.plan import (
 from ganbatch.animate.preview import write_preview
 from ganbatch.animate.resources import ResourceError, StagePlan, plan_stages
 from ganbatch.animate.stages import GeneratorSpec, RunSpec, build_dataset
+from ganbatch.animate.watch import watched_rows
 from ganbatch.animate.targets import (
     NEUTRAL_AUS,
     Target,
@@ -161,6 +163,7 @@ def _stage_plan(job: AnimateJob, targets: list[Target], todo: int, resources: di
     try:
         return plan_stages(job.execution, cpus=resources["CPU"], gpus=resources["GPU"],
                            cpu_nodes=resources["cpu_nodes"], node_cpus=resources["node_cpus"],
+                           largest_node_cpus=resources.get("largest_node_cpus"),
                            todo=max(1, todo),
                            frames_per_clip=_shortest_clip(targets, job.execution.batch_size))
     except ResourceError as error:
@@ -221,9 +224,11 @@ def plan_animate(job: AnimateJob) -> str:
     frames = _planned_frames(work)
     address = execution.address or os.environ.get("RAY_ADDRESS")
     if address:
-        ray_line = f"ray: cluster at {address}; stage sizes are set from its resources when the run starts"
-        stages = ["prepare (CPU tasks) -> generate (actor pool, one model per actor; one actor per GPU, else 1) -> "
-                  "encode (CPU tasks) -> driver (manifest)"]
+        with ray_session(address):  # connected only to read its resources (ClusterUnreachable: one line)
+            resources = cluster_resources()
+        ray_line = (f"ray: cluster at {address} ({resources['CPU']:g} CPUs on {resources['cpu_nodes']} node(s), "
+                    f"{resources['GPU']:g} GPUs now)")
+        stages = _stage_plan(job, work.targets, len(work.todo), resources).describe()
     else:
         resources = local_resources()
         ray_line = (f"ray: a local Ray, started and stopped with the command ({resources['CPU']:g} CPUs, "
@@ -401,6 +406,8 @@ def _run_on_ray(job: AnimateJob, work: _Work, manifest: ManifestWriter, result: 
         resources = cluster_resources()
         plan = _stage_plan(job, work.targets, len(work.todo), resources)
         log.info(_setup_line(job, plan, resources))
+        if plan.warning:
+            log.warning("animate: %s", plan.warning)
         for line in plan.describe():
             log.debug("stage %s", line)
         dataset = build_dataset(work.todo, _run_spec(job, work), plan)
@@ -421,7 +428,8 @@ def _run_on_ray(job: AnimateJob, work: _Work, manifest: ManifestWriter, result: 
             progress.update(frames=row["frames"] or 0, failed=row["status"] == "failed")
 
         try:
-            for streamed in dataset.iter_rows():
+            for streamed in watched_rows(dataset.iter_rows(), task_cpus=plan.task_cpus,
+                                         stall_seconds=job.execution.stall_seconds):
                 record(json.loads(streamed["row"]))
             result.stats = dataset.stats()
         except Exception as error:  # noqa: BLE001 - whatever stopped the stream, the manifest is finalised

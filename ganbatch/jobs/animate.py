@@ -246,6 +246,10 @@ class AnimateExecution(Execution):
     storage_retry_seconds: float = Field(
         120.0, ge=0, le=3600, description="total seconds an S3 read or write is retried through transient faults "
                                           "(connection lost, 5xx, throttling) before its item fails")
+    stall_seconds: float = Field(
+        300.0, ge=5, le=86400, description="seconds the stream may go without a finished video while no CPU is free "
+                                           "for its prepare and encode tasks (e.g. after a node was lost) before the "
+                                           "items left are failed with the reason")
 
 
 class AnimateJob(StrictModel):
