@@ -52,18 +52,19 @@ def ray_session(address: Optional[str] = None, *, num_cpus: Optional[int] = None
         return
     address = address or os.environ.get("RAY_ADDRESS") or None
     options = {"include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": True}
-    from ganbatch.logs import quiet_ray_options
+    from ganbatch.logs import native_ray_lines_hidden, quiet_ray_options
 
     options.update(quiet_ray_options())  # Ray's logs and worker output only with -v (see ganbatch.logs)
     if address is None:  # "local": a new instance of our own, even when another Ray runs on this machine
         address, options["num_cpus"] = "local", num_cpus if num_cpus is not None else local_cpus()
     else:
         check_reachable(address)
-    ray.init(address=address, **options)
-    try:
-        yield
-    finally:
-        ray.shutdown()
+    with native_ray_lines_hidden():  # the core worker's own error lines (see ganbatch.logs) only with -v
+        ray.init(address=address, **options)
+        try:
+            yield
+        finally:
+            ray.shutdown()
 
 
 def cluster_gpus() -> float:

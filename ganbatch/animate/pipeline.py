@@ -98,6 +98,13 @@ class AnimateResult:
     stats: str = ""
     problems: list[str] = field(default_factory=list)
 
+    @property
+    def failure(self) -> str:
+        """Why the job failed, for the command's last line: how many videos, where their rows are, what to do."""
+        return (f"{self.failed} of {_count(self.succeeded + self.failed + self.skipped, 'video')} failed; the rows, "
+                f"each failure with its reason, are in {self.outputs['manifest']}; re-run to retry them (videos made "
+                "are skipped), or pass --allow-failures to accept partial results")
+
 
 @dataclass(frozen=True)
 class _Work:
@@ -307,7 +314,7 @@ def _summary(result: AnimateResult, manifest: str) -> str:
         startup = f"; start-up {result.startup:.1f} s (Ray)"
         if result.first_video is not None:
             startup += f", first video after {result.first_video:.1f} s"
-    lines = [f"animate: {total} videos: {result.succeeded} ok, {result.failed} failed, {result.skipped} skipped; "
+    lines = [f"animate: {_count(total, 'video')}: {result.succeeded} ok, {result.failed} failed, {result.skipped} skipped; "
              f"{result.frames} frames in {result.seconds:.1f} s{rate}{startup}; manifest {manifest}"]
     failures = [row for row in result.rows if row["status"] == "failed"]
     lines += [f"  failed: {row['input']} [{row['target']}]: {row['error']}" for row in failures[:LISTED_FAILURES]]
