@@ -382,7 +382,7 @@ def _write_gallery(job: AnimateJob, result: AnimateResult, out: str) -> None:
     rows = read_manifest_rows(storage.join(out, job.manifest)) or result.rows
     rate = f"{result.frames / result.seconds:.1f}" if result.seconds else "-"
     summary = {"model": job.model, "made": f"{result.succeeded} ok, {result.failed} failed, {result.skipped} skipped",
-               "time": f"{result.seconds:.1f} s", "frames/s": rate}
+               "processing time": f"{result.seconds:.1f} s", "frames/s": rate}
     try:
         page = write_gallery(rows, out, summary)
     except (storage.StorageError, OSError) as error:

@@ -128,8 +128,9 @@ class TargetSpec(StrictModel):
         None, description="GANnotation driving landmarks (.txt/.npy, 68 or 66 points per frame), in the pixel frame "
                           "of the model's face crop")
     driving_video: Optional[Uri] = Field(
-        None, description="video whose per-frame landmarks (found with crop.backend) drive the face: their motion "
-                          "relative to the video's first frame moves the source face's own landmarks")
+        None, description="video whose per-frame landmarks (found by the face detector, --detector) drive the "
+                          "face: their motion relative to the video's first frame moves the source face's own "
+                          "landmarks")
     fps: float = Field(25.0, gt=0, le=240, description="frames per second of the video")
     duration: Optional[float] = Field(
         None, gt=0, le=MAX_DURATION, description="seconds; default 2.0 for expressions, the last keyframe for keyframes, every row or "
