@@ -34,6 +34,7 @@ setup(
         "scipy>=1.10",
         "tensorboard>=2.14",  # behind torch.utils.tensorboard
         "tqdm>=4.60",
+        "psutil>=5.9",  # ganbatch.reaper: a killed command's local Ray processes
     ],
     extras_require={
         "faces": ["face-alignment>=1.4", "dlib-bin>=19.24", "face-recognition-models>=0.3"],

@@ -40,7 +40,7 @@ def check_reachable(address: str, timeout: float = REACH_SECONDS) -> None:
 def ray_session(address: Optional[str] = None, *, num_cpus: Optional[int] = None):
     """Use the Ray already initialised in this process, else connect to `address` (or `RAY_ADDRESS`), else start a
     local Ray in-process (a new one, never another command's or a `ray start` instance found on the machine); a Ray
-    started here is shut down on exit.
+    started here is shut down on exit, and goes with this process should it be killed (ganbatch.reaper).
 
     A local Ray gets `num_cpus` CPUs (default: the cores this process may use, not the machine's count) and only
     what a command needs: no dashboard, warnings only in its logs. (Ray 2.60's raylet always starts its runtime-env
@@ -53,6 +53,7 @@ def ray_session(address: Optional[str] = None, *, num_cpus: Optional[int] = None
     address = address or os.environ.get("RAY_ADDRESS") or None
     options = {"include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": True}
     from ganbatch.logs import native_ray_lines_hidden, quiet_ray_options
+    from ganbatch.reaper import start_reaper
 
     options.update(quiet_ray_options())  # Ray's logs and worker output only with -v (see ganbatch.logs)
     if address is None:  # "local": a new instance of our own, even when another Ray runs on this machine
@@ -61,10 +62,13 @@ def ray_session(address: Optional[str] = None, *, num_cpus: Optional[int] = None
         check_reachable(address)
     with native_ray_lines_hidden():  # the core worker's own error lines (see ganbatch.logs) only with -v
         ray.init(address=address, **options)
+        reaper = start_reaper() if address == "local" else None  # a killed driver takes its local Ray along
         try:
             yield
         finally:
             ray.shutdown()
+            if reaper is not None:
+                reaper.release()
 
 
 def cluster_gpus() -> float:

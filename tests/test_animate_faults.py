@@ -449,3 +449,24 @@ def test_a_lost_node_with_explicit_reservations_never_hangs(model, faces, tmp_pa
     failed = [row for row in rows if row["status"] == "failed"]
     assert code == (1 if failed else 0), stderr[-3000:]
     assert all("no video finished for 20 s" in row["error"] or "pipeline stopped" in row["error"] for row in failed)
+
+
+# --------------------------------------------------------------------------------------------------- killed driver
+
+@pytest.mark.slow
+def test_no_ray_process_outlives_a_killed_driver_by_more_than_a_few_seconds(model, faces, tmp_path):
+    """Ray's dashboard and runtime-env agents were still alive 5 s (and minutes) after a SIGKILL of the driver."""
+    out = tmp_path / "out"
+    process = start_animate(str(faces), str(out), model)
+    wait_until(lambda: generator_processes(psutil.Process(process.pid)), process, "the generator actor")
+    ray_processes = psutil.Process(process.pid).children(recursive=True)
+    assert len(ray_processes) >= 4  # the GCS, the raylet, its agents, the workers (and ganbatch's reaper)
+    process.kill()
+    finish(process)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        alive = [child for child in ray_processes if child.is_running() and child.status() != psutil.STATUS_ZOMBIE]
+        if not alive:
+            break
+        time.sleep(0.2)
+    assert not alive, [" ".join(child.cmdline())[:80] for child in alive]
