@@ -178,8 +178,9 @@ def native_ray_lines_hidden() -> Iterator[None]:
     descriptor 2 are dropped: fd 2 becomes a pipe read by a thread that forwards everything else to the terminal,
     and Python's sys.stderr, which ganbatch's log lines go through, writes to the terminal directly (its own copy,
     so progress and terminal detection are as before). Ray keeps those lines in its log files
-    (python-core-driver-*.log). With -v, or when fd 2 cannot be rearranged, nothing changes."""
-    if _verbosity > 0:
+    (python-core-driver-*.log). With -v, when sys.stderr is not the process's own (a test runner's capture), or
+    when fd 2 cannot be rearranged, nothing changes."""
+    if _verbosity > 0 or sys.stderr is not sys.__stderr__:
         yield
         return
     try:
