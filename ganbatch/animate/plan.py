@@ -15,8 +15,8 @@ glob root (so recursive inputs are mirrored); `--format png` writes a folder `DE
 Outputs never leave the destination: a stem is normalised (`./` and repeated `/` dropped) and an input whose name
 would escape or is not portable (a `..` part, an absolute path, a drive letter, a backslash, a NUL or other control
 character, a name that is not valid UTF-8, a name too long for the destination) becomes an item with a `problem`
-(one failed row); `plan_items` also proves every local output path,
-after resolving symlinks, lies below the destination. Files of an input folder that are not taken (unsupported
+(one failed row); `plan_items` also proves every local output path, after resolving symlinks, lies below the
+destination. Files of an input folder that are not taken (unsupported
 extension, broken link, not a regular file) are counted in `InputListing.skipped`.
 """
 import json

@@ -52,10 +52,10 @@ from ganbatch.io import uris
 from ganbatch.io.atomic import atomic_local_path, is_temporary, remove
 from ganbatch.io.uris import StorageError, absolute, basename, existing_local_path, is_s3, join
 
-__all__ = ["RETRY_SECONDS", "StorageError", "absolute", "atomic_local_path", "download_file", "exists",
-           "guess_content_type", "is_s3", "is_transient", "join", "list_uris", "local_copy", "local_entries", "pyarrow_filesystem",
-           "read_bytes", "remove_stale_temporaries", "retry_budget", "retry_seconds", "s3_client", "upload_file",
-           "write_bytes"]
+__all__ = ["MAX_LISTED", "RETRY_SECONDS", "StorageError", "absolute", "atomic_local_path", "download_file", "exists",
+           "guess_content_type", "is_s3", "is_transient", "join", "list_uris", "local_copy", "local_entries",
+           "pyarrow_filesystem", "read_bytes", "remove_stale_temporaries", "retry_budget", "retry_seconds",
+           "s3_client", "upload_file", "write_bytes"]
 
 log = logging.getLogger(__name__)
 
@@ -321,8 +321,8 @@ def local_entries(path: str | os.PathLike, *, recursive: bool = False) -> list[s
     if wild is None:
         root, pattern = path, None
         depth = None if recursive else 1
-    else:
-        root, pattern = os.sep.join(parts[:wild]) or os.sep, parts[wild:]
+    else:  # a relative glob starting with a wildcard (`*.png`) is looked for here
+        root, pattern = (os.sep.join(parts[:wild]) or os.sep) if wild else os.curdir, parts[wild:]
         depth = None if recursive and "**" in pattern else len(pattern)
     found, visited, seen = [], 0, set()
     for parent, folders, names in os.walk(root, followlinks=True):
@@ -344,8 +344,8 @@ def local_entries(path: str | os.PathLike, *, recursive: bool = False) -> list[s
         if depth is not None and level + 1 >= depth:
             folders[:] = []
         for name in names:
-            entry = os.path.join(parent, name)
-            if name.startswith(".") or (pattern is None and depth is not None and level >= depth):
+            entry = os.path.join(parent, name) if root != os.curdir else os.path.relpath(os.path.join(parent, name))
+            if name.startswith("."):
                 continue
             if pattern is None or _glob_match(os.path.relpath(entry, root).split(os.sep), pattern, recursive):
                 found.append(entry)
