@@ -62,8 +62,9 @@ def ray_session(address: Optional[str] = None, *, num_cpus: Optional[int] = None
         check_reachable(address)
     with native_ray_lines_hidden():  # the core worker's own error lines (see ganbatch.logs) only with -v
         ray.init(address=address, **options)
-        reaper = start_reaper() if address == "local" else None  # a killed driver takes its local Ray along
+        reaper = None
         try:
+            reaper = start_reaper() if address == "local" else None  # a killed driver takes its local Ray along
             yield
         finally:
             ray.shutdown()
