@@ -153,9 +153,13 @@ def _quiet_ray_data(level: int) -> None:
 _NATIVE_RAY_LINE = re.compile(rb"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [DIWEF] \d+ \d+\] ")
 
 
-def _forward_without_native_lines(source: int, sink: int) -> None:
+_DRAINED = b"\x00ganbatch: stderr drained\x00"
+
+
+def _forward_without_native_lines(source: int, sink: int, drained: threading.Event) -> None:
     """Copy what arrives on `source` to `sink`, less Ray's C++ log lines; partial lines pass at once unless they may
-    start one (so a progress line ending in a carriage return still shows)."""
+    start one (so a progress line ending in a carriage return still shows). The line _DRAINED is not copied: it sets
+    `drained` (all that was written before it has been copied)."""
     pending = b""
     while True:
         try:
@@ -165,7 +169,9 @@ def _forward_without_native_lines(source: int, sink: int) -> None:
         if not chunk:
             return
         *lines, pending = (pending + chunk).split(b"\n")
-        out = b"".join(line + b"\n" for line in lines if not _NATIVE_RAY_LINE.match(line))
+        if _DRAINED in lines:
+            drained.set()
+        out = b"".join(line + b"\n" for line in lines if not _NATIVE_RAY_LINE.match(line) and line != _DRAINED)
         if pending and not pending.startswith(b"["):
             out, pending = out + pending, b""
         if out:
@@ -196,7 +202,8 @@ def native_ray_lines_hidden() -> Iterator[None]:
     os.dup2(writer, 2)
     os.close(writer)
     # a daemon: the Ray processes started here inherit fd 2 and may write to it until they are gone
-    threading.Thread(target=_forward_without_native_lines, args=(reader, terminal), daemon=True,
+    drained = threading.Event()
+    threading.Thread(target=_forward_without_native_lines, args=(reader, terminal, drained), daemon=True,
                      name="ganbatch-stderr").start()
     sys.stderr = python_side
     try:
@@ -204,5 +211,7 @@ def native_ray_lines_hidden() -> Iterator[None]:
     finally:
         sys.stderr = previous
         python_side.flush()
+        os.write(2, _DRAINED + b"\n")  # what went through the pipe comes out before what follows the block
+        drained.wait(timeout=2.0)
         os.dup2(saved, 2)
         os.close(saved)
