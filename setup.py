@@ -1,5 +1,5 @@
 """ganbatch: batch expression videos and training for GAN face-animation models (GANimation, GANnotation)."""
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, setup
 
 setup(
     name="ganbatch",
@@ -8,9 +8,11 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["ganbatch", "ganbatch.*"]),
+    # namespace packages too, so that the asset folders (no __init__.py) are packages whose files are package data
+    # (setuptools warns for every data folder that is not a listed package)
+    packages=find_namespace_packages(include=["ganbatch", "ganbatch.*"], exclude=["*.__pycache__"]),
     include_package_data=True,
-    package_data={"ganbatch": ["assets/*", "assets/**/*"]},
+    package_data={"ganbatch.assets": ["*.pt"], "ganbatch.assets.driving": ["*"], "ganbatch.assets.samples": ["*"]},
     install_requires=[
         # exactly the distributions ganbatch imports (tests/test_dependencies.py checks this list against the code)
         # torch is pinned by scripts/setup.sh before this runs (a bare requirement would pull a CUDA build); the
@@ -35,6 +37,7 @@ setup(
         "scipy>=1.10",
         "tensorboard>=2.14",  # behind torch.utils.tensorboard
         "tqdm>=4.60",
+        "psutil>=5.9",  # ganbatch.reaper: a killed command's local Ray processes
     ],
     extras_require={
         "faces": ["face-alignment>=1.4", "dlib-bin>=19.24", "face-recognition-models>=0.3"],

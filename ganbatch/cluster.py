@@ -3,7 +3,10 @@ what resources the cluster (or this machine) offers."""
 import contextlib
 import logging
 import os
+import socket
 from typing import Optional
+
+from ganbatch.errors import JobError
 
 
 def local_cpus() -> int:
@@ -11,11 +14,33 @@ def local_cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+REACH_SECONDS = 10.0  # how long a cluster address may take to answer a TCP connection
+
+
+class ClusterUnreachable(JobError):
+    """The Ray cluster address names no cluster that answers (Ray itself would retry for minutes)."""
+
+
+def check_reachable(address: str, timeout: float = REACH_SECONDS) -> None:
+    """ClusterUnreachable, in one line naming the address, when nothing accepts a TCP connection at its host and
+    port (`HOST:PORT`, `ray://HOST:PORT`); `auto`, `local` and addresses without a port are left to Ray."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as error:
+        reason = error.strerror or type(error).__name__.replace("Error", "").lower() or str(error)
+        raise ClusterUnreachable(f"cannot reach the Ray cluster at {address} ({reason}); is it running there "
+                                 "(`ray status` on its head node), and is the address (--address, execution.address "
+                                 "or RAY_ADDRESS) right?") from None
+
+
 @contextlib.contextmanager
 def ray_session(address: Optional[str] = None, *, num_cpus: Optional[int] = None):
     """Use the Ray already initialised in this process, else connect to `address` (or `RAY_ADDRESS`), else start a
     local Ray in-process (a new one, never another command's or a `ray start` instance found on the machine); a Ray
-    started here is shut down on exit.
+    started here is shut down on exit, and goes with this process should it be killed (ganbatch.reaper).
 
     A local Ray gets `num_cpus` CPUs (default: the cores this process may use, not the machine's count) and only
     what a command needs: no dashboard, warnings only in its logs. (Ray 2.60's raylet always starts its runtime-env
@@ -27,16 +52,24 @@ def ray_session(address: Optional[str] = None, *, num_cpus: Optional[int] = None
         return
     address = address or os.environ.get("RAY_ADDRESS") or None
     options = {"include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": True}
-    from ganbatch.logs import quiet_ray_options
+    from ganbatch.logs import native_ray_lines_hidden, quiet_ray_options
+    from ganbatch.reaper import start_reaper
 
     options.update(quiet_ray_options())  # Ray's logs and worker output only with -v (see ganbatch.logs)
     if address is None:  # "local": a new instance of our own, even when another Ray runs on this machine
         address, options["num_cpus"] = "local", num_cpus if num_cpus is not None else local_cpus()
-    ray.init(address=address, **options)
-    try:
-        yield
-    finally:
-        ray.shutdown()
+    else:
+        check_reachable(address)
+    with native_ray_lines_hidden():  # the core worker's own error lines (see ganbatch.logs) only with -v
+        ray.init(address=address, **options)
+        reaper = None
+        try:
+            reaper = start_reaper() if address == "local" else None  # a killed driver takes its local Ray along
+            yield
+        finally:
+            ray.shutdown()
+            if reaper is not None:
+                reaper.release()
 
 
 def cluster_gpus() -> float:
@@ -48,14 +81,15 @@ def cluster_gpus() -> float:
 
 def cluster_resources() -> dict:
     """The connected cluster's `CPU` and `GPU` totals, `cpu_nodes` (its live nodes with CPUs) and `node_cpus`
-    (the CPUs of the smallest of them)."""
+    (the CPUs of the smallest of them) and `largest_node_cpus`."""
     import ray
 
     totals = ray.cluster_resources()
     nodes = [node for node in ray.nodes() if node.get("Alive") and node.get("Resources", {}).get("CPU", 0) > 0]
     node_cpus = min((float(node["Resources"]["CPU"]) for node in nodes), default=float(totals.get("CPU", 0)))
+    largest = max((float(node["Resources"]["CPU"]) for node in nodes), default=float(totals.get("CPU", 0)))
     return {"CPU": float(totals.get("CPU", 0)), "GPU": float(totals.get("GPU", 0)), "cpu_nodes": max(1, len(nodes)),
-            "node_cpus": node_cpus}
+            "node_cpus": node_cpus, "largest_node_cpus": largest}
 
 
 def local_resources() -> dict:
@@ -63,4 +97,5 @@ def local_resources() -> dict:
     import torch
 
     cpus = float(local_cpus())
-    return {"CPU": cpus, "GPU": float(torch.cuda.device_count()), "cpu_nodes": 1, "node_cpus": cpus}
+    return {"CPU": cpus, "GPU": float(torch.cuda.device_count()), "cpu_nodes": 1, "node_cpus": cpus,
+            "largest_node_cpus": cpus}

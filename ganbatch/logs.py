@@ -8,13 +8,19 @@ registered with `add_redactor` (e.g. a job's `${env:NAME}` values), whatever mod
 `quiet_ray_options()` is what `ray.init` gets for the same verbosity: by default Ray's driver logger shows errors
 only (no token-auth warning) and worker output is not forwarded to the terminal (no `(RayTrainWorker pid=...)`
 lines, no PlacementGroupCleaner chatter); with `-v` both come back, de-duplicated as Ray does by default.
+
+`native_ray_lines_hidden()` keeps the lines Ray's C++ core writes straight to this process's stderr (`[2026-...
+E 123 456] core_worker.cc:2465: ...`) off the terminal at default verbosity; they stay in Ray's own log files.
 """
+import contextlib
 import json
 import logging
 import os
+import re
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 LOGGER = "ganbatch"
 LOG_FORMATS = ("text", "json")
@@ -141,3 +147,71 @@ def _quiet_ray_data(level: int) -> None:
     for handler in logging.getLogger("ray.data").handlers:
         if not isinstance(handler, logging.FileHandler) and "File" not in type(handler).__name__:
             handler.setLevel(level)
+
+
+# A line of Ray's C++ logging: `[2026-12-06 23:58:34,463 E 24563 24990] core_worker.cc:2465: ...`
+_NATIVE_RAY_LINE = re.compile(rb"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [DIWEF] \d+ \d+\] ")
+
+
+_DRAINED = b"\x00ganbatch: stderr drained\x00"
+
+
+def _forward_without_native_lines(source: int, sink: int, drained: threading.Event) -> None:
+    """Copy what arrives on `source` to `sink`, less Ray's C++ log lines; partial lines pass at once unless they may
+    start one (so a progress line ending in a carriage return still shows). The line _DRAINED is not copied: it sets
+    `drained` (all that was written before it has been copied)."""
+    pending = b""
+    while True:
+        try:
+            chunk = os.read(source, 65536)
+        except OSError:
+            return
+        if not chunk:
+            return
+        *lines, pending = (pending + chunk).split(b"\n")
+        if _DRAINED in lines:
+            drained.set()
+        out = b"".join(line + b"\n" for line in lines if not _NATIVE_RAY_LINE.match(line) and line != _DRAINED)
+        if pending and not pending.startswith(b"["):
+            out, pending = out + pending, b""
+        if out:
+            os.write(sink, out)
+
+
+@contextlib.contextmanager
+def native_ray_lines_hidden() -> Iterator[None]:
+    """Inside the block, at default verbosity, the lines Ray's C++ core (the driver's core worker) writes to file
+    descriptor 2 are dropped: fd 2 becomes a pipe read by a thread that forwards everything else to the terminal,
+    and Python's sys.stderr, which ganbatch's log lines go through, writes to the terminal directly (its own copy,
+    so progress and terminal detection are as before). Ray keeps those lines in its log files
+    (python-core-driver-*.log). With -v, when sys.stderr is not the process's own (a test runner's capture), or
+    when fd 2 cannot be rearranged, nothing changes."""
+    if _verbosity > 0 or sys.stderr is not sys.__stderr__:
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        terminal, saved = os.dup(2), os.dup(2)
+        reader, writer = os.pipe()
+    except (OSError, ValueError, AttributeError):
+        yield
+        return
+    python_side = open(terminal, "w", buffering=1, encoding=getattr(sys.stderr, "encoding", None) or "utf-8",
+                       errors="backslashreplace", closefd=False)
+    previous = sys.stderr
+    os.dup2(writer, 2)
+    os.close(writer)
+    # a daemon: the Ray processes started here inherit fd 2 and may write to it until they are gone
+    drained = threading.Event()
+    threading.Thread(target=_forward_without_native_lines, args=(reader, terminal, drained), daemon=True,
+                     name="ganbatch-stderr").start()
+    sys.stderr = python_side
+    try:
+        yield
+    finally:
+        sys.stderr = previous
+        python_side.flush()
+        os.write(2, _DRAINED + b"\n")  # what went through the pipe comes out before what follows the block
+        drained.wait(timeout=2.0)
+        os.dup2(saved, 2)
+        os.close(saved)

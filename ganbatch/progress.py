@@ -36,6 +36,7 @@ class Progress:
         self.done = self.failed = self.frames = 0
         self._clock = clock
         self.started = self._last_line = clock()
+        self._shown: Optional[str] = None
         stream = stream or sys.stderr
         shown = log.isEnabledFor(logging.INFO)
         use_bar = stream.isatty() if bar is None else bar
@@ -55,7 +56,7 @@ class Progress:
             self._bar.set_postfix_str(self._rates(), refresh=False)
         elif self._clock() - self._last_line >= self.interval:
             self._last_line = self._clock()
-            log.info(self.line())
+            self._show(self.line())
 
     def _rates(self) -> str:
         elapsed = max(self._clock() - self.started, 1e-9)
@@ -90,8 +91,14 @@ class Progress:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
-        log.info(self.line())
+        line = self.line()
+        if line != self._shown:  # the last update may have shown this very line
+            self._show(line)
         return self._clock() - self.started
+
+    def _show(self, line: str) -> None:
+        self._shown = line
+        log.info(line)
 
     def __enter__(self) -> "Progress":
         return self

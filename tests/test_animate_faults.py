@@ -368,3 +368,105 @@ def test_what_interrupted_writes_left_is_cleaned_up(tmp_path, s3_bucket):
     assert storage.remove_stale_temporaries(f"s3://{s3_bucket}/out") == 1
     assert [u["Key"] for u in client.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", [])] == [
         "elsewhere/d.mp4"]
+
+
+# --------------------------------------------------------------------------------------------------- no progress
+
+HOG = """
+import sys, ray
+ray.init(address=sys.argv[1], log_to_driver=False)
+@ray.remote(num_cpus=float(sys.argv[2]))
+class Hog:
+    def ping(self):
+        return True
+hog = Hog.remote()
+ray.get(hog.ping.remote())
+print("holding", flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.fixture
+def node_mostly_held():
+    """A head (no CPUs) and one 3-CPU worker node, 2 of whose CPUs another driver's actor holds: the cluster's totals
+    say 3 CPUs, but once a 1-CPU generator actor is placed no CPU is left for a prepare or encode task."""
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    cluster.add_node(num_cpus=3)
+    cluster.wait_for_nodes()
+    hog = subprocess.Popen([sys.executable, "-c", HOG, cluster.address, "2"], stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE, text=True)
+    assert hog.stdout.readline().strip() == "holding"
+    yield cluster
+    hog.stdin.close()
+    hog.wait(timeout=60)
+    cluster.shutdown()
+
+
+@pytest.mark.slow
+def test_a_stream_that_cannot_schedule_its_tasks_fails_the_items_left_with_the_reason(model, faces, tmp_path,
+                                                                                       node_mostly_held):
+    """It waited without a word (400 s, then killed); now, after the stall time, every item has a failed row."""
+    out = tmp_path / "out"
+    process = start_animate(str(faces), str(out), model, "--workers", "1", "--cpus-per-worker", "1",
+                            "--set", "execution.stall_seconds=15", env={"RAY_ADDRESS": node_mostly_held.address})
+    code, stderr = finish(process)
+    assert code == 1, stderr[-3000:]
+    rows = local_rows(out)
+    assert len(rows) == 12 and all(row["status"] == "failed" for row in rows), rows
+    assert all("no video finished for 15 s while no CPU was free" in row["error"] for row in rows)
+    assert "12 videos: 0 ok, 12 failed" in stderr
+
+
+@pytest.mark.slow
+def test_a_lost_node_with_explicit_reservations_never_hangs(model, faces, tmp_path, three_nodes):
+    """`--workers 2 --cpus-per-worker 1`: named at planning and in --dry-run; after the node's loss the run ends
+    (every item made, or the items left failed with the reason) within the stall time, never waits forever."""
+    cluster, workers = three_nodes
+    out = tmp_path / "out"
+    flags = ["--workers", "2", "--cpus-per-worker", "1"]
+    dry = subprocess.run([sys.executable, "-m", "ganbatch.cli", "animate", str(faces), "--model", str(model), "--out",
+                          str(out), "--expression", "happy", "--dry-run", "--address", cluster.address, *flags],
+                         capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    assert dry.returncode == 0 and "cannot survive the loss of the largest node (2 CPUs)" in dry.stdout, dry.stderr
+    process = start_animate(str(faces), str(out), model, *flags, "--set", "execution.stall_seconds=20",
+                            env={"RAY_ADDRESS": cluster.address})
+
+    def node_with_a_generator():
+        for node in workers:
+            raylet = psutil.Process(node.all_processes["raylet"][0].process.pid)
+            if generator_processes(raylet):
+                return node
+        return None
+
+    wait_until(lambda: local_rows(out), process, "the first video")
+    cluster.remove_node(wait_until(node_with_a_generator, process, "a generator actor on a worker node"))
+    code, stderr = finish(process)
+    assert "cannot survive the loss of the largest node" in stderr
+    rows = local_rows(out)
+    assert len({(row["input"], row["target"]) for row in rows}) == 12 == len(rows), rows
+    failed = [row for row in rows if row["status"] == "failed"]
+    assert code == (1 if failed else 0), stderr[-3000:]
+    assert all("no video finished for 20 s" in row["error"] or "pipeline stopped" in row["error"] for row in failed)
+
+
+# --------------------------------------------------------------------------------------------------- killed driver
+
+@pytest.mark.slow
+def test_no_ray_process_outlives_a_killed_driver_by_more_than_a_few_seconds(model, faces, tmp_path):
+    """Ray's dashboard and runtime-env agents were still alive 5 s (and minutes) after a SIGKILL of the driver."""
+    out = tmp_path / "out"
+    process = start_animate(str(faces), str(out), model)
+    wait_until(lambda: generator_processes(psutil.Process(process.pid)), process, "the generator actor")
+    ray_processes = psutil.Process(process.pid).children(recursive=True)
+    assert len(ray_processes) >= 4  # the GCS, the raylet, its agents, the workers (and ganbatch's reaper)
+    process.kill()
+    finish(process)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        alive = [child for child in ray_processes if child.is_running() and child.status() != psutil.STATUS_ZOMBIE]
+        if not alive:
+            break
+        time.sleep(0.2)
+    assert not alive, [" ".join(child.cmdline())[:80] for child in alive]

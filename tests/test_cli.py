@@ -273,3 +273,45 @@ def test_ctrl_c_during_animate_ends_with_the_hint(tmp_path):
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130, err
     assert err.strip().splitlines()[-1] == INTERRUPTED and "Traceback" not in err
+
+
+OWN_LINES = ("note: ", "using: ", "generator: ", "animate: ", "  failed: ", "  note: ", "Error: ", "out: ", "manifest: ")
+
+
+@pytest.mark.slow
+def test_a_default_animate_prints_only_ganbatchs_own_lines(tmp_path):
+    """A real run at default verbosity: no Ray line (the core worker's 'constructor arguments in the object store'
+    error was printed on every run), the final progress line once, and a failed batch's last line says where the
+    rows are and how to accept partial results."""
+    samples = Path(__file__).resolve().parents[1] / "ganbatch" / "assets" / "samples"
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "good.png").write_bytes((samples / "id0015.png").read_bytes())
+    (photos / "broken.png").write_text("not an image")
+    out = tmp_path / "out"
+    done = subprocess.run(GANBATCH + ["animate", str(photos), "--model", "demo", "--expression", "happy", "--frames",
+                                      "2", "--out", str(out)], capture_output=True, text=True, timeout=400)
+    lines = (done.stdout + done.stderr).splitlines()
+    assert done.returncode == 1, done.stderr
+    assert [line for line in lines if not line.startswith(OWN_LINES)] == [], done.stderr
+    finals = [line for line in lines if line.startswith("animate: 2/2 videos")]
+    assert len(finals) == 1, lines
+    assert any(line.startswith("animate: 2 videos: 1 ok, 1 failed") for line in lines)
+    assert lines[-1] == (f"Error: the animate job failed: 1 of 2 videos failed; the rows, each failure with its reason, "
+                         f"are in {out / 'manifest.jsonl'}; re-run to retry them (videos made are skipped), or pass "
+                         "--allow-failures to accept partial results"), lines[-1]
+
+
+def test_one_video_is_one_video():
+    from ganbatch.animate.pipeline import AnimateResult, _summary
+
+    result = AnimateResult(ok=True, outputs={"out": "o", "manifest": "o/manifest.jsonl"}, succeeded=1)
+    assert _summary(result, "o/manifest.jsonl").startswith("animate: 1 video: 1 ok, 0 failed, 0 skipped")
+
+
+def test_the_final_progress_line_is_written_once(capsys):
+    ticks = iter([0, 0, 11, 11, 11, 11, 11, 11])
+    progress = Progress(1, unit="videos", label="animate", bar=False, clock=lambda: next(ticks))
+    progress.update(frames=4)  # past the interval: this shows the final line already
+    progress.close()
+    assert _lines(capsys) == ["animate: 1/1 videos (100%), 0.4 frames/s, took 11s"]

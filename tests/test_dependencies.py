@@ -55,3 +55,22 @@ def test_setup_declares_exactly_what_the_code_imports():
     assert required - imported == set(), "declared but never imported"
     assert imported - required - optional == set(), "imported but not declared"
     assert optional - imported - SEAMS == set(), "extras that no code imports"
+
+
+def test_building_the_package_says_no_packaging_warnings_and_ships_the_assets(tmp_path):
+    """Set-up printed ~140 `Package 'ganbatch.assets' is absent from the packages configuration` warnings."""
+    import shutil
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    for name in ("setup.py", "README.md"):
+        shutil.copy(root / name, tmp_path / name)
+    shutil.copytree(root / "ganbatch", tmp_path / "ganbatch", ignore=shutil.ignore_patterns("__pycache__"))
+    done = subprocess.run([sys.executable, "setup.py", "build_py"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "absent from the" not in done.stdout + done.stderr
+    built = tmp_path / "build" / "lib" / "ganbatch" / "assets"
+    assert (built / "demo_ganimation.pt").is_file() and (built / "driving" / "driver.mp4").is_file()
+    assert (built / "samples" / "id0015.png").is_file()
+    assert not list((tmp_path / "build").rglob("__pycache__"))

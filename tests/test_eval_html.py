@@ -40,3 +40,18 @@ def test_the_report_pictures_come_from_the_runtime_that_made_its_numbers(tmp_pat
     assert len(calls) >= STRIP_IDENTITIES + CURVE_IDENTITIES
     page = (tmp_path / "report.html").read_text()
     assert page.count('class="strip"') == STRIP_IDENTITIES and report["settings"]["runtime"] == engine.describe()
+
+
+def test_smoothness_curves_can_be_told_apart(tmp_path):
+    """Every target was drawn in the same two colours (model, ground truth): now a colour per target, the ground
+    truth dashed."""
+    import re
+
+    page = tmp_path / "report.html"
+    result = CliRunner().invoke(main, ["eval", "--model", "demo", "--identities", "1", "--random-pairs", "0",
+                                       "--path-frames", "4", "--out", str(tmp_path / "report.json"),
+                                       "--report", str(page)])
+    assert result.exit_code == 0, result.output
+    styles = re.findall(r'<polyline class="curve" points="[^"]*" fill="none" stroke="([^"]+)" stroke-width="2"'
+                        r'( stroke-dasharray="6 3")?>', page.read_text())
+    assert len(styles) == 2 * CURVE_IDENTITIES and len(set(styles)) == len(styles), styles

@@ -1,6 +1,7 @@
 """The HTML gallery of a batch (`ganbatch.animate.gallery`), checked in a real headless Chromium."""
 import json
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -102,3 +103,23 @@ def test_latest_row_of_an_output_wins(tmp_path):
     write_gallery(rows, str(out), {}, pictures=False)
     data = (out / "index.html").read_text().split('type="application/json">')[1].split("</script>")[0]
     assert [entry["status"] for entry in json.loads(data)] == ["ok"]
+
+
+def test_seconds_are_labelled_as_processing_time(tmp_path):
+    """'2.3 s' beside a video read as the clip's length; it is the time spent making it."""
+    from ganbatch.animate.gallery import write_gallery
+
+    rows = [{"input": "a.png", "output": str(tmp_path / "a__happy.mp4"), "status": "ok", "frames": 50, "fps": 25.0,
+             "seconds": 2.3, "error": None, "model": "demo", "target": "happy"}]
+    page = Path(write_gallery(rows, str(tmp_path), {"processing time": "2.3 s"})).read_text()
+    assert '"made in " + entry.seconds.toFixed(1) + " s"' in page and "processing time" in page
+
+
+def test_the_driving_video_help_names_the_detector_flag():
+    from click.testing import CliRunner
+
+    from ganbatch.cli import main
+
+    help_text = " ".join(CliRunner().invoke(main, ["animate", "--help"]).output.split())
+    start = help_text.index("--driving-video")
+    assert "--detector" in help_text[start:start + 200] and "crop.backend" not in help_text[start:start + 200]

@@ -4,6 +4,7 @@ no hang, no output outside the destination, no silent wrong result; refused mani
 Most cases call the functions or the CLI in-process (click's CliRunner); only the end-to-end traversal test and the
 worker-error test start Ray. See /work/notes/issue-13.md for the table of cases.
 """
+import dataclasses
 import io
 import json
 import os
@@ -420,7 +421,7 @@ TARGET_BOUNDS = {
     "frames 2.5": ({"expression": "happy", "frames": 2.5}, "whole number"),
     "frames true": ({"expression": "happy", "frames": True}, "whole number"),
     "duration 1e9": ({"expression": "happy", "duration": 1e9}, "less than or equal to 600"),
-    "duration inf": ({"expression": "happy", "duration": float("inf")}, "600"),
+    "duration inf": ({"expression": "happy", "duration": float("inf")}, "must be a finite number"),
     "duration x fps": ({"expression": "happy", "duration": 500, "fps": 60}, "at most 18000 frames"),
     "fps 0": ({"expression": "happy", "fps": 0}, "greater than 0"),
     "fps 1000": ({"expression": "happy", "fps": 1000}, "240"),
@@ -863,6 +864,7 @@ def test_traversal_keys_end_to_end_leave_nothing_outside_the_destination(ray_loc
     buffer = io.BytesIO()
     Image.fromarray(face).save(buffer, format="PNG")
     client.put_object(Bucket=s3_bucket, Key="trav/../../../../x/escaped.png", Body=buffer.getvalue())
+    client.put_object(Bucket=s3_bucket, Key="trav/sub/../../x2.png", Body=buffer.getvalue())
     client.put_object(Bucket=s3_bucket, Key="trav/ok.png", Body=buffer.getvalue())
     before = {str(path) for path in tmp_path.parent.rglob("*")}
     out = tmp_path / "dest" / "out"
@@ -873,10 +875,12 @@ def test_traversal_keys_end_to_end_leave_nothing_outside_the_destination(ray_loc
     status = {row["input"].rsplit("/", 1)[-1]: row for row in rows}
     assert status["ok.png"]["status"] == "ok" and status["escaped.png"]["status"] == "failed"
     assert "'..' part" in status["escaped.png"]["error"]
+    assert status["x2.png"]["status"] == "failed" and "'..' part" in status["x2.png"]["error"]  # a row each
+    assert len(rows) == 3 and "3 videos: 1 ok, 2 failed" in result.output
     created = {str(path) for path in tmp_path.parent.rglob("*")} - before
     assert created and all(path.startswith(str(tmp_path / "dest")) for path in created), created
     keys = [obj["Key"] for obj in client.list_objects_v2(Bucket=s3_bucket).get("Contents", [])]
-    assert sorted(keys) == ["trav/../../../../x/escaped.png", "trav/ok.png"]
+    assert sorted(keys) == ["trav/../../../../x/escaped.png", "trav/ok.png", "trav/sub/../../x2.png"]
 
 
 @pytest.mark.slow
@@ -901,3 +905,334 @@ def test_a_truncated_newest_training_checkpoint_falls_back_on_ray(ray_local, tmp
     starts = [json.loads(line) for line in (tmp_path / "runs" / "r" / "metrics.jsonl").read_text().splitlines()
               if '"start"' in line]
     assert [start["step"] for start in starts] == [0, 2]  # resumed from the previous complete checkpoint
+
+
+# ------------------------------------------------------------------------------------------- issue 27: listing
+
+def _photos_with_loops(tmp_path) -> Path:
+    """photos/{good1.png, sub/good2.png} with `loop -> .`, `sub/up -> ..` and a linked file `alias.png -> good1.png`."""
+    photos = tmp_path / "photos"
+    (photos / "sub").mkdir(parents=True)
+    (photos / "good1.png").write_bytes(png_bytes())
+    (photos / "sub" / "good2.png").write_bytes(png_bytes())
+    (photos / "loop").symlink_to(".", target_is_directory=True)
+    (photos / "sub" / "up").symlink_to("..", target_is_directory=True)
+    (photos / "alias.png").symlink_to("good1.png")
+    return photos
+
+
+def test_a_glob_through_symlink_loops_lists_each_photo_once_without_hanging(tmp_path):
+    """The standard glob follows `loop -> .` and `sub/up -> ..` without end (it hung for minutes)."""
+    photos = _photos_with_loops(tmp_path)
+    code = ("import sys; from ganbatch.animate.plan import find_inputs; "
+            "print(sorted(i.stem for i in find_inputs([sys.argv[1]], recursive=True)))")
+    done = subprocess.run([sys.executable, "-c", code, str(photos / "**" / "*.png")], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert done.returncode == 0 and done.stdout.strip() == "['good1', 'sub/good2']", done.stderr
+
+
+@pytest.mark.parametrize("input", ["folder", "glob"])
+def test_one_photo_is_planned_once_whatever_links_reach_it(tmp_path, input):
+    photos = _photos_with_loops(tmp_path)
+    listing = find_inputs([str(photos) if input == "folder" else str(photos / "**" / "*.png"), str(photos / "good1.png")],
+                          recursive=True)
+    assert [image.stem for image in listing] == ["good1", "sub/good2"]
+    assert listing.skipped == [SkippedFile(str(photos / "alias.png"), "same file as another input")]
+
+
+def test_a_glob_wider_than_the_bound_is_one_line(tmp_path, face_image, monkeypatch):
+    monkeypatch.setattr(storage, "MAX_LISTED", 5)
+    for number in range(8):
+        (tmp_path / f"p{number}.png").write_bytes(png_bytes())
+    result = cli("animate", tmp_path / "*.png", "--model", "demo", "--out", tmp_path / "out", "--expression", "happy",
+                 "--dry-run")
+    assert_one_clear_error(result, 1, "more than 5 files and folders to look through")
+
+
+@pytest.mark.parametrize("format", ["png", "mp4", "gif"])
+def test_out_inside_a_recursive_input_never_takes_its_outputs_as_inputs(tmp_path, format):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "face.png").write_bytes(png_bytes((64, 64)))
+    out = photos / "out"
+    frames = out / "face__happy"  # what an earlier --format png run left: frames, preview, gallery thumbnails
+    frames.mkdir(parents=True)
+    for number in range(3):
+        (frames / f"frame_{number:05d}.png").write_bytes(png_bytes())
+    (out / "preview.gif").write_bytes(b"GIF89a")
+    result = cli("animate", photos, "--recursive", "--model", "demo", "--out", out, "--expression", "happy",
+                 "--format", format, "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "1 image x 1 target (happy) = 1 video" in result.output
+    assert "the destination (--out), never an input" in result.output
+    listing = find_inputs([str(photos / "**" / "*.png")], recursive=True, destination=str(out))
+    assert [image.stem for image in listing] == ["face"]
+
+
+def test_a_name_that_is_not_utf8_is_one_line_for_its_item(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "ok.png").write_bytes(png_bytes())
+    (Path(os.fsdecode(bytes(folder))) / os.fsdecode(b"caf\xe9.png")).write_bytes(png_bytes())
+    items = {item.input: item for item in plan_items(find_inputs([str(folder)], False), ["happy"],
+                                                     str(tmp_path / "out"), "mp4")}
+    bad = items[str(folder / "caf\\udce9.png")]
+    assert "file name is not valid UTF-8" in bad.problem and bad.output == ""
+    bad.problem.encode("utf-8")  # printable: the manifest and the summary can hold it
+    assert items[str(folder / "ok.png")].problem is None
+
+
+@pytest.mark.parametrize("out", ["local", "s3://bucket/out"])
+def test_names_too_long_for_the_destination_are_refused_at_planning(tmp_path, out):
+    out = str(tmp_path / "out") if out == "local" else out
+    long, fits = "x" * 248, "y" * 200
+    items = plan_items([InputImage(f"/in/{long}.png", long), InputImage(f"/in/{fits}.png", fits),
+                        InputImage("/in/deep.png", "/".join(["d" * 200] * 6))], ["happy"], out, "mp4")
+    assert items[1].problem is None
+    if out.startswith("s3://"):
+        assert items[0].problem is None and "over S3's 1024" in items[2].problem
+    else:
+        assert "over the 241 a name may have here" in items[0].problem and items[0].output == ""
+        assert items[2].problem is None
+
+
+@pytest.mark.slow
+def test_refused_names_each_get_a_row_and_the_run_goes_on(ray_local, tmp_path):
+    """Two names with a newline, one not UTF-8 and one too long: four failed rows (rows were keyed by their empty
+    output, so refused items shared one), each a one-line reason; the good photo is made."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    face = (np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8)
+    names = ["ok.png", "a\nb.png", "c\nd.png", "e" * 248 + ".png"]
+    for name in names:
+        Image.fromarray(face).save(folder / name)
+    (Path(os.fsdecode(bytes(folder))) / os.fsdecode(b"caf\xe9.png")).write_bytes((folder / "ok.png").read_bytes())
+    out = tmp_path / "out"
+    result = cli("animate", folder, "--model", "demo", "--out", out, "--expression", "happy", "--frames", "2",
+                 "--workers", "1")
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert "5 videos: 1 ok, 4 failed" in result.output
+    rows = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    failed = {row["input"].rsplit("/", 1)[-1]: row["error"] for row in rows if row["status"] == "failed"}
+    assert len(rows) == 5 and len(failed) == 4, rows
+    assert "not valid UTF-8" in failed["caf\\udce9.png"] and "over the 241" in failed["e" * 248 + ".png"]
+    assert all("control character" in failed[name] for name in ("a\\nb.png", "c\\nd.png"))
+
+
+# ------------------------------------------------------------------------------------------- issue 27: manifest
+
+from ganbatch.animate.manifest import ManifestWriter, manifest_row, read_manifest_rows, set_aside_unreadable  # noqa: E402
+
+
+def _row(name, status="ok"):
+    return manifest_row(input=f"/in/{name}.png", output=f"/out/{name}__happy.mp4", status=status, model="demo",
+                        target="happy", frames=2, fps=25.0)
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_a_torn_last_row_and_a_garbage_line_are_set_aside_in_a_side_file(tmp_path, where, request):
+    if where == "s3":
+        uri = f"s3://{request.getfixturevalue('s3_bucket')}/out/manifest.jsonl"
+    else:
+        uri = str(tmp_path / "manifest.jsonl")
+    good = json.dumps(_row("a")) + "\n"
+    storage.write_bytes(uri, (good + "garbage, not json\n" + '["a list"]\n' + json.dumps(_row("b"))[:40]).encode())
+    note = set_aside_unreadable(uri)
+    assert note and "3 unreadable lines" in note and ".unreadable-" in note and "\n" not in note
+    side = note.split(" set aside in ")[1].split(";")[0]
+    assert storage.read_bytes(side).decode().splitlines()[0] == "garbage, not json"
+    assert storage.read_bytes(uri).decode() == good  # the manifest keeps its rows, and a whole last line
+    assert read_manifest_rows(uri) == [_row("a")] and set_aside_unreadable(uri) is None
+
+
+def test_a_row_that_lost_its_newline_is_not_glued_to_the_next(tmp_path):
+    path = tmp_path / "manifest.jsonl"
+    path.write_text(json.dumps(_row("a")))
+    with ManifestWriter(str(path)) as manifest:
+        manifest.append(_row("b"))
+    assert read_manifest_rows(str(path)) == [_row("a"), _row("b")]
+
+
+@pytest.mark.slow
+def test_a_run_after_a_crash_mid_row_sets_the_torn_row_aside_and_goes_on(ray_local, tmp_path):
+    """The torn row's video is made again (its output is missing); the other is skipped by its output's presence."""
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir()
+    face = (np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8)
+    for name in ("a", "b"):
+        Image.fromarray(face).save(folder / f"{name}.png")
+    out.mkdir()
+    (out / "a__happy.mp4").write_bytes(b"made by the crashed run")
+    row_a = manifest_row(input=str(folder / "a.png"), output=str(out / "a__happy.mp4"), status="ok", model="demo",
+                         target="happy", frames=2, fps=25.0)
+    row_b = dict(row_a, input=str(folder / "b.png"), output=str(out / "b__happy.mp4"))
+    (out / "manifest.jsonl").write_text(json.dumps(row_a) + "\n%%garbage%%\n" + json.dumps(row_b)[:50])
+    result = cli("animate", folder, "--model", "demo", "--out", out, "--expression", "happy", "--frames", "2",
+                 "--workers", "1")
+    assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+    assert "2 unreadable lines" in result.output and "manifest.jsonl.unreadable-" in result.output
+    rows = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert [(Path(row["input"]).name, row["status"]) for row in rows] == [("a.png", "ok"), ("a.png", "skipped"),
+                                                                          ("b.png", "ok")]
+    assert (out / "b__happy.mp4").stat().st_size > 1000
+
+
+# ------------------------------------------------------------------------------------------- issue 27: targets
+
+from ganbatch.animate.plan import WorkItem  # noqa: E402
+from ganbatch.animate.item import prepare_item  # noqa: E402
+from ganbatch.animate.targets import TargetError, check_landmark_range, driving_landmarks, load_targets  # noqa: E402
+from ganbatch.jobs.animate import CropSpec, TargetSpec  # noqa: E402
+from ganbatch.targets.aus import AU_IDS  # noqa: E402
+
+
+def _aus_csv(path: Path, rows: list[list[float]]) -> Path:
+    header = "name, " + ", ".join(f"AU{au:02d}_r" for au in AU_IDS)
+    path.write_text("\n".join([header, *(f"r{i}.png, " + ", ".join(map(str, row)) for i, row in enumerate(rows))]))
+    return path
+
+
+@pytest.mark.parametrize("mode", ["path", "per-row"])
+def test_a_nan_row_in_an_aus_csv_fails_its_items_naming_file_and_line(tmp_path, face_image, mode):
+    """It made every frame black with exit 0; now the items of the target it belongs to fail, naming the row."""
+    csv = _aus_csv(tmp_path / "aus.csv", [[1.0] * 17, [1.0] * 3 + [float("nan")] + [1.0] * 13, [2.0] * 17])
+    targets = load_targets([TargetSpec(name="t", aus_csv=str(csv), aus_csv_mode=mode, frames=2)])
+    bad = targets[0] if mode == "path" else targets[1]
+    assert [target.problem is None for target in targets] == ([False] if mode == "path" else [True, False, True])
+    item = WorkItem(str(face_image), "", "", targets.index(bad), bad.label)
+    with pytest.raises(TargetError, match=r"aus.csv, line 3: AU5 is nan \(AU intensities must be finite"):
+        prepare_item(item, targets, CropSpec(mode="none"), 64)
+    if mode == "per-row":  # the other rows' videos are made
+        prepare_item(dataclasses.replace(item, target=0, label=targets[0].label), targets, CropSpec(mode="none"), 64)
+
+
+def test_an_aus_csv_row_out_of_range_names_its_line(tmp_path):
+    csv = _aus_csv(tmp_path / "aus.csv", [[1.0] * 16 + [7.0]])
+    (target,) = load_targets([TargetSpec(name="t", aus_csv=str(csv), frames=2)])
+    assert target.problem.endswith("aus.csv, line 2: AU45 = 7 lies outside 0..5")
+
+
+@pytest.mark.parametrize("value", ["1e30", "-900", "inf"])
+def test_landmarks_far_outside_the_crop_are_refused_naming_the_file(tmp_path, face_image, value):
+    points = np.full((66, 2), 64.0)
+    path = tmp_path / "marks.txt"
+    path.write_text(" ".join(["64"] * 5 + [value] + ["64"] * 126) + "\n")
+    if value == "inf":  # refused when read, as NaN was
+        result = cli("animate", face_image, "--model", "demo-gannotation", "--out", tmp_path / "out", "--landmarks", path)
+        assert_one_clear_error(result, 1, "marks.txt", "NaN or infinite")
+        return
+    targets = load_targets([TargetSpec(name="t", landmarks=str(path), frames=2)])
+    with pytest.raises(TargetError, match=r"marks.txt: landmark y = .* \(frame 1, point 3\) lies outside the 128-px"):
+        check_landmark_range(targets, 128)
+    result = cli("animate", face_image, "--model", "demo-gannotation", "--out", tmp_path / "out", "--landmarks", path)
+    assert_one_clear_error(result, 1, "marks.txt: landmark y", "lies outside the 64-px crop")
+    assert not (tmp_path / "out" / "manifest.jsonl").exists()
+    np.savetxt(path, points.reshape(1, -1) + 30)  # near the crop: fine
+    check_landmark_range(load_targets([TargetSpec(name="t", landmarks=str(path), frames=2)]), 128)
+
+
+def test_a_driving_video_cut_short_is_refused_naming_the_file(tmp_path):
+    """A file cut to its first third (what a partial download leaves) was used as 10 frames, exit 0."""
+    from ganbatch.faces import get_detector
+    from ganbatch.models.locate import DEMO_MODEL
+
+    driver = DEMO_MODEL.parent / "driving" / "driver.mp4"
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(driver.read_bytes()[: driver.stat().st_size // 3])
+    with pytest.raises(TargetError, match=r"cut.mp4: only \d+ of its 76 frames could be decoded .*cut short"):
+        driving_landmarks(str(cut), get_detector("dlib"))
+    assert len(driving_landmarks(str(driver), get_detector("dlib"))) == 76  # the whole file passes
+
+
+@pytest.mark.parametrize("flags, where", [
+    (["--au", "AU12=nan"], "targets[0].aus.AU12"), (["--expression", "happy", "--fps", "inf"], "targets[0].fps"),
+    (["--expression", "happy", "--duration", "nan"], "targets[0].duration"),
+    (["--expression", "happy", "--margin", "nan"], "crop.margin")])
+def test_nan_and_inf_numbers_must_be_finite(tmp_path, face_image, flags, where):
+    result = cli("animate", face_image, "--model", "demo", "--out", tmp_path / "out", *flags, "--dry-run")
+    assert_one_clear_error(result, 2, f"{where}: must be a finite number")
+    assert "should be" not in result.output
+
+
+# ------------------------------------------------------------------------------------------- issue 27: train
+
+@pytest.mark.slow
+def test_after_a_fallback_rotation_never_deletes_twice_and_the_resume_line_names_the_checkpoint(ray_local, tmp_path,
+                                                                                                caplog):
+    """Resumed from step 2 past a truncated checkpoint 3, the run wrote checkpoint_00000003 again: Ray Train's
+    snapshot listed it twice and rotation removed it twice (FileNotFoundError after the last step). The driver's
+    resume line said 'resuming from step 3' (and the fallback only with -v)."""
+    from ganbatch.synth.dataset import write_dataset
+    from ganbatch.train import run_train
+
+    write_dataset(tmp_path / "faces", 2, 2, size=64, seed=1, contact_sheet=False)
+    fields = {"family": "ganimation", "data": str(tmp_path / "faces"), "out": str(tmp_path / "runs"), "name": "r",
+              "network": {"size": 64, "conv_dim": 4, "res_blocks": 1, "d_conv_dim": 4},
+              "objective": {"critic_steps": 1}, "batch_size": 2, "checkpoint_every": 1, "log_every": 1,
+              "sample_every": 100, "keep_checkpoints": 2}
+    assert run_train(TrainJob(**fields, steps=3)).ok
+    newest = tmp_path / "runs" / "r" / "checkpoint_00000003" / STATE_FILE
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
+    caplog.clear()
+    with caplog.at_level("INFO", logger="ganbatch"):
+        result = run_train(TrainJob(**fields, steps=6))
+    lines = [record.getMessage() for record in caplog.records if record.name.startswith("ganbatch")]
+    assert result.ok and result.step == 6, (result.error, lines)
+    resume = next(line for line in lines if "resuming from" in line)
+    assert "checkpoint_00000002 (step 2)" in resume and "checkpoint_00000003" in resume and "skipped" in resume, resume
+    assert not any("resuming from step 3" in line for line in lines)
+    names = sorted(path.name for path in (tmp_path / "runs" / "r").glob("checkpoint_0*"))
+    assert len(names) == 2 and names[-1].startswith("checkpoint_00000006"), names
+
+
+def test_a_new_checkpoint_never_takes_the_name_of_one_a_resume_skipped(tmp_path):
+    from ganbatch.train.checkpoints import checkpoint_dir_name, list_checkpoints
+
+    taken = frozenset({"checkpoint_00000003", "checkpoint_00000003-1"})
+    assert checkpoint_dir_name(3, taken) == "checkpoint_00000003-2" and checkpoint_dir_name(4, taken) == \
+        "checkpoint_00000004"
+    for name in ("checkpoint_00000002", "checkpoint_00000003", "checkpoint_00000003-1"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / STATE_FILE).write_bytes(b"x")
+        (tmp_path / name / "job.json").write_text("{}")
+    assert [Path(uri).name for _, uri in list_checkpoints(str(tmp_path))] == [
+        "checkpoint_00000003-1", "checkpoint_00000003", "checkpoint_00000002"]
+
+
+# ------------------------------------------------------------------------------------------- issue 27: cluster
+
+from ganbatch.animate.resources import plan_stages  # noqa: E402
+from ganbatch.jobs.animate import AnimateExecution  # noqa: E402
+
+
+def _dead_port() -> int:
+    with socket.socket() as probe:  # a loopback port nothing listens on once closed
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_a_dead_address_fails_in_one_line_naming_it(tmp_path, face_image, dry_run):
+    """Ray retried for minutes ('Failed to connect to GCS ... within 5 seconds' every ~40 s)."""
+    address = f"127.0.0.1:{_dead_port()}"
+    command = [sys.executable, "-m", "ganbatch.cli", "animate", str(face_image), "--model", "demo", "--out",
+               str(tmp_path / "out"), "--expression", "happy", "--address", address, *(["--dry-run"] if dry_run else [])]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=30,  # the bound the issue sets
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    errors = [line for line in done.stderr.splitlines() if not line.startswith("note:")]
+    assert done.returncode == 1 and len(errors) == 1, done.stderr
+    assert f"cannot reach the Ray cluster at {address} (Connection refused)" in errors[0]
+
+
+def test_explicit_reservations_that_cannot_survive_losing_the_largest_node_are_named():
+    def plan(**fields):
+        return plan_stages(AnimateExecution(**fields), cpus=4, gpus=0, cpu_nodes=2, node_cpus=2, todo=12,
+                           frames_per_clip=32, largest_node_cpus=2)
+
+    explicit = plan(workers=2, cpus_per_worker=1)
+    assert "cannot survive the loss of the largest node (2 CPUs)" in explicit.warning
+    assert any(line.startswith("warning: 2 workers x 1 CPUs") for line in explicit.describe())
+    assert plan(workers=2).warning is None and plan(workers=1, cpus_per_worker=1).warning is None
+    one_node = plan_stages(AnimateExecution(workers=2, cpus_per_worker=1), cpus=4, gpus=0, cpu_nodes=1, node_cpus=4,
+                           todo=12, frames_per_clip=32)
+    assert one_node.warning is None

@@ -128,7 +128,7 @@ def test_synth_expression_weights_reach_the_data_set_and_bad_ones_get_one_line(t
     assert [printed[f"{kind}_weight"] for kind in ("neutral", "prototype", "sparse")] == [0.15, 0.45, 0.6]
     assert "expressions neutral:prototype:sparse 0.15:0.45:0.6" in planned.stdout
     for flags, reason in ((["--sparse-weight", "-1"], "--sparse-weight: sparse_weight: Input should be greater"),
-                          (["--neutral-weight", "inf"], "--neutral-weight: neutral_weight: Input should be a finite"),
+                          (["--neutral-weight", "inf"], "--neutral-weight: neutral_weight: must be a finite number"),
                           (["--neutral-weight", "0", "--prototype-weight", "0", "--sparse-weight", "0"],
                            "neutral_weight, prototype_weight and sparse_weight must not all be 0")):
         refused = invoke("synth", "--out", out, *flags, "--dry-run")

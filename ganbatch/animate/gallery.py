@@ -259,7 +259,7 @@ function card(entry) {
   line.appendChild(el("span", {"class": "status " + entry.status}, entry.status));
   const details = [" " + entry.input, "\\u2192 " + entry.target];
   if (entry.frames) details.push(entry.frames + " frames");
-  if (entry.seconds) details.push(entry.seconds.toFixed(1) + " s");
+  if (entry.seconds) details.push("made in " + entry.seconds.toFixed(1) + " s");
   line.appendChild(document.createTextNode(details.join(" ")));
   item.appendChild(line);
   if (entry.error) item.appendChild(el("div", {"class": "error"}, entry.error));

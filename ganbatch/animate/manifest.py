@@ -4,7 +4,8 @@ Each row: `input`, `output`, `status` (ok | failed | skipped), `frames`, `fps`, 
 `error` (the reason, for failed rows), `model`, `target`, `model_digest` (the SHA-256 of the model's tensors, None
 for foreign checkpoint layouts). A row is written only after its video is in place.
 
-Runs append: the rows earlier runs wrote are kept (read first, for an `s3://` manifest) and the latest row for an
+Runs append: the rows earlier runs wrote are kept (lines that are not rows, such as a last row torn by a crash, are
+first set aside in a side file: set_aside_unreadable) (read first, for an `s3://` manifest) and the latest row for an
 output is its current state. Skipped rows mark videos an earlier run made; they keep that run's `frames` and `fps`
 when its manifest listed the video as ok.
 
@@ -43,17 +44,52 @@ def manifest_row(*, input: str, output: str, status: str, model: str, target: st
             "model_digest": model_digest, "runtime": runtime}
 
 
-def _parse(text: str) -> list[dict]:
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+def _row(line: str) -> Optional[dict]:
+    """The row a manifest line holds; None for a line that is not one (torn by a crash mid-write, or garbage)."""
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return None
+    return row if isinstance(row, dict) and {"input", "output", "status"} <= row.keys() else None
+
+
+def _split(data: bytes) -> tuple[list[dict], list[str]]:
+    """A manifest's rows and its unreadable lines."""
+    rows, unreadable = [], []
+    for line in data.decode("utf-8", "replace").splitlines():
+        if line.strip():
+            row = _row(line)
+            rows.append(row) if row is not None else unreadable.append(line)
+    return rows, unreadable
 
 
 def read_manifest_rows(uri: str) -> list[dict]:
-    """The rows of an existing manifest.jsonl (empty when there is none)."""
+    """The rows of an existing manifest.jsonl (empty when there is none); lines that are not rows are left out
+    (set_aside_unreadable moves them out of the file)."""
     try:
-        text = storage.read_bytes(uri).decode("utf-8")
+        return _split(storage.read_bytes(uri))[0]
     except storage.StorageError:
         return []
-    return _parse(text)
+
+
+def set_aside_unreadable(uri: str) -> Optional[str]:
+    """Move the lines of the manifest at `uri` that are not rows (a last row torn by a crash mid-write, a garbage
+    line) to a side file `manifest.jsonl.unreadable-<time>` next to it and rewrite the manifest with its rows only,
+    so the run can append to it; returns the one line that says so (None when every line was a row or there is no
+    manifest). The item whose row was lost is made again, or skipped by its output's presence, as any other."""
+    try:
+        data = storage.read_bytes(uri)
+    except storage.StorageError:
+        return None
+    rows, unreadable = _split(data)
+    if not unreadable:
+        return None
+    side = f"{uri}.unreadable-{time.strftime('%Y%m%dT%H%M%S')}"
+    storage.write_bytes(side, "".join(line + "\n" for line in unreadable).encode("utf-8"), content_type="text/plain")
+    storage.write_bytes(uri, "".join(json.dumps(row) + "\n" for row in rows).encode("utf-8"))
+    noun = "line" if len(unreadable) == 1 else "lines"
+    return (f"{uri}: {len(unreadable)} unreadable {noun} (a row torn by a crash mid-write, or not a row) set aside "
+            f"in {side}; the run goes on with the other {len(rows)}")
 
 
 class ManifestWriter:
@@ -73,6 +109,8 @@ class ManifestWriter:
             self._path = Path(uri)
             self._path.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(self._path, "a", encoding="utf-8")
+        if self._file.tell() and not self._path.read_bytes().endswith(b"\n"):
+            self._file.write("\n")  # a whole last row that lost its newline: the next row starts a line of its own
         self._uploaded_at = float("-inf")
 
     def _earlier_rows(self) -> bytes:

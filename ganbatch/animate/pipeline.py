@@ -8,10 +8,11 @@ stages (ganbatch.animate.stages):
     prepare (CPU tasks) -> generate (actor pool, one model per actor) -> encode (CPU tasks) -> driver
 
 sized by ganbatch.animate.resources (shown by --dry-run). The driver consumes the manifest rows as they stream,
-keeps one row per output (a retried item never doubles its row), appends each to the manifest (after its video is in
+keeps one row per item (a retried item never doubles its row), appends each to the manifest (after its video is in
 place), drives the progress bar and prints a summary with the start-up time. Worker deaths and lost nodes are Ray's
 to retry; transient storage faults are the storage layer's (`execution.storage_retry_seconds`). Should the stream
-itself stop, the items it had not finished get failed rows naming the reason and the manifest is still finalised.
+itself stop, or make no progress with no CPU free for its tasks (ganbatch.animate.watch, `execution.stall_seconds`),
+the items it had not finished get failed rows naming the reason and the manifest is still finalised.
 
 Ray: an existing cluster (`execution.address`, else `RAY_ADDRESS`), or a local Ray started and stopped with the run
 (see ganbatch.cluster.ray_session).
@@ -30,7 +31,7 @@ from ganbatch.io import storage
 from ganbatch.animate.gallery import write_gallery
 from ganbatch.animate.item import ItemSettings, describe_error
 from ganbatch.animate.lock import LOCK_NAME, claim_destination
-from ganbatch.animate.manifest import ManifestWriter, manifest_row, read_manifest_rows
+from ganbatch.animate.manifest import ManifestWriter, manifest_row, read_manifest_rows, set_aside_unreadable
 from ganbatch.animate.plan import (
     InputListing,
     PlanError,
@@ -44,11 +45,13 @@ from ganbatch.animate.plan import (
 from ganbatch.animate.preview import write_preview
 from ganbatch.animate.resources import ResourceError, StagePlan, plan_stages
 from ganbatch.animate.stages import GeneratorSpec, RunSpec, build_dataset
+from ganbatch.animate.watch import watched_rows
 from ganbatch.animate.targets import (
     NEUTRAL_AUS,
     Target,
     TargetError,
     check_condition,
+    check_landmark_range,
     load_targets,
     read_source_aus,
     source_aus_for,
@@ -94,6 +97,13 @@ class AnimateResult:
     stats: str = ""
     problems: list[str] = field(default_factory=list)
 
+    @property
+    def failure(self) -> str:
+        """Why the job failed, for the command's last line: how many videos, where their rows are, what to do."""
+        return (f"{self.failed} of {_count(self.succeeded + self.failed + self.skipped, 'video')} failed; the rows, "
+                f"each failure with its reason, are in {self.outputs['manifest']}; re-run to retry them (videos made "
+                "are skipped), or pass --allow-failures to accept partial results")
+
 
 @dataclass(frozen=True)
 class _Work:
@@ -120,7 +130,7 @@ class _Work:
 
 def _plan_work(job: AnimateJob, targets: list[Target]) -> _Work:
     out = worker_uri(job.out)
-    listing = find_inputs(job.inputs, job.recursive)
+    listing = find_inputs(job.inputs, job.recursive, destination=out)
     items = plan_items(listing, [t.label for t in targets], out, job.output.format)
     return _Work(targets, items, frozenset() if job.overwrite else frozenset(existing_outputs(out)), listing)
 
@@ -159,6 +169,7 @@ def _stage_plan(job: AnimateJob, targets: list[Target], todo: int, resources: di
     try:
         return plan_stages(job.execution, cpus=resources["CPU"], gpus=resources["GPU"],
                            cpu_nodes=resources["cpu_nodes"], node_cpus=resources["node_cpus"],
+                           largest_node_cpus=resources.get("largest_node_cpus"),
                            todo=max(1, todo),
                            frames_per_clip=_shortest_clip(targets, job.execution.batch_size))
     except ResourceError as error:
@@ -222,9 +233,11 @@ def plan_animate(job: AnimateJob) -> str:
     frames = _planned_frames(work)
     address = execution.address or os.environ.get("RAY_ADDRESS")
     if address:
-        ray_line = f"ray: cluster at {address}; stage sizes are set from its resources when the run starts"
-        stages = ["prepare (CPU tasks) -> generate (actor pool, one model per actor; one actor per GPU, else 1) -> "
-                  "encode (CPU tasks) -> driver (manifest)"]
+        with ray_session(address):  # connected only to read its resources (ClusterUnreachable: one line)
+            resources = cluster_resources()
+        ray_line = (f"ray: cluster at {address} ({resources['CPU']:g} CPUs on {resources['cpu_nodes']} node(s), "
+                    f"{resources['GPU']:g} GPUs now)")
+        stages = _stage_plan(job, work.targets, len(work.todo), resources).describe()
     else:
         resources = local_resources()
         ray_line = (f"ray: a local Ray, started and stopped with the command ({resources['CPU']:g} CPUs, "
@@ -283,6 +296,7 @@ def _prepare(job: AnimateJob) -> _Work:
             raise TargetError(f"source_aus applies to GANimation models; {job.model} is a {family.name} model")
         work = dataclasses.replace(_plan_work(job, targets), image_size=info.image_size or family.default_image_size,
                                    model_digest=info.digest)
+        check_landmark_range(targets, work.image_size)
         if job.source_aus:
             work = dataclasses.replace(work, items=_with_source_aus(work.items, job.source_aus))
         if work.todo:
@@ -302,7 +316,7 @@ def _summary(result: AnimateResult, manifest: str) -> str:
         startup = f"; start-up {result.startup:.1f} s (Ray)"
         if result.first_video is not None:
             startup += f", first video after {result.first_video:.1f} s"
-    lines = [f"animate: {total} videos: {result.succeeded} ok, {result.failed} failed, {result.skipped} skipped; "
+    lines = [f"animate: {_count(total, 'video')}: {result.succeeded} ok, {result.failed} failed, {result.skipped} skipped; "
              f"{result.frames} frames in {result.seconds:.1f} s{rate}{startup}; manifest {manifest}"]
     failures = [row for row in result.rows if row["status"] == "failed"]
     lines += [f"  failed: {row['input']} [{row['target']}]: {row['error']}" for row in failures[:LISTED_FAILURES]]
@@ -344,6 +358,12 @@ def run_animate(job: AnimateJob) -> AnimateResult:
     result = AnimateResult(ok=True, outputs={"out": job.out, "manifest": storage.join(job.out, job.manifest)})
     with storage.retry_budget(job.execution.storage_retry_seconds), claim_destination(out):
         _clean_destination(out)
+        try:
+            set_aside = set_aside_unreadable(manifest_uri)
+        except storage.StorageError as error:
+            raise AnimateError(f"cannot set aside the unreadable lines of the manifest: {error}") from None
+        if set_aside:
+            log.warning(set_aside)
         previous = read_manifest_rows(manifest_uri)
         try:
             manifest = ManifestWriter(manifest_uri)
@@ -374,7 +394,7 @@ def _write_gallery(job: AnimateJob, result: AnimateResult, out: str) -> None:
     rows = read_manifest_rows(storage.join(out, job.manifest)) or result.rows
     rate = f"{result.frames / result.seconds:.1f}" if result.seconds else "-"
     summary = {"model": job.model, "made": f"{result.succeeded} ok, {result.failed} failed, {result.skipped} skipped",
-               "time": f"{result.seconds:.1f} s", "frames/s": rate}
+               "processing time": f"{result.seconds:.1f} s", "frames/s": rate}
     try:
         page = write_gallery(rows, out, summary)
     except (storage.StorageError, OSError) as error:
@@ -404,14 +424,17 @@ def _run_on_ray(job: AnimateJob, work: _Work, manifest: ManifestWriter, result: 
         resources = cluster_resources()
         plan = _stage_plan(job, work.targets, len(work.todo), resources)
         log.info(_setup_line(job, plan, resources))
+        if plan.warning:
+            log.warning("animate: %s", plan.warning)
         for line in plan.describe():
             log.debug("stage %s", line)
         dataset = build_dataset(work.todo, _run_spec(job, work), plan)
         progress = Progress(len(work.todo), unit="videos", label="animate")
-        recorded: set[str] = set()
+        recorded: set[tuple] = set()
 
         def record(row: dict, model_seconds: float = 0.0, decision: str = "") -> None:
-            if row["output"] in recorded:
+            key = (row["input"], row["target"])  # not the output: every item refused at planning has none
+            if key in recorded:
                 return
             if result.first_video is None:
                 result.first_video = time.monotonic() - started
@@ -422,13 +445,14 @@ def _run_on_ray(job: AnimateJob, work: _Work, manifest: ManifestWriter, result: 
                     log.debug("runtime: %s", decision)
                 if row.get("runtime"):
                     log.info("generator: %s", row["runtime"])
-            recorded.add(row["output"])
+            recorded.add(key)
             manifest.append(row)
             result.rows.append(row)
             progress.update(frames=row["frames"] or 0, failed=row["status"] == "failed")
 
         try:
-            for streamed in dataset.iter_rows():
+            for streamed in watched_rows(dataset.iter_rows(), task_cpus=plan.task_cpus,
+                                         stall_seconds=job.execution.stall_seconds):
                 record(json.loads(streamed["row"]), streamed["model_seconds"], streamed["decision"])
             result.stats = dataset.stats()
         except Exception as error:  # noqa: BLE001 - whatever stopped the stream, the manifest is finalised

@@ -5,17 +5,20 @@ Inputs: a folder or `s3://` prefix (its images; with `recursive`, also those in 
 image file or object, or a list: a `.txt` file with one input per line (blank lines and `#` comments skipped) or a
 `.jsonl` file with one `{"input": ...}` object per line; relative entries are relative to the list's folder.
 Listings keep files with an image extension (IMAGE_SUFFIXES, any case); a file named explicitly is taken as it is.
+Local listings follow links to folders but enter each real folder once (storage.local_entries: a link loop is listed
+once, and a listing is bounded); a photo reached under several names is planned once; nothing below the destination
+is ever an input (when --out lies inside an input folder, its outputs are left out, in every format).
 
 Outputs: `DEST/{stem}__{target}.{ext}`, where `stem` keeps the image's sub-folders below its input folder, prefix or
 glob root (so recursive inputs are mirrored); `--format png` writes a folder `DEST/{stem}__{target}/` of frames.
 
 Outputs never leave the destination: a stem is normalised (`./` and repeated `/` dropped) and an input whose name
 would escape or is not portable (a `..` part, an absolute path, a drive letter, a backslash, a NUL or other control
-character) becomes an item with a `problem` (one failed row); `plan_items` also proves every local output path,
-after resolving symlinks, lies below the destination. Files of an input folder that are not taken (unsupported
+character, a name that is not valid UTF-8, a name too long for the destination) becomes an item with a `problem`
+(one failed row); `plan_items` also proves every local output path, after resolving symlinks, lies below the
+destination. Files of an input folder that are not taken (unsupported
 extension, broken link, not a regular file) are counted in `InputListing.skipped`.
 """
-import glob
 import json
 import os
 import posixpath
@@ -155,16 +158,9 @@ def _odd_entry(path: str) -> Optional[SkippedFile]:
     return SkippedFile(path, "broken link" if os.path.islink(path) else "not a regular file")
 
 
-def _odd_local_entries(folder: str, recursive: bool) -> list[SkippedFile]:
-    """Broken links and non-regular files in a local folder (hidden names skipped, as in storage.list_uris)."""
-    found = []
-    for parent, folders, names in os.walk(folder) if recursive else [(folder, [], os.listdir(folder))]:
-        folders[:] = [name for name in folders if not name.startswith(".")]
-        for name in names:
-            odd = None if name.startswith(".") else _odd_entry(os.path.join(parent, name))
-            if odd is not None:
-                found.append(odd)
-    return sorted(found, key=lambda file: file.uri)
+def _odd_local_entries(uri: str, recursive: bool) -> list[SkippedFile]:
+    """Broken links and non-regular files in a local folder or glob (hidden names skipped, as in storage.list_uris)."""
+    return [odd for odd in map(_odd_entry, storage.local_entries(uri, recursive=recursive)) if odd is not None]
 
 
 def _expand(uri: str, recursive: bool, from_list: Optional[str] = None) -> InputListing:
@@ -189,8 +185,11 @@ def _expand(uri: str, recursive: bool, from_list: Optional[str] = None) -> Input
         return InputListing([InputImage(uri, _stem(uri, None))])
     if _is_glob(uri):
         root = _glob_root(uri)
-        found, skipped = _partition(storage.list_uris(uri, recursive=recursive))
-        skipped += [odd for odd in map(_odd_entry, glob.glob(uri, recursive=recursive)) if odd is not None]
+        try:
+            found, skipped = _partition(storage.list_uris(uri, recursive=recursive))
+        except storage.StorageError as error:
+            raise PlanError(f"{where}: {error.reason}") from None
+        skipped += _odd_local_entries(uri, recursive)
     else:
         if not storage.is_s3(uri) and os.path.isfile(uri):
             return InputListing([InputImage(uri, _stem(uri, None))])
@@ -208,20 +207,57 @@ def _expand(uri: str, recursive: bool, from_list: Optional[str] = None) -> Input
     return InputListing([InputImage(found_uri, _stem(found_uri, root)) for found_uri in found], skipped)
 
 
-def find_inputs(inputs: list[str], recursive: bool) -> InputListing:
-    """Every image the job's inputs name, in the order given (listings sorted), each once; `.skipped` lists the
-    files of input folders, prefixes and globs that are not taken (see InputListing)."""
-    listing, seen, seen_skipped = InputListing(), set(), set()
+def _identity(uri: str) -> str:
+    """What makes two URIs one photo: the real path of a local file (links resolved), an S3 URI as it is."""
+    return uri if storage.is_s3(uri) else os.path.realpath(uri)
+
+
+def _inside(uri: str, folder: str) -> bool:
+    """Whether `uri` lies below `folder` (local: by real paths)."""
+    if storage.is_s3(uri) or storage.is_s3(folder):
+        return uri.startswith(folder.rstrip("/") + "/")
+    real_folder = os.path.realpath(folder)
+    return os.path.commonpath([real_folder, os.path.realpath(uri)]) == real_folder
+
+
+def find_inputs(inputs: list[str], recursive: bool, destination: Optional[str] = None) -> InputListing:
+    """Every image the job's inputs name, in the order given (listings sorted), each photo once: a file reached under
+    several names (links, two inputs) is taken under its own name where that was found, else the first, and its
+    other names are skipped files; `.skipped` lists the files of input folders, prefixes and globs that are not
+    taken (see InputListing). Nothing below `destination` is an input (the job's outputs, when --out lies inside an
+    input folder): it is one skipped entry."""
+    destination = worker_uri(destination) if destination else None
+    found, skipped, outputs_left_out = [], [], False
     for uri in inputs:
-        found = _expand(uri, recursive)
-        for image in found:
-            if image.uri not in seen:
-                seen.add(image.uri)
-                listing.append(image)
-        for file in found.skipped:
-            if file.uri not in seen_skipped:
-                seen_skipped.add(file.uri)
-                listing.skipped.append(file)
+        expanded = _expand(uri, recursive)
+        for image in expanded:
+            if destination and _inside(image.uri, destination):
+                outputs_left_out = True
+            else:
+                found.append(image)
+        skipped += [file for file in expanded.skipped if not (destination and _inside(file.uri, destination))]
+    chosen: dict[str, str] = {}  # identity -> the URI taken for it
+    for image in found:
+        identity = _identity(image.uri)
+        if identity not in chosen or (image.uri == identity and chosen[identity] != identity):
+            chosen[identity] = image.uri
+    listing, seen = InputListing(), set()
+    for image in found:
+        if image.uri in seen:
+            continue
+        seen.add(image.uri)
+        if chosen[_identity(image.uri)] == image.uri:
+            listing.append(image)
+        else:
+            listing.skipped.append(SkippedFile(image.uri, "same file as another input"))
+    for file in skipped:
+        if file.uri not in seen:
+            seen.add(file.uri)
+            listing.skipped.append(file)
+    if outputs_left_out:
+        listing.skipped.append(SkippedFile(destination, "the destination (--out), never an input"))
+    if not listing:
+        raise PlanError(f"the inputs name no images outside the destination {destination}")
     return listing
 
 
@@ -237,7 +273,9 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def printable(text: str) -> str:
-    """`text` with control characters (NUL, newlines...) escaped, for messages and manifest rows."""
+    """`text` with control characters (NUL, newlines...) and the bytes of a name that is not valid UTF-8 (which
+    Python holds as lone surrogates) escaped, for messages and manifest rows."""
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     return _CONTROL.sub(lambda match: match.group(0).encode("unicode_escape").decode("ascii"), text)
 
 
@@ -245,6 +283,10 @@ def safe_relative(name: str) -> str:
     """`name` as a normalised '/'-separated path that stays below the folder it is joined to ('./' and repeated
     '/' dropped); UnsafeNameError for '..' parts, absolute paths, drive letters, backslashes, control characters
     (NUL included) and names that are empty once normalised."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UnsafeNameError("the file name is not valid UTF-8 (rename it)") from None
     if _CONTROL.search(name):
         raise UnsafeNameError("it holds a control character (such as NUL or a newline)")
     if "\\" in name:
@@ -269,6 +311,28 @@ def output_relative(stem: str, label: str, format: str) -> str:
         raise UnsafeNameError("the target label holds a '/'")
     safe_relative(name)
     return name if format == "png" else f"{name}.{format}"
+
+
+NAME_MAX = 255  # bytes of one file name on the usual file systems (ext4, xfs, btrfs, APFS, NTFS in UTF-16 units)
+S3_KEY_MAX = 1024  # bytes of an S3 key
+_TEMPORARY_EXTRA = len(".") + len(".tmp-01234567")  # what atomic_local_path adds to a name while writing it
+
+
+def check_name_lengths(out: str, relative: str) -> None:
+    """UnsafeNameError when an output's path below `out` is too long for the destination: an S3 key over
+    S3_KEY_MAX bytes, or a local name (its temporary included) over NAME_MAX."""
+    if storage.is_s3(out):
+        key = storage.join(out, relative).removeprefix("s3://").split("/", 1)[-1]
+        if len(key.encode("utf-8")) > S3_KEY_MAX:
+            raise UnsafeNameError(f"its output key would be {len(key.encode('utf-8'))} bytes, over S3's "
+                                  f"{S3_KEY_MAX}")
+        return
+    limit = NAME_MAX - _TEMPORARY_EXTRA
+    for part in relative.split("/"):
+        if len(part.encode("utf-8")) > limit:
+            raise UnsafeNameError(f"its output name {part[:24]!r}... would be {len(part.encode('utf-8'))} bytes, "
+                                  f"over the {limit} a name may have here (file systems allow {NAME_MAX}, less "
+                                  "the temporary name's suffix); shorten the file name")
 
 
 def worker_uri(uri: str) -> str:
@@ -319,13 +383,14 @@ def plan_items(images: list[InputImage], labels: list[str], out: str, format: st
         for index, label in enumerate(labels):
             try:
                 relative = output_relative(image.stem, label, format)
+                check_name_lengths(out, relative)
                 if not inside_destination(out, relative):
                     raise UnsafeNameError("its output would lie outside the destination (a symbolic link below it "
                                           "points elsewhere)")
             except UnsafeNameError as error:
                 problem = (f"{printable(image.uri)}: not animated: its name below the input "
                            f"('{printable(image.stem)}') cannot name an output: {error}")
-                items.append(WorkItem(image.uri, "", "", index, label, problem=problem))
+                items.append(WorkItem(printable(image.uri), "", "", index, label, problem=problem))
                 continue
             if relative in owners:
                 raise PlanError(f"{owners[relative]} and {image.uri} would both be written to "

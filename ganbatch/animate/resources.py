@@ -11,7 +11,9 @@ Defaults that need no tuning:
   actors of its node), not its reservation: Ray's CPU counts are for scheduling, the cores are shared anyway;
 - prepare and encode tasks ask for half a CPU each (a quarter of the machine on one with under 2 CPUs).
 
-An explicit `cpus_per_worker` is both the actor's reservation and its torch threads (its whole CPUs).
+An explicit `cpus_per_worker` is both the actor's reservation and its torch threads (its whole CPUs); when the loss
+of the largest node would leave the actors all the CPUs (no room for a prepare or encode task), the plan's `warning`
+says so (shown by --dry-run and at the start of the run).
 """
 import math
 from dataclasses import dataclass
@@ -41,6 +43,7 @@ class StagePlan:
     task_cpus: float
     clips_per_call: int
     batch_size: int
+    warning: Optional[str] = None  # explicit reservations the loss of the largest node would leave no room for
 
     def describe(self) -> list[str]:
         """The stage structure and each stage's resources, one line per stage (for --dry-run and the log)."""
@@ -54,14 +57,29 @@ class StagePlan:
             f"up to {self.batch_size} frames of {self.clips_per_call} clip(s) per forward pass",
             f"encode: CPU tasks of {self.task_cpus:g} CPU (layout, paste-back, ffmpeg, atomic write or upload)",
             "driver: manifest rows as videos finish, progress, summary",
+            *([f"warning: {self.warning}"] if self.warning else []),
         ]
 
 
+def _loss_warning(workers: int, generator_cpus: float, task_cpus: float, cpus: float, cpu_nodes: int,
+                  largest_node_cpus: float) -> Optional[str]:
+    """Why explicit reservations would stall the stream once the largest node is lost (None when they would not, or
+    on one node, whose loss ends the run anyway): the actors restart on what is left and may hold all of it."""
+    left = cpus - largest_node_cpus
+    if cpu_nodes < 2 or left - workers * generator_cpus >= 2 * task_cpus - 1e-9:
+        return None
+    return (f"{workers} workers x {generator_cpus:g} CPUs (set explicitly) cannot survive the loss of the largest node "
+            f"({largest_node_cpus:g} CPUs): the {left:g} CPUs left would go to the generator actors, leaving no room "
+            f"for the prepare and encode tasks ({task_cpus:g} CPU each), and the run would stop with its items left "
+            "failed (execution.stall_seconds); use fewer workers or CPUs per worker, or leave them unset")
+
+
 def plan_stages(execution: AnimateExecution, *, cpus: float, gpus: float, cpu_nodes: int, node_cpus: float,
-                todo: int, frames_per_clip: int) -> StagePlan:
-    """The StagePlan for a cluster of `cpus` CPUs (on `cpu_nodes` nodes, the smallest with `node_cpus`) and `gpus`
-    GPUs and `todo` items whose shortest clip has `frames_per_clip` frames; ResourceError when it cannot be placed
-    (see the module doc)."""
+                todo: int, frames_per_clip: int, largest_node_cpus: Optional[float] = None) -> StagePlan:
+    """The StagePlan for a cluster of `cpus` CPUs (on `cpu_nodes` nodes, the smallest with `node_cpus`, the largest
+    with `largest_node_cpus`) and `gpus` GPUs and `todo` items whose shortest clip has `frames_per_clip` frames;
+    ResourceError when it cannot be placed (see the module doc); its `warning` names explicit reservations that
+    the loss of the largest node would leave no room for."""
     gpu_share = execution.gpus_per_worker if execution.gpus_per_worker is not None else float(gpus > 0)
     if gpu_share > gpus:
         raise ResourceError(f"workers ask for {gpu_share:g} GPUs each, the cluster has {gpus:g}")
@@ -85,7 +103,12 @@ def plan_stages(execution: AnimateExecution, *, cpus: float, gpus: float, cpu_no
                             f"{cpus:g} CPUs; use at most {most} workers" +
                             (" or fewer --cpus-per-worker" if execution.cpus_per_worker is not None else ""))
     threads = max(1, int(execution.cpus_per_worker)) if execution.cpus_per_worker is not None else None
+    warning = None
+    if execution.cpus_per_worker is not None and not gpu_share:
+        warning = _loss_warning(workers, generator_cpus, task_cpus, cpus, cpu_nodes,
+                                node_cpus if largest_node_cpus is None else largest_node_cpus)
     return StagePlan(
         workers=workers, generator_cpus=round(generator_cpus, 3), generator_gpus=gpu_share, threads=threads,
         actors_per_node=math.ceil(workers / max(1, cpu_nodes)), task_cpus=task_cpus,
-        clips_per_call=max(1, execution.batch_size // max(1, frames_per_clip)), batch_size=execution.batch_size)
+        clips_per_call=max(1, execution.batch_size // max(1, frames_per_clip)), batch_size=execution.batch_size,
+        warning=warning)

@@ -10,6 +10,7 @@ Driving videos are read separately (`with_driving_landmarks`), as finding their 
 """
 import abc
 import dataclasses
+import logging
 import os
 import posixpath
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ import yaml
 
 from ganbatch import safe_yaml
 from ganbatch.io import storage
-from ganbatch.io.video import open_video
+from ganbatch.io.video import missing_frames, open_video
 from ganbatch.faces import largest_face
 from ganbatch.jobs.animate import TargetSpec
 from ganbatch.jobs.keyframes import schedule_from_dict
@@ -38,10 +39,13 @@ from ganbatch.targets import (
     read_openface_csv,
     to_gannotation66,
 )
+from ganbatch.targets.aus import aus_problem
 
 DEFAULT_DURATION = 2.0
 TIMING_FIELDS = ("fps", "duration", "frames", "pingpong", "input_first")
 NEUTRAL_AUS = np.zeros(NUM_AUS, np.float32)
+
+log = logging.getLogger(__name__)
 
 
 class TargetError(ValueError):
@@ -54,7 +58,13 @@ class Target(abc.ABC):
 
     label: str
     spec: TargetSpec
+    problem: Optional[str] = dataclasses.field(default=None, kw_only=True)  # why its items cannot be made
     needs_source_landmarks: ClassVar[bool] = False
+
+    def check_usable(self) -> None:
+        """TargetError with `problem` when the target file's values cannot drive a video (each item fails alone)."""
+        if self.problem:
+            raise TargetError(self.problem)
 
     @property
     @abc.abstractmethod
@@ -79,6 +89,7 @@ class ExpressionTarget(Target):
         return "aus"
 
     def schedule(self, source_aus, source_landmarks=None):
+        self.check_usable()
         end = apply_aus(source_aus if self.preset_aus is None else self.preset_aus, dict(self.aus))
         spec = self.spec
         duration = DEFAULT_DURATION if spec.duration is None and spec.frames is None else spec.duration
@@ -121,6 +132,7 @@ class SequenceTarget(Target):
         return "aus" if self.values.shape[1:] == (NUM_AUS,) else "landmarks"
 
     def schedule(self, source_aus, source_landmarks=None):
+        self.check_usable()
         return sequence_schedule(self.values, self.spec)
 
 
@@ -223,11 +235,14 @@ def _csv_targets(spec: TargetSpec) -> list[Target]:
         raise TargetError(f"{spec.aus_csv}: {error}") from None
     if len(table) == 0:
         raise TargetError(f"{spec.aus_csv}: no rows")
+    problems = [None if problem is None else f"{spec.aus_csv}, line {line}: {problem}"
+                for line, problem in zip(table.lines, map(aus_problem, table.aus))]
     if spec.aus_csv_mode == "path":
-        return [SequenceTarget(spec.label, spec, values=table.aus)]
+        return [SequenceTarget(spec.label, spec, values=table.aus,
+                               problem=next((problem for problem in problems if problem), None))]
     names = table.names or tuple(str(index) for index in range(len(table)))
-    return [ExpressionTarget(f"{spec.label}-{os.path.splitext(name)[0]}", spec, preset_aus=row)
-            for name, row in zip(names, table.aus)]
+    return [ExpressionTarget(f"{spec.label}-{os.path.splitext(name)[0]}", spec, preset_aus=row, problem=problem)
+            for name, row, problem in zip(names, table.aus, problems)]
 
 
 def _expression_target(spec: TargetSpec) -> ExpressionTarget:
@@ -254,7 +269,9 @@ def load_targets(specs: list[TargetSpec]) -> list[Target]:
         else:
             targets.append(_expression_target(spec))
     for target in targets:  # catch bad timing or keyframes now, not once per face
-        if not target.needs_source_landmarks:
+        if target.problem:
+            log.warning("target '%s': %s; its videos will fail", target.label, target.problem)
+        elif not target.needs_source_landmarks:
             try:
                 target.schedule(NEUTRAL_AUS)
             except (ScheduleError, AUError) as error:
@@ -264,6 +281,33 @@ def load_targets(specs: list[TargetSpec]) -> list[Target]:
     if repeated:
         raise TargetError(f"targets need distinct names; repeated: {', '.join(repeated)}")
     return targets
+
+
+LANDMARK_MARGIN = 1.0  # how far landmark targets may lie outside the crop, in crop sizes
+
+
+def check_landmark_range(targets: list[Target], image_size: int) -> None:
+    """TargetError naming the file for landmark targets (GANnotation points, in the crop's pixels) that lie more
+    than LANDMARK_MARGIN crop sizes outside the `image_size` crop: a unit or layout mistake (a 1e30 was accepted and
+    drew nothing)."""
+    low, high = -LANDMARK_MARGIN * image_size, (1 + LANDMARK_MARGIN) * image_size
+    for target in targets:
+        if isinstance(target, SequenceTarget) and target.condition == "landmarks":
+            sets, where = target.values, target.spec.landmarks or f"target '{target.label}'"
+        elif isinstance(target, KeyframeTarget) and target.condition == "landmarks":
+            sets = [np.asarray(keyframe["landmarks"], np.float64) for keyframe in target.schedule_spec["keyframes"]
+                    if "landmarks" in keyframe]
+            where = target.spec.keyframes if isinstance(target.spec.keyframes, str) else f"target '{target.label}'"
+        else:
+            continue
+        for frame, points in enumerate(sets, start=1):
+            outside = np.argwhere(~((np.asarray(points) >= low) & (np.asarray(points) <= high)))
+            if len(outside):
+                point, axis = outside[0]
+                value = np.asarray(points)[point, axis]
+                raise TargetError(f"{where}: landmark {'xy'[axis]} = {value:g} (frame {frame}, point {point + 1}) "
+                                  f"lies outside the {image_size}-px crop by more than its size (allowed "
+                                  f"{low:g}..{high:g}); landmark targets are in the crop's pixels")
 
 
 def check_condition(targets: list[Target], family_name: str, condition: str, model: str) -> None:
@@ -285,7 +329,7 @@ def driving_landmarks(uri: str, detector) -> np.ndarray:
     """
     points = []
     try:
-        with storage.local_copy(uri) as path, open_video(path) as (_, frames):
+        with storage.local_copy(uri) as path, open_video(path) as (meta, frames):
             for frame in frames:
                 face = largest_face(detector.detect(frame))
                 if face is not None and face.landmarks is None:
@@ -294,6 +338,9 @@ def driving_landmarks(uri: str, detector) -> np.ndarray:
                 points.append(None if face is None else to_gannotation66(face.landmarks))
     except (storage.StorageError, OSError, RuntimeError) as error:
         raise TargetError(f"{uri}: cannot read the driving video ({error})") from None
+    short = missing_frames(meta, len(points))
+    if short:  # a shared target cut short would make every video short: an error before any work, not N warnings
+        raise TargetError(f"{uri}: {short}")
     found = [index for index, value in enumerate(points) if value is not None]
     if not found:
         raise TargetError(f"{uri}: no face found in any of its {len(points)} frames")

@@ -128,7 +128,8 @@ def execute(loaded: LoadedJob, dry_run: bool) -> None:
     for key, value in result.outputs.items():
         click.echo(redact(f"{key}: {value}"))
     if not result.ok:
-        raise JobFailed(f"the {loaded.job.kind} job failed")
+        failure = getattr(result, "failure", "")  # optional too: what failed, where it is recorded, what to do
+        raise JobFailed(f"the {loaded.job.kind} job failed" + (f": {redact(failure)}" if failure else ""))
 
 
 def run_command(ctx: click.Context, kind: str, flags: FlagMap) -> None:

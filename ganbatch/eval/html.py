@@ -15,7 +15,9 @@ import numpy as np
 from ganbatch.io import storage
 from ganbatch.eval.report import SMOOTHNESS_ROWS, SUMMARY_ROWS
 
-MODEL_COLOUR, COPY_COLOUR, TRUTH_COLOUR = "#3465a4", "#babdb6", "#cc7a00"
+MODEL_COLOUR, COPY_COLOUR = "#3465a4", "#babdb6"
+# the smoothness chart's targets (Tango palette: distinct hues, readable on white)
+TARGET_COLOURS = ("#3465a4", "#cc0000", "#4e9a06", "#75507b", "#c17d11", "#06989a", "#ce5c00", "#555753")
 STRIP_IDENTITIES = 2
 CURVE_IDENTITIES = 3
 
@@ -59,8 +61,9 @@ def _chart_frame(width: int, height: int, left: float, bottom: float, plot_h: fl
 
 
 def line_chart(curves: dict[str, list[float]], colours: list[str], *, x_label: str, width: int = 760,
-               height: int = 220) -> str:
-    """Polylines over a shared x axis (the index of each value) as an SVG element, with a legend."""
+               height: int = 220, dashed: frozenset[str] = frozenset()) -> str:
+    """Polylines over a shared x axis (the index of each value) as an SVG element, with a legend; the curves named
+    in `dashed` are drawn dashed (legend too), so that two curves of one colour can be told apart."""
     top = max((max(values) for values in curves.values() if values), default=1.0) or 1.0
     count = max((len(values) for values in curves.values()), default=2)
     legend = 16 * ((len(curves) + 1) // 2)  # two legend entries per row
@@ -69,11 +72,12 @@ def line_chart(curves: dict[str, list[float]], colours: list[str], *, x_label: s
     for j, (name, values) in enumerate(curves.items()):
         points = " ".join(f"{left + plot_w * i / max(count - 1, 1):.1f},{height - bottom - plot_h * v / top:.1f}"
                           for i, v in enumerate(values))
-        parts.append(f'<polyline class="curve" points="{points}" fill="none" stroke="{colours[j % len(colours)]}" '
-                     f'stroke-width="2"><title>{_escape(name)}</title></polyline>')
+        colour, dash = colours[j % len(colours)], ' stroke-dasharray="6 3"' if name in dashed else ""
+        parts.append(f'<polyline class="curve" points="{points}" fill="none" stroke="{colour}" '
+                     f'stroke-width="2"{dash}><title>{_escape(name)}</title></polyline>')
         x, y = left + (j % 2) * 340, height - legend + 16 * (j // 2)
-        parts.append(f'<rect x="{x}" y="{y}" width="10" height="10" fill="{colours[j % len(colours)]}"/>'
-                     f'<text x="{x + 14}" y="{y + 9}" font-size="11">{_escape(name)}</text>')
+        parts.append(f'<line x1="{x - 6}" x2="{x + 12}" y1="{y + 5}" y2="{y + 5}" stroke="{colour}" '
+                     f'stroke-width="2"{dash}/><text x="{x + 16}" y="{y + 9}" font-size="11">{_escape(name)}</text>')
     parts.append(f'<text x="{left + plot_w / 2}" y="{height - bottom + 16}" text-anchor="middle" '
                  f'font-size="11">{_escape(x_label)}</text>')
     return "".join(parts) + "</svg>"
@@ -148,10 +152,14 @@ def render_report_page(report: dict, material: dict | None = None) -> str:
         f"<h2>Smoothness</h2><table><tr><th></th><th>model</th><th>ground truth</th></tr>{rows_smooth}</table>",
     ]
     if material:
-        colours = [MODEL_COLOUR, TRUTH_COLOUR]
+        curves = material["curves"]
+        targets = list(dict.fromkeys(name.rsplit("-> ", 1)[-1] for name in curves))  # a colour per target
+        colours = [TARGET_COLOURS[targets.index(name.rsplit("-> ", 1)[-1]) % len(TARGET_COLOURS)] for name in curves]
         sections.append("<p>frame-to-frame change (mean absolute pixel difference, 0-255) along an interpolated "
-                        "clip; a smooth animation changes evenly</p>"
-                        + line_chart(material["curves"], colours, x_label="frame step"))
+                        "clip, one colour per target: the model solid, the ground truth dashed; a smooth animation "
+                        "changes evenly</p>"
+                        + line_chart(curves, colours, x_label="frame step",
+                                     dashed=frozenset(name for name in curves if name.startswith("ground truth"))))
         strips = "".join(f'<img class="strip" src="{strip}" alt="sample strip {i + 1}">'
                          for i, strip in enumerate(material["strips"]))
         sections.append(f"<h2>Samples</h2><p>top: the input, then the model's frame for each of "

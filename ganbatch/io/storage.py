@@ -23,7 +23,7 @@ Naming (`is_s3`, `join`, `absolute`, `StorageError`) and atomic local writes (`a
 from __future__ import annotations
 
 import contextlib
-import glob
+import fnmatch
 import logging
 import mimetypes
 import os
@@ -52,12 +52,15 @@ from ganbatch.io import uris
 from ganbatch.io.atomic import atomic_local_path, is_temporary, remove
 from ganbatch.io.uris import StorageError, absolute, basename, existing_local_path, is_s3, join
 
-__all__ = ["RETRY_SECONDS", "StorageError", "absolute", "atomic_local_path", "download_file", "exists",
-           "guess_content_type", "is_s3", "is_transient", "join", "list_uris", "local_copy", "pyarrow_filesystem",
-           "read_bytes", "remove_stale_temporaries", "retry_budget", "retry_seconds", "s3_client", "upload_file",
-           "write_bytes"]
+__all__ = ["MAX_LISTED", "RETRY_SECONDS", "StorageError", "absolute", "atomic_local_path", "download_file", "exists",
+           "guess_content_type", "is_s3", "is_transient", "join", "list_uris", "local_copy", "local_entries",
+           "pyarrow_filesystem", "read_bytes", "remove_stale_temporaries", "retry_budget", "retry_seconds",
+           "s3_client", "upload_file", "write_bytes"]
 
 log = logging.getLogger(__name__)
+
+_GLOB_CHARS = "*?["
+MAX_LISTED = 200_000  # entries one local listing may look through (a glob or folder far wider than meant)
 
 RETRY_SECONDS = 120.0  # default total time a whole-object S3 operation is retried through transient faults
 _CONNECT_TIMEOUT = 10.0
@@ -294,14 +297,69 @@ def local_copy(uri: str | os.PathLike) -> Iterator[Path]:
 
 def _list_local(uri: str | os.PathLike, recursive: bool) -> list[str]:
     path = str(uris.local_path(uri))
-    if any(char in path for char in "*?["):
-        return [p for p in glob.glob(path, recursive=recursive) if os.path.isfile(p)]
-    folder = Path(path)
-    if not folder.is_dir():
-        raise StorageError(str(uri), "not found (no such folder)" if not folder.exists() else "not a folder")
+    if not any(char in path for char in _GLOB_CHARS):
+        folder = Path(path)
+        if not folder.is_dir():
+            raise StorageError(str(uri), "not found (no such folder)" if not folder.exists() else "not a folder")
     with _storage_errors(uri):
-        entries = folder.rglob("*") if recursive else folder.iterdir()
-        return [str(p) for p in entries if p.is_file()]
+        return [entry for entry in local_entries(path, recursive=recursive) if os.path.isfile(entry)]
+
+
+def local_entries(path: str | os.PathLike, *, recursive: bool = False) -> list[str]:
+    """Every entry that is not a folder (files, broken links, FIFOs...) in a local folder or matching a local glob,
+    hidden names and hidden folders left out; `recursive` descends into sub-folders (and lets `**` match across
+    folders in a glob).
+
+    Symbolic links to folders are followed, but each real folder is entered once, so a link loop (`loop -> .`) or
+    two links to one folder list its files once. StorageError when the walk meets more than `MAX_LISTED` entries
+    (a glob or folder far wider than meant). The standard library's glob follows links without end (a loop hangs
+    it), hence this walk: os.walk pruned by real path, with glob's matching per path part (fnmatch).
+    """
+    path = os.fspath(path)
+    parts = path.split(os.sep)
+    wild = next((i for i, part in enumerate(parts) if any(char in part for char in _GLOB_CHARS)), None)
+    if wild is None:
+        root, pattern = path, None
+        depth = None if recursive else 1
+    else:  # a relative glob starting with a wildcard (`*.png`) is looked for here
+        root, pattern = (os.sep.join(parts[:wild]) or os.sep) if wild else os.curdir, parts[wild:]
+        depth = None if recursive and "**" in pattern else len(pattern)
+    found, visited, seen = [], 0, set()
+    for parent, folders, names in os.walk(root, followlinks=True):
+        real = os.path.realpath(parent)
+        relative = os.path.relpath(parent, root)
+        level = 0 if relative == "." else relative.count(os.sep) + 1
+        if real in seen:
+            folders[:] = []
+            continue
+        seen.add(real)
+        visited += len(folders) + len(names)
+        if visited > MAX_LISTED:
+            raise StorageError(path, f"more than {MAX_LISTED} files and folders to look through; name a narrower "
+                                     "folder or glob")
+        # real folders before links to them, so a folder is listed under its own name where it can be
+        folders[:] = sorted((name for name in folders if not name.startswith(".")
+                             and os.path.realpath(os.path.join(parent, name)) not in seen),
+                            key=lambda name: os.path.islink(os.path.join(parent, name)))
+        if depth is not None and level + 1 >= depth:
+            folders[:] = []
+        for name in names:
+            entry = os.path.join(parent, name) if root != os.curdir else os.path.relpath(os.path.join(parent, name))
+            if name.startswith("."):
+                continue
+            if pattern is None or _glob_match(os.path.relpath(entry, root).split(os.sep), pattern, recursive):
+                found.append(entry)
+    return sorted(found)
+
+
+def _glob_match(parts: list[str], pattern: list[str], recursive: bool) -> bool:
+    """Whether path parts match glob pattern parts (`**` matches any number of parts when recursive, else one)."""
+    if not pattern:
+        return not parts
+    head, rest = pattern[0], pattern[1:]
+    if head == "**" and recursive:
+        return any(_glob_match(parts[skip:], rest, recursive) for skip in range(len(parts) + 1))
+    return bool(parts) and fnmatch.fnmatchcase(parts[0], head) and _glob_match(parts[1:], rest, recursive)
 
 
 def _list_s3(uri: str, recursive: bool) -> list[str]:

@@ -171,6 +171,17 @@ def open_video(path: str | os.PathLike) -> Iterator[tuple[dict, Iterator[np.ndar
         reader.close()
 
 
+def missing_frames(meta: dict, decoded: int) -> str | None:
+    """Why a video whose frames were decoded falls short of its header (duration x fps), e.g. a file cut short by a
+    partial download; None when the count matches (within 5 %, at least 2 frames) or the header gives no length."""
+    duration, fps = meta.get("duration") or 0, meta.get("fps") or 0
+    expected = round(duration * fps) if duration > 0 and fps > 0 else 0
+    if not expected or decoded >= expected - max(2, round(0.05 * expected)):
+        return None
+    return (f"only {decoded} of its {expected} frames could be decoded (its header says {duration:g} s at {fps:g} fps):"
+            " the file is cut short or damaged; download or re-encode it again")
+
+
 def read_video(uri: str) -> np.ndarray:
     """The uint8 (T, H, W, 3) frames of a video file or of a folder/prefix of numbered PNG frames (local or s3://)."""
     from ganbatch.io import storage  # the cloud stack only to read (encoding and layouts need none)

@@ -129,8 +129,9 @@ class TargetSpec(StrictModel):
         None, description="GANnotation driving landmarks (.txt/.npy, 68 or 66 points per frame), in the pixel frame "
                           "of the model's face crop")
     driving_video: Optional[Uri] = Field(
-        None, description="video whose per-frame landmarks (found with crop.backend) drive the face: their motion "
-                          "relative to the video's first frame moves the source face's own landmarks")
+        None, description="video whose per-frame landmarks (found by the face detector, --detector) drive the "
+                          "face: their motion relative to the video's first frame moves the source face's own "
+                          "landmarks")
     fps: float = Field(25.0, gt=0, le=240, description="frames per second of the video")
     duration: Optional[float] = Field(
         None, gt=0, le=MAX_DURATION, description="seconds; default 2.0 for expressions, the last keyframe for keyframes, every row or "
@@ -248,6 +249,10 @@ class AnimateExecution(Execution):
     storage_retry_seconds: float = Field(
         120.0, ge=0, le=3600, description="total seconds an S3 read or write is retried through transient faults "
                                           "(connection lost, 5xx, throttling) before its item fails")
+    stall_seconds: float = Field(
+        300.0, ge=5, le=86400, description="seconds the stream may go without a finished video while no CPU is free "
+                                           "for its prepare and encode tasks (e.g. after a node was lost) before the "
+                                           "items left are failed with the reason")
 
 
 class AnimateJob(StrictModel):

@@ -11,9 +11,10 @@ _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
 class StrictModel(BaseModel):
-    """A schema node that rejects unknown keys and re-validates on assignment."""
+    """A schema node that rejects unknown keys, re-validates on assignment and takes finite numbers only (NaN and
+    infinity pass every bound check, as comparisons with NaN are false, and reached the renderer as black frames)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 def check_uri(value: str) -> str:

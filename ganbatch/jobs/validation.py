@@ -119,6 +119,8 @@ def _message(item: _Located, data: Any, schema: Any) -> str:
         return _unknown_key_message(item.path, data, schema)
     if error_type == "missing":
         return "missing required key"
+    if error_type == "finite_number":
+        return "must be a finite number (not NaN or infinity)"
     if error_type == "union_tag_not_found":
         discriminator = item.path[-1]
         tags = [str(model.model_fields[discriminator].default) for model in _models_at(schema, data, item.path[:-1])]

@@ -4,6 +4,8 @@ Two kinds of entry, each named by the SHA-256 of its key (a JSON object):
 - artifacts/<hash>/: an exported model (ONNX file or OpenVINO IR folder, `model` inside) with `entry.json` (its
   key, size and when it was made); key: the model's identity, the export format and precision, the versions of the
   packages that made it. Built once, read by every later run that needs it.
+- checked/<hash>.json: that a checkpoint file of these bytes (its SHA-256) was loaded here and its tensors matched
+  the digest it records, so later opens read its header only (`runtimes.source`).
 - decisions/<hash>.json: what auto chose for a model on a machine (engine, precision, the artifact it opens) with
   every candidate's measured speed and gate figures; key: the model's identity, the device (CPU capability and
   flags, or the GPU's name), the engines' versions, the batch size and threads.
@@ -144,9 +146,8 @@ class RuntimeCache:
 
     # --------------------------------------------------------------------------------------------- decisions
 
-    def decision(self, key: dict) -> dict | None:
-        """The decision stored for key, or None (a missing or unreadable one; an unreadable one is removed)."""
-        path = self._folder("decisions") / f"{key_hash(key)}.json"
+    def _read(self, kind: str, key: dict) -> dict | None:
+        path = self._folder(kind) / f"{key_hash(key)}.json"
         try:
             stored = json.loads(path.read_text())
             if stored["key"] != json.loads(json.dumps(key)):
@@ -158,17 +159,32 @@ class RuntimeCache:
             path.unlink(missing_ok=True)
             return None
 
-    def store_decision(self, key: dict, decision: dict) -> None:
-        """Keep decision for key (written whole: a temporary file, then renamed)."""
-        folder = self._folder("decisions")
+    def _write(self, kind: str, key: dict, content: dict) -> None:
+        folder = self._folder(kind)
         name = key_hash(key)
         with tempfile.NamedTemporaryFile("w", dir=folder, prefix=f".{name}-", suffix=".tmp", delete=False) as tmp:
-            json.dump({"key": key, "decision": decision, "made": time.time()}, tmp)
+            json.dump({"key": key, "decision": content, "made": time.time()}, tmp)
         os.replace(tmp.name, folder / f"{name}.json")
+
+    def decision(self, key: dict) -> dict | None:
+        """The decision stored for key, or None (a missing or unreadable one; an unreadable one is removed)."""
+        return self._read("decisions", key)
+
+    def store_decision(self, key: dict, decision: dict) -> None:
+        """Keep decision for key (written whole: a temporary file, then renamed)."""
+        self._write("decisions", key, decision)
 
     def discard_decision(self, key: dict) -> None:
         """Remove the decision for key."""
         (self._folder("decisions") / f"{key_hash(key)}.json").unlink(missing_ok=True)
+
+    def checked(self, file_sha256: str, digest: str) -> bool:
+        """Whether a file of these bytes was loaded here and found to hold tensors of this digest."""
+        return self._read("checked", {"file": file_sha256, "digest": digest}) is not None
+
+    def note_checked(self, file_sha256: str, digest: str) -> None:
+        """Note that a file of these bytes holds tensors of this digest (checked by loading it)."""
+        self._write("checked", {"file": file_sha256, "digest": digest}, {"checked": True})
 
     # ----------------------------------------------------------------------------------------- size, listing
 
@@ -217,6 +233,6 @@ class RuntimeCache:
     def clear(self) -> int:
         """Remove every entry and compiled model; the bytes freed."""
         freed = self.size()
-        for kind in ("artifacts", "decisions", "compiled"):
+        for kind in ("artifacts", "decisions", "checked", "compiled"):
             _remove(self.root / kind)
         return freed

@@ -30,7 +30,8 @@ def open_runtime(model_uri: str, *, runtime: str = "auto", device="cpu", precisi
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
     device = torch.device(device)
-    with open_source(model_uri, trust_pickle=trust_pickle) as source:
+    cache = cache or RuntimeCache()
+    with open_source(model_uri, trust_pickle=trust_pickle, cache=cache) as source:
         if runtime == "auto":
             from ganbatch.runtimes.auto import choose_runtime
 

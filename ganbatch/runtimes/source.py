@@ -1,5 +1,12 @@
 """A model URI opened before choosing how to run it: what it is (read from its header, not its weights), its
-identity on this machine, and its generator or exported file when an engine needs them."""
+identity on this machine, and its generator or exported file when an engine needs them.
+
+Integrity without reading the weights every time: an own checkpoint records its tensors' SHA-256, which loading
+checks (`models.checkpoint`). The first time a file is opened on a machine its tensors are loaded and checked once,
+and the runtime cache notes that this file (by its own SHA-256, a fast read of its bytes) holds those tensors;
+later opens of the same bytes hash the file and read only its header. A changed or corrupt file is a new file: it is
+loaded and checked again, and fails with CheckpointIntegrityError before anything runs.
+"""
 from __future__ import annotations
 
 import contextlib
@@ -15,6 +22,7 @@ from ganbatch.models.checkpoint import GeneratorInfo, load_generator, read_heade
 from ganbatch.models.export import IR_CONFIG, IR_MODEL, IR_WEIGHTS, exported_kind, read_exported_info
 from ganbatch.models.locate import ModelNotFoundError, local_model_file, resolve_model_uri
 from ganbatch.models.networks import AttentionGenerator
+from ganbatch.runtimes.cache import RuntimeCache
 
 _CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 
@@ -53,13 +61,26 @@ class ModelSource:
         file(s) (published layouts and exported models record none)."""
         if self.kind == "checkpoint" and self.info.digest:
             return f"tensors:{self.info.digest}"
-        digest = hashlib.sha256()
         files = [self.path] if self.path.is_file() else [self.path / IR_MODEL, self.path / IR_WEIGHTS]
-        for file in files:
-            with open(file, "rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
-        return f"file:{digest.hexdigest()}"
+        return f"file:{_sha256(*files)}"
+
+
+def _sha256(*files: Path) -> str:
+    digest = hashlib.sha256()
+    for file in files:
+        with open(file, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def _checked(source: ModelSource, cache: RuntimeCache) -> None:
+    """Load source's generator once to check its tensors against its recorded digest, unless the cache notes that
+    these very bytes were checked here before (see the module doc)."""
+    file_digest = _sha256(source.path)
+    if not cache.checked(file_digest, source.info.digest):
+        source.generator  # noqa: B018 - loads it: CheckpointIntegrityError when the tensors do not match
+        cache.note_checked(file_digest, source.info.digest)
 
 
 def _exported_kind(location: str) -> str | None:
@@ -93,11 +114,13 @@ def _local_copy(location: str, kind: str | None) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def open_source(model_uri: str, *, trust_pickle: bool = False) -> Iterator[ModelSource]:
+def open_source(model_uri: str, *, trust_pickle: bool = False, cache: RuntimeCache | None = None
+                ) -> Iterator[ModelSource]:
     """The model model_uri names (`demo`, a checkpoint, an .onnx file or OpenVINO IR folder; local or s3://), open
-    for the duration of the block (S3 downloads are removed after it). Own checkpoints are read header first;
-    published layouts are loaded to be known. Raises ModelNotFoundError for a missing model and the
-    CheckpointError subclasses for unreadable ones."""
+    for the duration of the block (S3 downloads are removed after it). Own checkpoints are read header first, their
+    tensors checked once per file and machine (see the module doc); published layouts are loaded to be known.
+    Raises ModelNotFoundError for a missing model and the CheckpointError subclasses for unreadable or corrupt
+    ones."""
     location = resolve_model_uri(model_uri)
     try:
         kind = _exported_kind(location)
@@ -112,6 +135,8 @@ def open_source(model_uri: str, *, trust_pickle: bool = False) -> Iterator[Model
             if info is None:  # a published layout: only loading it tells what it is
                 source.info = GeneratorInfo(family="", variant="", hparams={}, source=location)
                 source.generator  # noqa: B018 - loads it and fills in the info
+            elif info.digest:
+                _checked(source, cache or RuntimeCache())
             source.info = dataclasses.replace(source.info, source=location)
             yield source
     except StorageError as error:
@@ -120,6 +145,6 @@ def open_source(model_uri: str, *, trust_pickle: bool = False) -> Iterator[Model
 
 def model_info(model_uri: str, *, trust_pickle: bool = False) -> GeneratorInfo:
     """The GeneratorInfo of any model URI open_runtime takes, read from its header where it has one (own
-    checkpoints, exported models): the weights are not loaded."""
+    checkpoints, exported models): the weights are loaded only to check a file not seen on this machine before."""
     with open_source(model_uri, trust_pickle=trust_pickle) as source:
         return source.info

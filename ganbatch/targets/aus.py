@@ -102,6 +102,17 @@ def check_aus(values, what: str = "AU vector") -> np.ndarray:
     return vector
 
 
+def aus_problem(values) -> Optional[str]:
+    """Why an AU vector (17,) is not usable ('AU12 is nan', 'AU4 = 7 lies outside 0..5'), None when it is."""
+    vector = np.asarray(values, dtype=np.float64)
+    for index, value in enumerate(vector):
+        if not np.isfinite(value):
+            return f"{AU_NAMES[index]} is {value} (AU intensities must be finite numbers in 0..{AU_SCALE:g})"
+        if not 0 <= value <= AU_SCALE:
+            return f"{AU_NAMES[index]} = {value:g} lies outside 0..{AU_SCALE:g}"
+    return None
+
+
 def expression_aus(name: str, intensity: float = 1.0) -> np.ndarray:
     """The AU vector (float32, (17,)) of the named expression, scaled by `intensity` and clipped to 0-5."""
     if name not in EXPRESSIONS:
@@ -168,6 +179,7 @@ class OpenFaceTable:
     timestamp: Optional[np.ndarray] = None  # float (N,) seconds, FeatureExtraction
     confidence: Optional[np.ndarray] = None  # float (N,)
     success: Optional[np.ndarray] = None  # bool (N,), FeatureExtraction: False where tracking failed
+    lines: Optional[tuple[int, ...]] = None  # each row's line in the file it was read from
 
     def __len__(self) -> int:
         return len(self.aus)
@@ -237,6 +249,7 @@ def _read_openface_rows(rows: list[list[str]], where: str) -> OpenFaceTable:
         timestamp=optional("timestamp", np.float64),
         confidence=optional("confidence", np.float64),
         success=None if success is None else success != 0,
+        lines=tuple(line for line, _ in body),
     )
 
 

@@ -14,7 +14,7 @@ import torch
 from ganbatch.jobs.train import TrainJob
 from ganbatch.families import get_family
 from ganbatch.train.batches import BatchMaker
-from ganbatch.train.checkpoints import checkpoint_dir_name
+from ganbatch.train.checkpoints import checkpoint_dir_name, checkpoint_names
 from ganbatch.train.data import TrainingData, local_images_root
 from ganbatch.train.distributed import broadcast_module, mean_over_workers
 from ganbatch.train.monitor import MODEL_FILE, RunFiles, RunMonitor, console
@@ -61,9 +61,11 @@ def _restore(state: TrainState, job: TrainJob, run_uri: str) -> bool:
     return True
 
 
-def _checkpoint(state: TrainState, job: TrainJob, files: RunFiles | None, metrics: dict) -> None:
-    """Report a checkpoint to Ray Train (all workers), then refresh OUT/NAME/model.pt (worker 0)."""
-    name = checkpoint_dir_name(state.step)
+def _checkpoint(state: TrainState, job: TrainJob, files: RunFiles | None, metrics: dict,
+                taken: frozenset[str]) -> None:
+    """Report a checkpoint to Ray Train (all workers), then refresh OUT/NAME/model.pt (worker 0); `taken`: the
+    checkpoint folder names in the run when this attempt started (see checkpoint_dir_name)."""
+    name = checkpoint_dir_name(state.step, taken)
     if files is None:
         ray.train.report(metrics, checkpoint=None, checkpoint_dir_name=name)
         return
@@ -89,6 +91,7 @@ def train_worker(config: dict) -> None:
 
     state = build_state(job, device)
     resumed = _restore(state, job, run_uri)
+    taken = checkpoint_names(run_uri)  # before this attempt writes any: the same on every worker
     if job.init and not resumed:
         state.nets.generator.load_state_dict(initial_generator_weights(job, config["init"]))
     broadcast_module(state.nets.generator)
@@ -130,7 +133,7 @@ def train_worker(config: dict) -> None:
             if monitor is not None and (step % job.sample_every == 0 or final):
                 monitor.samples(step, sample_grid(state.nets.generator, faces, targets, device=device))
             if step % job.checkpoint_every == 0 or final:
-                _checkpoint(state, job, files, {"step": step, **record})
+                _checkpoint(state, job, files, {"step": step, **record}, taken)
     finally:
         if monitor is not None:
             monitor.close()

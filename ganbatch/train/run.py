@@ -29,7 +29,7 @@ from ganbatch.jobs.train import TrainJob
 from ganbatch.families import get_family
 from ganbatch.train.data import DataError, TrainingData, find_training_data
 from ganbatch.train.export import run_generator
-from ganbatch.train.checkpoints import latest_checkpoint
+from ganbatch.train.checkpoints import latest_checkpoint, usable_checkpoint
 from ganbatch.train.monitor import METRICS_FILE, MODEL_FILE, progress_line, start_line
 from ganbatch.train.state import (JOB_FILE, InitError, ResumeError, check_resumable, init_location,
                                   initial_generator_weights, parse_job, shape_settings)
@@ -114,7 +114,7 @@ def _checks(job: TrainJob) -> list[str]:
     estimated from a measured step (see `probe`). Raises TrainError where the run would fail."""
     try:
         data = find_training_data(job.data, job.family)
-        latest = latest_checkpoint(run_uri(job))
+        latest, skipped = usable_checkpoint(run_uri(job))
         changes = []
         if latest:
             job_file = storage.join(latest[1], JOB_FILE)
@@ -131,7 +131,8 @@ def _checks(job: TrainJob) -> list[str]:
         lines.append(f"generator: starts from {job.init} (its family and network fit the job); the critic: fresh")
     if latest:
         lines.append(f"resumes from step {start}" + (f" with changed settings: {'; '.join(changes)}" if changes else
-                                                     " with the same settings"))
+                                                     " with the same settings")
+                     + (f" (skipped the newer {'; '.join(skipped)})" if skipped else ""))
     gpu_workers = job.execution.gpus_per_worker > 0 and not job.execution.workers  # known once connected
     workers = 1 if gpu_workers else _workers(job)
     where = job.execution.address or os.environ.get("RAY_ADDRESS") or "a local Ray started for the run"
@@ -203,16 +204,27 @@ def _failed(job: TrainJob, outputs: dict, error: Exception, start: int = 0, step
 def _prepare(job: TrainJob, run: str) -> tuple[TrainingData, int]:
     """The indexed data set and the step the run stands at (0 for a new run); checks a run to resume fits job."""
     data = find_training_data(job.data, job.family)
-    latest = latest_checkpoint(run)
+    latest, skipped = usable_checkpoint(run)
     if latest:
         job_file = storage.join(latest[1], JOB_FILE)
         _check_resume(parse_job(storage.read_bytes(job_file).decode(), job_file), job, latest[1])
+    elif skipped:
+        raise ResumeError("no readable checkpoint to resume from: " + "; ".join(skipped))
     log.info(f"train {job.name}: {data.describe()}")
-    log.info(f"train {job.name}: resuming from step {latest[0]}" if latest else f"train {job.name}: new run at {run}")
+    log.info(_resume_line(job, run, latest, skipped))
     if job.init and not latest:
         initial_generator_weights(job)  # a model that does not fit fails here, in one line, not in every worker
         log.info(f"train {job.name}: the generator starts from {job.init}; the critic starts fresh")
     return data, latest[0] if latest else 0
+
+
+def _resume_line(job: TrainJob, run: str, latest: tuple[int, str] | None, skipped: list[str]) -> str:
+    """'resuming from checkpoint_00000010 (step 10)', with the newer checkpoints skipped and why."""
+    if not latest:
+        return f"train {job.name}: new run at {run}"
+    name = latest[1].rstrip("/").rsplit("/", 1)[-1]
+    newer = f"; skipped the newer {'; '.join(skipped)}" if skipped else ""
+    return f"train {job.name}: resuming from {name} (step {latest[0]}){newer}"
 
 
 def run_train(job: TrainJob) -> TrainResult:

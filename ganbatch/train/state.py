@@ -10,7 +10,6 @@ that one cannot be read, reports why and falls back to the run's previous comple
 function of the seed and the sample position (see `batches`), and initial weights of the seed, except for a job that
 starts its generator from a model (`job.init`, `initial_generator_weights`).
 """
-import hashlib
 import json
 import pickle
 import tempfile
@@ -25,7 +24,18 @@ from ganbatch.families import Networks, get_family
 from ganbatch.io import storage
 from ganbatch.jobs.train import TrainJob
 from ganbatch.models.checkpoint import save_generator
-from ganbatch.train.checkpoints import COMPLETE_FILE, JOB_FILE, STATE_FILE, download_checkpoint, list_checkpoints
+from ganbatch.train.checkpoints import (
+    COMPLETE_FILE,
+    JOB_FILE,
+    STATE_FILE,
+    IncompleteCheckpointError,
+    ResumeError,
+    checkpoint_order,
+    download_checkpoint,
+    file_sha256,
+    list_checkpoints,
+    verify_checkpoint,
+)
 from ganbatch.train.precision import resolve_precision
 from ganbatch.train.steps import Trainer, linear_decay, make_optimizer
 
@@ -33,16 +43,8 @@ STATE_FORMAT = "ganbatch-train"
 STATE_VERSION = 1
 
 
-class ResumeError(ValueError):
-    """A run's checkpoint does not fit the job (different family or network sizes)."""
-
-
 class InitError(ValueError):
     """The model a job starts its generator from (`init`) cannot be read or does not fit the job's networks."""
-
-
-class IncompleteCheckpointError(ResumeError):
-    """A checkpoint folder whose files are missing, cut short, unreadable or do not match its completion marker."""
 
 
 @dataclass
@@ -129,40 +131,12 @@ def initial_generator_weights(job: TrainJob, location: str | None = None) -> dic
     return generator.state_dict()
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def save_state(state: TrainState, folder: Path, job: TrainJob) -> None:
     """Write folder/state.pt and folder/job.json, then folder/complete.json (their digests) last."""
     _write_state(state, folder, job)
     folder = Path(folder)
-    marker = {name: _sha256(folder / name) for name in (STATE_FILE, JOB_FILE)}
+    marker = {name: file_sha256(folder / name) for name in (STATE_FILE, JOB_FILE)}
     (folder / COMPLETE_FILE).write_text(json.dumps({"sha256": marker, "step": state.step}))
-
-
-def verify_checkpoint(folder: Path) -> bool:
-    """Whether folder holds a checkpoint its completion marker vouches for (False: written before markers
-    existed, so nothing to check); IncompleteCheckpointError when a file is missing or does not match."""
-    folder = Path(folder)
-    for name in (STATE_FILE, JOB_FILE):
-        if not (folder / name).is_file():
-            raise IncompleteCheckpointError(f"{folder}: {name} is missing")
-    if not (folder / COMPLETE_FILE).is_file():
-        return False
-    try:
-        recorded = json.loads((folder / COMPLETE_FILE).read_text())["sha256"]
-    except (OSError, ValueError, KeyError, TypeError):
-        raise IncompleteCheckpointError(f"{folder}: {COMPLETE_FILE} is unreadable") from None
-    for name in (STATE_FILE, JOB_FILE):
-        if recorded.get(name) != _sha256(folder / name):
-            raise IncompleteCheckpointError(f"{folder}: {name} does not match {COMPLETE_FILE} (written or "
-                                            "copied only in part, or changed since)")
-    return True
 
 
 def _write_state(state: TrainState, folder: Path, job: TrainJob) -> None:
@@ -261,8 +235,8 @@ def resume_state(state: TrainState, job: TrainJob, latest: Path, run_uri: str,
         report(f"resume: skipping the latest checkpoint: {error}")
     latest_name = latest_name or Path(latest).name
     for step, uri in list_checkpoints(run_uri):
-        if uri.rstrip("/").rsplit("/", 1)[-1] >= latest_name:
-            continue  # the one that failed, or newer ones Ray Train did not report as complete (names sort by step)
+        if checkpoint_order(uri.rstrip("/").rsplit("/", 1)[-1]) >= checkpoint_order(latest_name):
+            continue  # the one that failed, or newer ones Ray Train did not report as complete
         try:
             with tempfile.TemporaryDirectory(prefix="ganbatch-resume-") as folder:
                 load_state(state, download_checkpoint(uri, Path(folder)), job)
