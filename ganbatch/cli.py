@@ -9,6 +9,7 @@ import click
 from ganbatch import __version__
 from ganbatch.errors import JobError
 from ganbatch.cli_animate import animate
+from ganbatch.cli_aus import aus
 from ganbatch.cli_eval import eval_command
 from ganbatch.cli_help import GroupedCommand
 from ganbatch.cli_jobs import JOB_PARAMS, execute, job_options, override_options, run_command
@@ -68,7 +69,7 @@ def main(verbose, quiet, log_format):
 @click.argument("manifest", type=click.Path(exists=True, dir_okay=False))
 @override_options
 def run(manifest, overrides, dry_run):
-    """Run the job in MANIFEST (a YAML file of kind animate, train, synth, eval, export or pipeline)."""
+    """Run the job in MANIFEST (a YAML file of kind animate, train, synth, eval, export, aus or pipeline)."""
     execute(load_job(manifest, overrides=tuple(overrides)), dry_run)
 
 
@@ -130,6 +131,7 @@ def synth(ctx, **_):
 
 main.add_command(animate)
 main.add_command(eval_command)
+main.add_command(aus)
 main.add_command(train)
 main.add_command(export)
 

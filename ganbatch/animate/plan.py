@@ -86,8 +86,9 @@ class WorkItem:
     """One video to make: `input` animated along target number `target` (labelled `label`) into `output`.
 
     `marker` is the file below the destination whose presence means the output is complete: the video, or the first
-    frame of a PNG folder (written last); `source_aus` the image's own AUs (None: neutral); `problem` a reason known
-    before rendering why the item cannot be made (it is then reported as failed).
+    frame of a PNG folder (written last); `source_aus` the image's own AUs (None: neutral); `estimate_aus` whether
+    the prepare stage estimates them from the face instead (`source_aus: estimate`); `problem` a reason known before
+    rendering why the item cannot be made (it is then reported as failed).
     """
 
     input: str
@@ -97,6 +98,7 @@ class WorkItem:
     label: str
     source_aus: Optional[np.ndarray] = None
     problem: Optional[str] = None
+    estimate_aus: bool = False
 
 
 def _is_glob(uri: str) -> bool:
@@ -141,10 +143,10 @@ def _list_entries(uri: str) -> list[str]:
     return entries
 
 
-def _partition(uris: list[str]) -> tuple[list[str], list[SkippedFile]]:
-    """Listed files split into images and files of another type."""
-    images = [uri for uri in uris if uri.lower().endswith(IMAGE_SUFFIXES)]
-    others = [SkippedFile(uri, "unsupported type") for uri in uris if not uri.lower().endswith(IMAGE_SUFFIXES)]
+def _partition(uris: list[str], suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> tuple[list[str], list[SkippedFile]]:
+    """Listed files split into images (files with one of `suffixes`) and files of another type."""
+    images = [uri for uri in uris if uri.lower().endswith(suffixes)]
+    others = [SkippedFile(uri, "unsupported type") for uri in uris if not uri.lower().endswith(suffixes)]
     return images, others
 
 
@@ -167,8 +169,10 @@ def _odd_local_entries(folder: str, recursive: bool) -> list[SkippedFile]:
     return sorted(found, key=lambda file: file.uri)
 
 
-def _expand(uri: str, recursive: bool, from_list: Optional[str] = None) -> InputListing:
-    """The images one input names, and the files of its folder, prefix or glob that are not taken."""
+def _expand(uri: str, recursive: bool, from_list: Optional[str] = None,
+            suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> InputListing:
+    """The images (files with one of `suffixes`) one input names, and the files of its folder, prefix or glob that
+    are not taken."""
     where = f"input {uri}" + (f" (listed in {from_list})" if from_list else "")
     uri = worker_uri(uri)
     lower = uri.lower()
@@ -177,43 +181,44 @@ def _expand(uri: str, recursive: bool, from_list: Optional[str] = None) -> Input
             raise PlanError(f"{where}: a list may not name another list")
         listing = InputListing()
         for entry in _list_entries(uri):
-            found = _expand(entry, recursive, uri)
+            found = _expand(entry, recursive, uri, suffixes)
             listing.extend(found)
             listing.skipped.extend(found.skipped)
         if not listing:
             raise PlanError(f"input list {uri} names no images")
         return listing
-    if lower.endswith(IMAGE_SUFFIXES) and not _is_glob(uri):
+    if lower.endswith(suffixes) and not _is_glob(uri):
         if not storage.is_s3(uri) and not os.path.isfile(uri):
             raise PlanError(f"{where}: no such file")
         return InputListing([InputImage(uri, _stem(uri, None))])
     if _is_glob(uri):
         root = _glob_root(uri)
-        found, skipped = _partition(storage.list_uris(uri, recursive=recursive))
+        found, skipped = _partition(storage.list_uris(uri, recursive=recursive), suffixes)
         skipped += [odd for odd in map(_odd_entry, glob.glob(uri, recursive=recursive)) if odd is not None]
     else:
         if not storage.is_s3(uri) and os.path.isfile(uri):
             return InputListing([InputImage(uri, _stem(uri, None))])
         root = uri.rstrip("/") + "/" if storage.is_s3(uri) else uri
         try:
-            found, skipped = _partition(storage.list_uris(uri, recursive=recursive))
+            found, skipped = _partition(storage.list_uris(uri, recursive=recursive), suffixes)
         except storage.StorageError as error:
             raise PlanError(f"{where}: {error.reason}") from None
         if not storage.is_s3(uri):
             skipped += _odd_local_entries(uri, recursive)
     if not found:
         reasons = f" ({InputListing(skipped=skipped).skipped_summary()})" if skipped else ""
-        raise PlanError(f"{where}: no images ({', '.join(IMAGE_SUFFIXES)}) found{reasons}"
+        raise PlanError(f"{where}: no images ({', '.join(suffixes)}) found{reasons}"
                         + ("" if recursive else "; sub-folders are searched only with --recursive"))
     return InputListing([InputImage(found_uri, _stem(found_uri, root)) for found_uri in found], skipped)
 
 
-def find_inputs(inputs: list[str], recursive: bool) -> InputListing:
+def find_inputs(inputs: list[str], recursive: bool, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> InputListing:
     """Every image the job's inputs name, in the order given (listings sorted), each once; `.skipped` lists the
-    files of input folders, prefixes and globs that are not taken (see InputListing)."""
+    files of input folders, prefixes and globs that are not taken (see InputListing). `suffixes`: the file names
+    listings keep (`ganbatch aus` adds videos')."""
     listing, seen, seen_skipped = InputListing(), set(), set()
     for uri in inputs:
-        found = _expand(uri, recursive)
+        found = _expand(uri, recursive, suffixes=suffixes)
         for image in found:
             if image.uri not in seen:
                 seen.add(image.uri)

@@ -67,8 +67,8 @@ def read_model_config(uri: str, *, trust_pickle: bool = False) -> ModelHeader:
 
 
 # Target sources (TargetSpec fields) each condition can follow.
-_SOURCES_FOR = {"aus": ("expression", "aus", "aus_csv", "keyframes"), "landmarks": ("landmarks", "driving_video",
-                                                                                   "keyframes")}
+_SOURCES_FOR = {"aus": ("expression", "aus", "aus_csv", "keyframes", "driving_video"),
+                "landmarks": ("landmarks", "driving_video", "keyframes")}
 
 
 def target_problems(header: ModelHeader, targets) -> list[str]:
@@ -85,7 +85,7 @@ def target_problems(header: ModelHeader, targets) -> list[str]:
             used = ["landmarks" if holds_landmarks else "aus"]
         wrong = [name for name in used if name not in allowed]
         if wrong:
-            wants = "AU targets (expression, aus, aus_csv)" if header.condition == "aus" else \
+            wants = "AU targets (expression, aus, aus_csv, driving_video)" if header.condition == "aus" else \
                 "landmark targets (landmarks, driving_video)"
             problems.append(f"targets[{index}] ({target.label}): a {header.family} model follows {wants}, not "
                             f"{', '.join(wrong)}")
