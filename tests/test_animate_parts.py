@@ -225,7 +225,7 @@ def test_an_item_failure_is_a_row_naming_the_reason(tiny, tmp_path):
                                     "gone__happy.mp4", 0, "happy"))
     assert row["status"] == "failed" and "gone.jpg" in row["error"] and "not found" in row["error"]
     assert list(row) == ["input", "output", "status", "frames", "fps", "seconds", "error", "model", "target",
-                         "model_digest", "runtime"]
+                         "model_digest", "runtime", "source_aus", "driving_held_frames"]
 
 
 # --------------------------------------------------------------------------------------------------- resources

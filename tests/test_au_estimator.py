@@ -199,15 +199,14 @@ def test_source_aus_estimate_names_a_photo_without_a_face(inputs, tmp_path):
 
 @pytest.mark.slow
 def test_a_driving_video_drives_a_ganimation_face(ray_local, tmp_path):
-    """Identity A drops its jaw and smiles in a video (one frame without a face); the demo GANimation model makes
-    identity B follow: the frames' AUs, read by eval's regressor, rise with A's, and the faceless frame is held."""
+    """Identity A smiles wider and wider in a video (one frame without a face); the demo GANimation model makes
+    identity B follow: the frames' AU12, read by eval's regressor, rises with A's, and the faceless frame is held."""
     from ganbatch.animate import run_animate
     from ganbatch.jobs import AnimateJob
 
     driver, source = sample_identities(2, HELD_OUT_SEED + 7)
     path = np.zeros((10, 17), np.float32)
-    path[:, AU_NAMES.index("AU26")] = np.linspace(0, 4, 10)
-    path[:, AU_NAMES.index("AU12")] = np.linspace(0, 3, 10)
+    path[:, AU_NAMES.index("AU12")] = np.linspace(0, 4, 10)
     frames = np.stack([render_face(driver, aus, 128)[0] for aus in path])
     frames[4] = 90
     encode_video(frames, tmp_path / "driver.mp4", fps=10, format="mp4", crf=12)
@@ -223,6 +222,6 @@ def test_a_driving_video_drives_a_ganimation_face(ray_local, tmp_path):
     made = np.stack([np.asarray(Image.open(p)) for p in sorted((tmp_path / "out" / "b__drive").glob("*.png"))])
     read = predict_aus(made)
     kept = [index for index in range(10) if index != 4]
-    for name in ("AU26", "AU12"):
-        column = AU_NAMES.index(name)
-        assert np.corrcoef(read[kept, column], path[kept, column])[0, 1] > 0.8, (name, read[:, column])
+    smile = AU_NAMES.index("AU12")
+    assert np.corrcoef(read[kept, smile], path[kept, smile])[0, 1] > 0.8, read[:, smile]
+    assert read[-1, smile] > read[0, smile] + 1.5
