@@ -7,6 +7,10 @@
 - driving videos: `--videos` held-out identities (HELD_OUT_SEED + 1) along a smooth AU path of `--frames` frames:
   per-AU correlation over time with the true path;
 - real faces: the OpenFace-labelled faces of ../shared/fixtures/ganimation_sample_dataset when present;
+- expression transfer: `--transfers` driving videos of held-out identity A along a smooth AU path, each driving
+  held-out identity B with the demo GANimation model as `animate --driving-video` does (A's estimated AUs relative to
+  its first frame, over B's own, neutral): per-AU correlation of the frames' AUs (eval's image regressor) with the
+  path, and PSNR against B's true render along the path next to copying B's photo;
 - speed: landmarks -> AUs on one thread (one face per call, and batches of 1000), and dlib detection of a 128 px
   face, for comparison. The machine may be shared: the timings are rough.
 """
@@ -48,6 +52,40 @@ def real_faces(estimator, detector, mean_aus):
     return {**table, "names": names, "zero_predictor_mean_mae": float(np.abs(np.array(truth)).mean())}
 
 
+def transfer(estimator, detector, videos: int, frames: int) -> dict:
+    """The expression-transfer measurement of the module doc."""
+    from ganbatch.animate.item import PreparedClip, generate_clips
+    from ganbatch.eval import predict_aus
+    from ganbatch.eval.au_estimator import au_path
+    from ganbatch.eval.metrics import psnr
+    from ganbatch.models.runtime import open_runtime
+
+    runtime = open_runtime("demo")
+    size = runtime.info.image_size
+    rng = np.random.default_rng(2)
+    people = sample_identities(2 * videos, HELD_OUT_SEED + 2)
+    paths, read, model_psnr, copy_psnr = [], [], [], []
+    for driver, source in zip(people[::2], people[1::2]):
+        path = au_path(rng, frames)
+        points = np.stack([detect_landmarks(render_face(driver, aus, 128)[0], detector) for aus in path])
+        found = np.isfinite(points).all(axis=(1, 2))
+        driving = np.zeros((frames, 17), np.float32)
+        driving[found] = estimator.predict(points[found], clip=False)
+        for index in range(frames):  # frames without a face hold the previous one, as animate does
+            if not found[index]:
+                driving[index] = driving[index - 1] if index else driving[found.argmax()]
+        targets = np.clip(driving - driving[:1], 0, 5)  # B's own AUs are 0 (neutral)
+        face, _ = render_face(source, np.zeros(17), size)
+        (clip,) = generate_clips(runtime, [PreparedClip(face, targets)], batch_size=16)
+        truth = [render_face(source, aus, size)[0] for aus in path]
+        model_psnr += [psnr(true, made) for true, made in zip(truth, clip.frames)]
+        copy_psnr += [psnr(true, face) for true in truth]
+        paths.append(path)
+        read.append(predict_aus(clip.frames))
+    table = path_table(np.concatenate(read), np.concatenate(paths), np.repeat(np.arange(videos), frames))
+    return {**table, "psnr": float(np.mean(model_psnr)), "copy_psnr": float(np.mean(copy_psnr))}
+
+
 def speed(estimator, points):
     """Faces per second of landmarks -> AUs (one face per call; batches of 1000) and seconds per dlib detection."""
     torch.set_num_threads(1)
@@ -76,6 +114,7 @@ def main(argv=None) -> int:
     parser.add_argument("--identities", type=int, default=60)
     parser.add_argument("--videos", type=int, default=8)
     parser.add_argument("--frames", type=int, default=48)
+    parser.add_argument("--transfers", type=int, default=6)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
 
@@ -100,12 +139,17 @@ def main(argv=None) -> int:
         print("  per AU (estimator / mean predictor): " + ", ".join(
             f"{name} {mae:.2f}/{base:.2f}" for name, mae, base in
             zip(AU_NAMES, real["mae"], real["mean_predictor_mae"])))
+    moved = transfer(estimator, detector, args.transfers, args.frames)
+    print(f"\nexpression transfer (demo model, {args.transfers} pairs x {args.frames} frames): PSNR "
+          f"{moved['psnr']:.2f} dB vs copy {moved['copy_psnr']:.2f} dB; AU correlation with the path "
+          "(eval's regressor on the frames): " + ", ".join(f"{name} {value:.2f}" for name, value in
+                                                          zip(AU_NAMES, moved["correlation"])))
     timing = speed(estimator, photos.landmarks[found])
     print(f"\nspeed (one thread, shared machine: rough): landmarks -> AUs {timing['faces_per_second_single']:.0f} "
           f"faces/s one at a time, {timing['faces_per_second_batched']:.0f} faces/s in batches of 1000; dlib "
           f"detection {1000 * timing['dlib_seconds_per_128px_image']:.1f} ms per 128 px image")
     if args.json:
-        args.json.write_text(json.dumps({"photos": photo, "driving_videos": path, "real_faces": real,
+        args.json.write_text(json.dumps({"photos": photo, "driving_videos": path, "transfer": moved, "real_faces": real,
                                          "speed": timing, "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS")},
                                         indent=1))
     return 0

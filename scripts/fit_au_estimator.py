@@ -153,7 +153,8 @@ def main(argv=None) -> int:
     print(f"on the true landmarks: mean MAE {truth['mean_mae']:.3f}")
     print(format_tables(table))
     estimator.config = {
-        "hidden": args.hidden, "steps": args.steps, "loss": args.loss, "seed": args.seed, "noise": args.noise, "detector": "dlib",
+        "hidden": args.hidden, "steps": args.steps, "loss": args.loss, "seed": args.seed, "noise": args.noise,
+        "detector": "dlib",
         "fit_faces": {"identities": args.identities, "per_identity": args.per_identity, "identity_seed": FIT_SEED,
                       "detected": int(train.found.sum())},
         "held_out": {"identities": args.held_out, "identity_seed": HELD_OUT_SEED, "mean_mae": table["mean_mae"],

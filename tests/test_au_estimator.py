@@ -183,7 +183,8 @@ def test_source_aus_estimate_starts_a_smiling_face_from_its_smile(inputs, tmp_pa
     estimated_error, neutral_error = (np.abs(frame - face).mean() for frame in first_frames)
     assert estimated_error < neutral_error, (estimated_error, neutral_error)
     smile = AU_NAMES.index("AU12")
-    estimated_smile, neutral_smile, input_smile = predict_aus(np.stack([*first_frames, face]).astype(np.uint8))[:, smile]
+    readings = predict_aus(np.stack([*first_frames, face]).astype(np.uint8))
+    estimated_smile, neutral_smile, input_smile = readings[:, smile]
     assert abs(estimated_smile - input_smile) < 0.5 * abs(neutral_smile - input_smile), (estimated_smile,
                                                                                           neutral_smile, input_smile)
     assert records[0]["source_aus"]["AU12"] > 2 and "source_aus" not in records[1]
@@ -225,3 +226,12 @@ def test_a_driving_video_drives_a_ganimation_face(ray_local, tmp_path):
     smile = AU_NAMES.index("AU12")
     assert np.corrcoef(read[kept, smile], path[kept, smile])[0, 1] > 0.8, read[:, smile]
     assert read[-1, smile] > read[0, smile] + 1.5
+
+
+def test_aus_job_runs_from_a_yaml_manifest(inputs, tmp_path):
+    manifest = tmp_path / "aus.yaml"
+    manifest.write_text(f"kind: aus\ninputs: [{inputs / 'smile.png'}, {inputs / 'clip.mp4'}]\nout: {tmp_path / 'a.csv'}\n")
+    assert CliRunner().invoke(main, ["validate", str(manifest)]).exit_code == 0
+    result = CliRunner().invoke(main, ["run", str(manifest)])
+    assert result.exit_code == 0, result.output
+    assert len(read_openface_csv((tmp_path / "a.csv").read_bytes())) == 1 + 6

@@ -138,7 +138,8 @@ class AUEstimator:
         is no face or the backend gives no landmarks."""
         face = largest_face(detector.detect(image))
         if face is None:
-            return AUEstimate(np.zeros(NUM_AUS, np.float32), 0.0, False, f"no face found (face backend {detector.name})")
+            return AUEstimate(np.zeros(NUM_AUS, np.float32), 0.0, False,
+                              f"no face found (face backend {detector.name})")
         if face.landmarks is None:
             return AUEstimate(np.zeros(NUM_AUS, np.float32), 0.0, False,
                               f"face backend {detector.name} finds no landmarks; use dlib or face-alignment")
