@@ -201,7 +201,8 @@ def test_source_aus_estimate_names_a_photo_without_a_face(inputs, tmp_path):
 @pytest.mark.slow
 def test_a_driving_video_drives_a_ganimation_face(ray_local, tmp_path):
     """Identity A smiles wider and wider in a video (one frame without a face); the demo GANimation model makes
-    identity B follow: the frames' AU12, read by eval's regressor, rises with A's, and the faceless frame is held."""
+    identity B follow: the frames' AU12, read by eval's regressor, rises with A's, and the faceless frame is held.
+    B's own AUs are estimated (`source_aus: estimate`) and recorded in the manifest row."""
     from ganbatch.animate import run_animate
     from ganbatch.jobs import AnimateJob
 
@@ -215,11 +216,12 @@ def test_a_driving_video_drives_a_ganimation_face(ray_local, tmp_path):
 
     job = AnimateJob(model="demo", inputs=[str(tmp_path / "b.png")], out=str(tmp_path / "out"),
                      targets=[{"name": "drive", "driving_video": str(tmp_path / "driver.mp4"), "fps": 10}],
-                     output={"format": "png"})
+                     output={"format": "png"}, source_aus="estimate")
     result = run_animate(job)
     assert result.ok, result.rows
     (row,) = result.rows
     assert row["frames"] == 10 and row["driving_held_frames"] == 1
+    assert set(row["source_aus"]) == set(AU_NAMES) and max(row["source_aus"].values()) < 1.5  # B is neutral
     made = np.stack([np.asarray(Image.open(p)) for p in sorted((tmp_path / "out" / "b__drive").glob("*.png"))])
     read = predict_aus(made)
     kept = [index for index in range(10) if index != 4]
