@@ -247,8 +247,8 @@ def openface_labelled_faces(shared_fixtures):
     folder = shared_fixtures / "ganimation_sample_dataset"
     labels = read_aus_pkl((folder / "aus_openface.pkl").read_bytes())
     estimator, detector = load_au_estimator(), get_detector("dlib")
-    estimates = [estimator.estimate_image(decode_image((folder / "imgs" / f"{name}.jpg").read_bytes(), name), detector)
-                 for name in sorted(labels)]
+    images = [decode_image((folder / "imgs" / f"{name}.jpg").read_bytes(), name) for name in sorted(labels)]
+    estimates = [estimator.estimate_image(image, detector) for image in images]
     assert all(estimate.success for estimate in estimates)
     return np.stack([estimate.aus for estimate in estimates]), np.stack([labels[name] for name in sorted(labels)])
 
