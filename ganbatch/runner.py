@@ -20,7 +20,7 @@ from ganbatch.jobs.chain import PipelineJob
 from ganbatch.jobs.references import step_references, strings, substitute_step_outputs
 
 RUNNER_MODULES = {"synth": "ganbatch.synth_job", "train": "ganbatch.train", "animate": "ganbatch.animate",
-                  "eval": "ganbatch.eval", "export": "ganbatch.export_job"}
+                  "eval": "ganbatch.eval", "export": "ganbatch.export_job", "aus": "ganbatch.aus_job"}
 
 
 class JobResult(Protocol):

@@ -266,7 +266,7 @@ def test_an_item_failure_is_a_row_naming_the_reason(tiny, tmp_path):
     row = json.loads(encode(prepare(item_row(item), spec), spec)["row"])
     assert row["status"] == "failed" and "gone.jpg" in row["error"] and "not found" in row["error"]
     assert list(row) == ["input", "output", "status", "frames", "fps", "seconds", "error", "model", "target",
-                         "model_digest", "runtime"]
+                         "model_digest", "runtime", "source_aus", "driving_held_frames"]
 
 
 # --------------------------------------------------------------------------------------------------- resources

@@ -303,9 +303,9 @@ def test_files_that_are_no_job_mapping(tmp_path):
 def test_kind_missing_or_misspelt(tmp_path):
     missing, _ = write(tmp_path, "out: data\n", "missing.yaml")
     misspelt, _ = write(tmp_path, "out: data\nkind: synht\n", "misspelt.yaml")
-    assert problems_of(missing) == [f"{missing}:1: kind: missing required key; one of: animate, train, synth, eval, export, pipeline"]
+    assert problems_of(missing) == [f"{missing}:1: kind: missing required key; one of: animate, train, synth, eval, export, aus, pipeline"]
     (problem,) = problems_of(misspelt)
-    assert problem.startswith(f"{misspelt}:2: kind: unknown kind; known: animate, train, synth, eval, export, pipeline")
+    assert problem.startswith(f"{misspelt}:2: kind: unknown kind; known: animate, train, synth, eval, export, aus, pipeline")
     assert problem.endswith("did you mean 'synth'?")
 
 

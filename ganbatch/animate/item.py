@@ -11,23 +11,25 @@
 The Ray pipeline runs each step as its own stage (ganbatch.animate.stages); every failure of an item (unreadable or
 corrupt image, no face, bad source AUs, an encoder error, ...) becomes a `failed` row naming the reason.
 """
+import dataclasses
 import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
 import numpy as np
 from ganbatch.io import scratch, storage
 from ganbatch.animate.plan import WorkItem
 from ganbatch.animate.targets import NEUTRAL_AUS, Target
 from ganbatch.errors import one_line
-from ganbatch.faces import CropTransform, crop_face, fit_to_size, get_detector, largest_face, paste_back
+from ganbatch.faces import CropTransform, Face, crop_face, fit_to_size, get_detector, largest_face, paste_back
+from ganbatch.faces.au_estimator import load_au_estimator
 from ganbatch.jobs.animate import CropSpec, OutputSpec
 from ganbatch.io.images import decode_image
 from ganbatch.io.video import VideoWriter
 from ganbatch.layout import compose_frames
 from ganbatch.render import Clip, PreparedClip
-from ganbatch.targets import to_gannotation66
+from ganbatch.targets import AU_NAMES, to_gannotation66
 
 
 class ItemError(Exception):
@@ -57,11 +59,13 @@ class ItemSettings:
 @dataclass(frozen=True)
 class Placement:
     """How one video's frames are laid out: its fps, the image shown beside the animation (the crop, or the photo
-    with paste-back) and, for paste-back, the crop's transform in that photo."""
+    with paste-back) and, for paste-back, the crop's transform in that photo; `record`: what the prepare stage found
+    that the manifest row records (estimated source AUs, driving frames without a face)."""
 
     fps: float
     source: np.ndarray
     transform: Optional[CropTransform] = None
+    record: dict = dataclasses.field(default_factory=dict)
 
 
 def describe_error(error: Exception) -> str:
@@ -88,20 +92,37 @@ def prepare_item(item: WorkItem, targets: list[Target], crop: CropSpec, image_si
         if found is None:
             raise ItemError(f"{item.input}: no face found (face backend {_detector(crop).name})")
         face, transform = crop_face(photo, found, image_size, margin=crop.margin)
+    source_aus = NEUTRAL_AUS if item.source_aus is None else item.source_aus
+    record = target.manifest_fields()
+    if item.estimate_aus:
+        source_aus = _estimated_aus(found if found is not None else photo, item.input, crop)
+        record["source_aus"] = {name: round(float(value), 3) for name, value in zip(AU_NAMES, source_aus)}
     landmarks = None
     if target.needs_source_landmarks:  # the face's 66 points in the crop: from detection, else found on the crop
         if found is not None and found.landmarks is not None:
             landmarks = to_gannotation66(transform.apply(found.landmarks)).astype(np.float32)
         else:
             landmarks = _crop_landmarks(face, item.input, crop)
-    schedule = target.schedule(NEUTRAL_AUS if item.source_aus is None else item.source_aus, landmarks)
+    schedule = target.schedule(source_aus, landmarks)
     clip = PreparedClip(face, schedule.targets(), schedule.input_first)
-    placement = Placement(schedule.fps, photo if crop.pasteback else face, transform if crop.pasteback else None)
+    placement = Placement(schedule.fps, photo if crop.pasteback else face, transform if crop.pasteback else None,
+                          record)
     return clip, placement
 
 
 def _detector(crop: CropSpec):
     return get_detector(crop.backend, "cpu")
+
+
+def _estimated_aus(face: Union[Face, np.ndarray], name: str, crop: CropSpec) -> np.ndarray:
+    """`source_aus: estimate`: the AUs of a detected face, or of the face found in the photo (`crop: none`, where
+    the photo is the crop before its resize to the model's size)."""
+    if isinstance(face, np.ndarray):
+        face = largest_face(_detector(crop).detect(face))
+    if face is None or face.landmarks is None:
+        raise ItemError(f"{name}: no face landmarks found (face backend {_detector(crop).name}); source_aus: "
+                        "estimate needs them")
+    return load_au_estimator().predict(face.landmarks)[0]
 
 
 def _crop_landmarks(face: np.ndarray, name: str, crop: CropSpec) -> np.ndarray:

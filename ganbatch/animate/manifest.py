@@ -2,7 +2,9 @@
 
 Each row: `input`, `output`, `status` (ok | failed | skipped), `frames`, `fps`, `seconds` (time spent on the item),
 `error` (the reason, for failed rows), `model`, `target`, `model_digest` (the SHA-256 of the model's tensors, None
-for foreign checkpoint layouts). A row is written only after its video is in place.
+for foreign checkpoint layouts), `runtime`, and, on ok rows where they apply, `source_aus` (the photo's AUs as
+`source_aus: estimate` found them, {AU name: intensity}) and `driving_held_frames` (driving video frames without a
+face, which held the nearest earlier frame's motion). A row is written only after its video is in place.
 
 Runs append: the rows earlier runs wrote are kept (lines that are not rows, such as a last row torn by a crash, are
 first set aside in a side file: set_aside_unreadable) (read first, for an `s3://` manifest) and the latest row for an
@@ -27,7 +29,7 @@ from typing import Optional
 from ganbatch.io import storage
 
 FIELDS = ("input", "output", "status", "frames", "fps", "seconds", "error", "model", "target", "model_digest",
-          "runtime")
+          "runtime", "source_aus", "driving_held_frames")
 STATUSES = ("ok", "failed", "skipped")
 
 log = logging.getLogger(__name__)
@@ -35,13 +37,15 @@ log = logging.getLogger(__name__)
 
 def manifest_row(*, input: str, output: str, status: str, model: str, target: str, frames: Optional[int] = None,
                  fps: Optional[float] = None, seconds: float = 0.0, error: Optional[str] = None,
-                 model_digest: Optional[str] = None, runtime: Optional[str] = None) -> dict:
+                 model_digest: Optional[str] = None, runtime: Optional[str] = None,
+                 source_aus: Optional[dict] = None, driving_held_frames: Optional[int] = None) -> dict:
     """A manifest row with every field, in FIELDS order."""
     if status not in STATUSES:
         raise ValueError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
     return {"input": input, "output": output, "status": status, "frames": frames, "fps": fps,
             "seconds": round(seconds, 3), "error": error, "model": model, "target": target,
-            "model_digest": model_digest, "runtime": runtime}
+            "model_digest": model_digest, "runtime": runtime, "source_aus": source_aus,
+            "driving_held_frames": driving_held_frames}
 
 
 def _row(line: str) -> Optional[dict]:

@@ -52,15 +52,16 @@ from ganbatch.animate.targets import (
     TargetError,
     check_condition,
     check_landmark_range,
+    for_condition,
     load_targets,
+    read_driving_videos,
     read_source_aus,
     source_aus_for,
-    with_driving_landmarks,
 )
 from ganbatch.cluster import cluster_resources, local_resources, ray_session
 from ganbatch.errors import JobError
 from ganbatch.faces import BackendUnavailable, get_detector
-from ganbatch.jobs.animate import REPORT_MIN_ITEMS, AnimateJob
+from ganbatch.jobs.animate import ESTIMATE, REPORT_MIN_ITEMS, AnimateJob
 from ganbatch.models.checkpoint import CheckpointError
 from ganbatch.families import get_family
 from ganbatch.models.locate import resolve_model_uri
@@ -181,7 +182,7 @@ def _model_lines(job: AnimateJob, targets: list[Target]) -> list[str]:
     verified, and AnimateError when the targets ask for what the model cannot follow."""
     try:
         info = model_info(job.model, trust_pickle=job.trust_pickle)
-        check_condition(targets, info.family, info.condition, job.model)
+        check_condition(for_condition(targets, info.condition), info.family, info.condition, job.model)
     except (CheckpointError, storage.StorageError, TargetError) as error:
         raise AnimateError(str(error)) from None
     digest = info.digest
@@ -291,17 +292,21 @@ def _prepare(job: AnimateJob) -> _Work:
         targets = load_targets(job.targets)
         info = model_info(job.model, trust_pickle=job.trust_pickle)
         family = get_family(info.family)
+        targets = for_condition(targets, family.condition)
         check_condition(targets, family.name, family.condition, job.model)
         if job.source_aus and family.condition != "aus":
             raise TargetError(f"source_aus applies to GANimation models; {job.model} is a {family.name} model")
         work = dataclasses.replace(_plan_work(job, targets), image_size=info.image_size or family.default_image_size,
                                    model_digest=info.digest)
         check_landmark_range(targets, work.image_size)
-        if job.source_aus:
+        if job.source_aus == ESTIMATE:
+            estimated = [dataclasses.replace(item, estimate_aus=True) for item in work.items]
+            work = dataclasses.replace(work, items=estimated)
+        elif job.source_aus:
             work = dataclasses.replace(work, items=_with_source_aus(work.items, job.source_aus))
         if work.todo:
             detector = functools.partial(get_detector, job.crop.backend, "cpu")  # built only for driving videos
-            work = dataclasses.replace(work, targets=with_driving_landmarks(targets, detector))
+            work = dataclasses.replace(work, targets=read_driving_videos(work.targets, detector))
     except (TargetError, PlanError, CheckpointError, storage.StorageError, BackendUnavailable,
             RuntimeUnavailableError) as error:
         raise AnimateError(str(error)) from None

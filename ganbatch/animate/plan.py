@@ -89,8 +89,9 @@ class WorkItem:
     """One video to make: `input` animated along target number `target` (labelled `label`) into `output`.
 
     `marker` is the file below the destination whose presence means the output is complete: the video, or the first
-    frame of a PNG folder (written last); `source_aus` the image's own AUs (None: neutral); `problem` a reason known
-    before rendering why the item cannot be made (it is then reported as failed).
+    frame of a PNG folder (written last); `source_aus` the image's own AUs (None: neutral); `estimate_aus` whether
+    the prepare stage estimates them from the face instead (`source_aus: estimate`); `problem` a reason known before
+    rendering why the item cannot be made (it is then reported as failed).
     """
 
     input: str
@@ -100,6 +101,7 @@ class WorkItem:
     label: str
     source_aus: Optional[np.ndarray] = None
     problem: Optional[str] = None
+    estimate_aus: bool = False
 
 
 def _is_glob(uri: str) -> bool:
@@ -144,10 +146,10 @@ def _list_entries(uri: str) -> list[str]:
     return entries
 
 
-def _partition(uris: list[str]) -> tuple[list[str], list[SkippedFile]]:
-    """Listed files split into images and files of another type."""
-    images = [uri for uri in uris if uri.lower().endswith(IMAGE_SUFFIXES)]
-    others = [SkippedFile(uri, "unsupported type") for uri in uris if not uri.lower().endswith(IMAGE_SUFFIXES)]
+def _partition(uris: list[str], suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> tuple[list[str], list[SkippedFile]]:
+    """Listed files split into images (files with one of `suffixes`) and files of another type."""
+    images = [uri for uri in uris if uri.lower().endswith(suffixes)]
+    others = [SkippedFile(uri, "unsupported type") for uri in uris if not uri.lower().endswith(suffixes)]
     return images, others
 
 
@@ -163,8 +165,10 @@ def _odd_local_entries(uri: str, recursive: bool) -> list[SkippedFile]:
     return [odd for odd in map(_odd_entry, storage.local_entries(uri, recursive=recursive)) if odd is not None]
 
 
-def _expand(uri: str, recursive: bool, from_list: Optional[str] = None) -> InputListing:
-    """The images one input names, and the files of its folder, prefix or glob that are not taken."""
+def _expand(uri: str, recursive: bool, from_list: Optional[str] = None,
+            suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> InputListing:
+    """The images (files with one of `suffixes`) one input names, and the files of its folder, prefix or glob that
+    are not taken."""
     where = f"input {uri}" + (f" (listed in {from_list})" if from_list else "")
     uri = worker_uri(uri)
     lower = uri.lower()
@@ -173,20 +177,20 @@ def _expand(uri: str, recursive: bool, from_list: Optional[str] = None) -> Input
             raise PlanError(f"{where}: a list may not name another list")
         listing = InputListing()
         for entry in _list_entries(uri):
-            found = _expand(entry, recursive, uri)
+            found = _expand(entry, recursive, uri, suffixes)
             listing.extend(found)
             listing.skipped.extend(found.skipped)
         if not listing:
             raise PlanError(f"input list {uri} names no images")
         return listing
-    if lower.endswith(IMAGE_SUFFIXES) and not _is_glob(uri):
+    if lower.endswith(suffixes) and not _is_glob(uri):
         if not storage.is_s3(uri) and not os.path.isfile(uri):
             raise PlanError(f"{where}: no such file")
         return InputListing([InputImage(uri, _stem(uri, None))])
     if _is_glob(uri):
         root = _glob_root(uri)
         try:
-            found, skipped = _partition(storage.list_uris(uri, recursive=recursive))
+            found, skipped = _partition(storage.list_uris(uri, recursive=recursive), suffixes)
         except storage.StorageError as error:
             raise PlanError(f"{where}: {error.reason}") from None
         skipped += _odd_local_entries(uri, recursive)
@@ -195,14 +199,14 @@ def _expand(uri: str, recursive: bool, from_list: Optional[str] = None) -> Input
             return InputListing([InputImage(uri, _stem(uri, None))])
         root = uri.rstrip("/") + "/" if storage.is_s3(uri) else uri
         try:
-            found, skipped = _partition(storage.list_uris(uri, recursive=recursive))
+            found, skipped = _partition(storage.list_uris(uri, recursive=recursive), suffixes)
         except storage.StorageError as error:
             raise PlanError(f"{where}: {error.reason}") from None
         if not storage.is_s3(uri):
             skipped += _odd_local_entries(uri, recursive)
     if not found:
         reasons = f" ({InputListing(skipped=skipped).skipped_summary()})" if skipped else ""
-        raise PlanError(f"{where}: no images ({', '.join(IMAGE_SUFFIXES)}) found{reasons}"
+        raise PlanError(f"{where}: no images ({', '.join(suffixes)}) found{reasons}"
                         + ("" if recursive else "; sub-folders are searched only with --recursive"))
     return InputListing([InputImage(found_uri, _stem(found_uri, root)) for found_uri in found], skipped)
 
@@ -220,16 +224,17 @@ def _inside(uri: str, folder: str) -> bool:
     return os.path.commonpath([real_folder, os.path.realpath(uri)]) == real_folder
 
 
-def find_inputs(inputs: list[str], recursive: bool, destination: Optional[str] = None) -> InputListing:
+def find_inputs(inputs: list[str], recursive: bool, destination: Optional[str] = None,
+                suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> InputListing:
     """Every image the job's inputs name, in the order given (listings sorted), each photo once: a file reached under
     several names (links, two inputs) is taken under its own name where that was found, else the first, and its
     other names are skipped files; `.skipped` lists the files of input folders, prefixes and globs that are not
     taken (see InputListing). Nothing below `destination` is an input (the job's outputs, when --out lies inside an
-    input folder): it is one skipped entry."""
+    input folder): it is one skipped entry. `suffixes`: the file names listings keep (`ganbatch aus` adds videos')."""
     destination = worker_uri(destination) if destination else None
     found, skipped, outputs_left_out = [], [], False
     for uri in inputs:
-        expanded = _expand(uri, recursive)
+        expanded = _expand(uri, recursive, suffixes=suffixes)
         for image in expanded:
             if destination and _inside(image.uri, destination):
                 outputs_left_out = True

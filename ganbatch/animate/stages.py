@@ -164,7 +164,7 @@ def encode(row: dict, spec: RunSpec) -> dict:
             with storage.retry_budget(spec.storage_retry_seconds):
                 frames = encode_item(item, _unpack(row["clip"]), placement, spec.settings)
             result = manifest_row(**fields, status="ok", frames=frames, fps=placement.fps,
-                                  seconds=row["seconds"] + time.monotonic() - started)
+                                  seconds=row["seconds"] + time.monotonic() - started, **placement.record)
         except Exception as error:  # noqa: BLE001 - an item's failure becomes its row, the stream goes on
             result = manifest_row(**fields, status="failed", error=describe_error(error),
                                   seconds=row["seconds"] + time.monotonic() - started)

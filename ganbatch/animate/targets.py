@@ -6,7 +6,9 @@ self-contained, picklable value for the workers. `Target.schedule(source_aus, so
 face's Schedule (see ganbatch.targets.schedule); `Schedule.targets()` gives GANimation (T, 17) AU vectors or
 GANnotation (T, 66, 2) points in the crop's pixel frame.
 
-Driving videos are read separately (`with_driving_landmarks`), as finding their landmarks takes a face detector.
+Driving videos are read separately (`read_driving_videos`), as finding their landmarks takes a face detector: a
+GANnotation model follows their landmarks (`DrivingTarget`), a GANimation model the AUs estimated from them
+(`DrivingAUTarget`, see `for_condition`).
 """
 import abc
 import dataclasses
@@ -26,6 +28,7 @@ from ganbatch.faces import largest_face
 from ganbatch.jobs.animate import TargetSpec
 from ganbatch.jobs.keyframes import schedule_from_dict
 from ganbatch.targets import (
+    AU_SCALE,
     NUM_AUS,
     AUError,
     Keyframe,
@@ -70,6 +73,10 @@ class Target(abc.ABC):
     @abc.abstractmethod
     def condition(self) -> str:
         """The model condition this target produces: "aus" (GANimation) or "landmarks" (GANnotation)."""
+
+    def manifest_fields(self) -> dict:
+        """Fields this target adds to its videos' manifest rows (see ganbatch.animate.manifest)."""
+        return {}
 
     @abc.abstractmethod
     def schedule(self, source_aus: np.ndarray, source_landmarks: Optional[np.ndarray] = None) -> Schedule:
@@ -145,11 +152,15 @@ class DrivingTarget(Target):
     """
 
     driving: Optional[np.ndarray] = None
+    held: int = 0  # driving frames without a face, which hold the nearest earlier frame's value
     needs_source_landmarks: ClassVar[bool] = True
 
     @property
     def condition(self) -> str:
         return "landmarks"
+
+    def manifest_fields(self) -> dict:
+        return {"driving_held_frames": self.held}
 
     def schedule(self, source_aus, source_landmarks=None):
         if self.driving is None:
@@ -159,6 +170,39 @@ class DrivingTarget(Target):
         scale = face_scale(source_landmarks) / face_scale(self.driving[0])
         values = source_landmarks[None] + scale * (self.driving - self.driving[:1])
         return sequence_schedule(values.astype(np.float32), self.spec)
+
+
+@dataclass(frozen=True)
+class DrivingAUTarget(Target):
+    """A driving video for a GANimation model: the driving face's AUs per frame (estimated from its landmarks by
+    ganbatch.faces.au_estimator), relative to its first frame, added to the face's own AUs and clipped to 0-5.
+
+    `driving` holds the video's (T, 17) AUs once `read_driving_videos` has estimated them.
+    """
+
+    driving: Optional[np.ndarray] = None
+    held: int = 0  # driving frames without a face, which hold the nearest earlier frame's AUs
+
+    @property
+    def condition(self) -> str:
+        return "aus"
+
+    def manifest_fields(self) -> dict:
+        return {"driving_held_frames": self.held}
+
+    def schedule(self, source_aus, source_landmarks=None):
+        if self.driving is None:
+            raise TargetError(f"target '{self.label}': the driving video's AUs were not estimated")
+        values = np.clip(np.asarray(source_aus)[None] + self.driving - self.driving[:1], 0.0, AU_SCALE)
+        return sequence_schedule(values.astype(np.float32), self.spec)
+
+
+def for_condition(targets: list[Target], condition: str) -> list[Target]:
+    """The targets for a model conditioned on `condition`: driving videos follow AUs for an "aus" model."""
+    if condition != "aus":
+        return targets
+    return [DrivingAUTarget(target.label, target.spec) if isinstance(target, DrivingTarget) else target
+            for target in targets]
 
 
 def face_scale(points: np.ndarray) -> float:
@@ -322,10 +366,11 @@ def check_condition(targets: list[Target], family_name: str, condition: str, mod
         raise TargetError("; ".join(problems))
 
 
-def driving_landmarks(uri: str, detector) -> np.ndarray:
-    """(T, 66, 2) landmarks of the largest face in every frame of the video at `uri`.
+def video_face_landmarks(uri: str, detector) -> list[Optional[np.ndarray]]:
+    """The (68, 2) landmarks of the largest face in every frame of the video at `uri`, None where there is none.
 
-    Frames where no face is found repeat the nearest earlier frame's landmarks (the first found, at the start).
+    Raises TargetError naming the video when it cannot be read or decoded, has no face at all, or the detector gives
+    no landmarks.
     """
     points = []
     try:
@@ -335,29 +380,71 @@ def driving_landmarks(uri: str, detector) -> np.ndarray:
                 if face is not None and face.landmarks is None:
                     raise TargetError(f"{uri}: face backend '{detector.name}' finds no landmarks; use "
                                       "face-alignment or dlib (crop.backend, --detector)")
-                points.append(None if face is None else to_gannotation66(face.landmarks))
+                points.append(None if face is None else face.landmarks)
     except (storage.StorageError, OSError, RuntimeError) as error:
-        raise TargetError(f"{uri}: cannot read the driving video ({error})") from None
+        reason = " ".join(str(error).split("=== stderr ===")[0].split())  # imageio-ffmpeg appends ffmpeg's banner
+        raise TargetError(f"{uri}: cannot read the video ({reason})") from None
     short = missing_frames(meta, len(points))
     if short:  # a shared target cut short would make every video short: an error before any work, not N warnings
         raise TargetError(f"{uri}: {short}")
-    found = [index for index, value in enumerate(points) if value is not None]
-    if not found:
+    if not any(value is not None for value in points):
         raise TargetError(f"{uri}: no face found in any of its {len(points)} frames")
-    for index in range(len(points)):
-        if points[index] is None:
-            points[index] = points[index - 1] if index else points[found[0]]
-    return np.stack(points).astype(np.float32)
+    return points
 
 
-def with_driving_landmarks(targets: list[Target], detector_for) -> list[Target]:
-    """The targets with every DrivingTarget's video landmarks read; `detector_for()` gives the face detector."""
-    return [dataclasses.replace(target, driving=driving_landmarks(target.spec.driving_video, detector_for()))
-            if isinstance(target, DrivingTarget) else target for target in targets]
+def hold_missing(values: list[Optional[np.ndarray]]) -> tuple[np.ndarray, int]:
+    """`values` stacked, each None replaced by the nearest earlier value (the first one, at the start), and the
+    number replaced."""
+    first = next(value for value in values if value is not None)
+    filled, held = [], 0
+    for value in values:
+        held += value is None
+        filled.append(value if value is not None else (filled[-1] if filled else first))
+    return np.stack(filled), held
+
+
+def driving_landmarks(uri: str, detector) -> np.ndarray:
+    """(T, 66, 2) landmarks of the largest face in every frame of the video at `uri`; frames where no face is found
+    repeat the nearest earlier frame's landmarks (the first found, at the start)."""
+    return _driving_landmarks(uri, detector)[0]
+
+
+def _driving_landmarks(uri: str, detector) -> tuple[np.ndarray, int]:
+    points = video_face_landmarks(uri, detector)
+    values, held = hold_missing([None if p is None else to_gannotation66(p) for p in points])
+    return values.astype(np.float32), held
+
+
+def driving_aus(uri: str, detector, estimator) -> tuple[np.ndarray, int]:
+    """(T, 17) AUs that `estimator` reads off the largest face in every frame of the video at `uri` (its raw
+    read-out, not clipped to 0-5, so changes near 0 count), frames without a face holding the nearest earlier
+    frame's, and the number of such frames."""
+    points = video_face_landmarks(uri, detector)
+    estimated = iter(estimator.predict(np.stack([p for p in points if p is not None]), clip=False))
+    return hold_missing([None if p is None else next(estimated) for p in points])
+
+
+def read_driving_videos(targets: list[Target], detector_for) -> list[Target]:
+    """The targets with every driving video read: landmarks for a DrivingTarget, AUs (ganbatch's bundled estimator)
+    for a DrivingAUTarget; `detector_for()` gives the face detector."""
+    ready = []
+    for target in targets:
+        if isinstance(target, DrivingTarget):
+            driving, held = _driving_landmarks(target.spec.driving_video, detector_for())
+            target = dataclasses.replace(target, driving=driving, held=held)
+        elif isinstance(target, DrivingAUTarget):
+            from ganbatch.faces.au_estimator import load_au_estimator
+
+            driving, held = driving_aus(target.spec.driving_video, detector_for(), load_au_estimator())
+            target = dataclasses.replace(target, driving=driving, held=held)
+        ready.append(target)
+    return ready
 
 
 def read_source_aus(uri: str) -> dict[str, np.ndarray]:
-    """Image name -> AU vector (17,) from an OpenFace CSV with a `name` column, or a GANimation aus_openface.pkl."""
+    """Image name -> AU vector (17,) from an OpenFace CSV with a `name` column, or a GANimation aus_openface.pkl.
+
+    CSV rows whose `success` is 0 (no face found, as OpenFace and `ganbatch aus` mark them) are left out."""
     data = _read(uri)
     try:
         if uri.lower().endswith(".pkl"):
@@ -367,7 +454,8 @@ def read_source_aus(uri: str) -> dict[str, np.ndarray]:
         raise TargetError(f"{uri}: {error}") from None
     if table.names is None:
         raise TargetError(f"{uri}: source AUs need a 'name' column naming each row's image")
-    return dict(zip(table.names, table.aus))
+    found = np.ones(len(table), bool) if table.success is None else table.success
+    return {name: aus for name, aus, ok in zip(table.names, table.aus, found) if ok}
 
 
 def source_aus_for(table: dict[str, np.ndarray], image_uri: str, source: str) -> np.ndarray:

@@ -11,6 +11,7 @@ import click
 from ganbatch import __version__
 from ganbatch.errors import JobError
 from ganbatch.cli.animate import animate
+from ganbatch.cli.aus import aus
 from ganbatch.cli.cache import cache_command
 from ganbatch.cli.eval import eval_command
 from ganbatch.cli.export import export
@@ -66,5 +67,5 @@ def main(verbose, quiet, log_format):
     setup_logging(verbose - quiet, log_format)
 
 
-for command in (animate, train, export, synth, eval_command, run, validate, tune, cache_command):
+for command in (animate, aus, train, export, synth, eval_command, run, validate, tune, cache_command):
     main.add_command(command)

@@ -33,6 +33,8 @@ SET_EXAMPLES = {
     "synth": "--set 'layouts=[ganimation]' or --set test_fraction=0.25",
     "eval": "--set identities=2 or --set runtime=openvino",
     "export": "--set precision=fp16 or --set format=onnx",
+    "aus": "--set detector=face-alignment or --set allow_failures=true",
+    "aus": "--set detector=face-alignment or --set allow_failures=true",
     None: "--set execution.workers=4, or in a pipeline --set steps.train.steps=200",
 }
 

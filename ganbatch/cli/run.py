@@ -9,5 +9,5 @@ from ganbatch.jobs.load import load_job
 @click.argument("manifest", type=click.Path(exists=True, dir_okay=False))
 @override_options
 def run(manifest, overrides, dry_run):
-    """Run the job in MANIFEST (a YAML file of kind animate, train, synth, eval, export or pipeline)."""
+    """Run the job in MANIFEST (a YAML file of kind animate, train, synth, eval, export, aus or pipeline)."""
     execute(load_job(manifest, overrides=tuple(overrides)), dry_run)

@@ -197,6 +197,8 @@ class CropSpec(StrictModel):
         return self
 
 
+# `source_aus: estimate`: each photo's own AUs estimated in the prepare stage instead of read from a file.
+ESTIMATE = "estimate"
 REPORT_MIN_ITEMS = 4  # output.report's default: a gallery for batches larger than this
 
 
@@ -268,7 +270,8 @@ class AnimateJob(StrictModel):
     out: Uri = Field(description="output folder or s3:// prefix")
     source_aus: Optional[Uri] = Field(
         None, description="the photos' own AUs, looked up by image name: an OpenFace CSV with a name column, or an "
-                          "aus_openface.pkl (GANimation); default: neutral (all zeros)")
+                          "aus_openface.pkl (GANimation), or 'estimate': each photo's AUs estimated from its face's "
+                          "landmarks (no OpenFace, see docs/au_estimator.md); default: neutral (all zeros)")
     targets: list[TargetSpec] = Field(min_length=1)
     crop: CropSpec = Field(default_factory=CropSpec)
     output: OutputSpec = Field(default_factory=OutputSpec)

@@ -13,6 +13,7 @@ from pydantic_core import PydanticCustomError
 
 from ganbatch.jobs.animate import AnimateJob
 from ganbatch.jobs.common import StrictModel
+from ganbatch.jobs.aus import AusJob
 from ganbatch.jobs.eval import EvalJob
 from ganbatch.jobs.export import ExportJob
 from ganbatch.jobs.paths import Path, format_path
@@ -21,8 +22,8 @@ from ganbatch.jobs.synth import SynthJob
 from ganbatch.jobs.train import TrainJob
 
 STEP_MODELS = {model.model_fields["kind"].default: model
-               for model in (SynthJob, TrainJob, AnimateJob, EvalJob, ExportJob)}
-Step = Annotated[Union[SynthJob, TrainJob, AnimateJob, EvalJob, ExportJob], Field(discriminator="kind")]
+               for model in (SynthJob, TrainJob, AnimateJob, EvalJob, ExportJob, AusJob)}
+Step = Annotated[Union[SynthJob, TrainJob, AnimateJob, EvalJob, ExportJob, AusJob], Field(discriminator="kind")]
 # The pydantic error type of PipelineJob's reference check; the manifest loader reports these per field instead.
 STEP_REFERENCE_ERROR = "step_reference"
 

@@ -1,0 +1,193 @@
+"""AU estimator: 17 OpenFace AU intensities (0-5) read off a face's 68 landmarks, without OpenFace.
+
+Method (fitted by `scripts/fit_au_estimator.py` on synthetic faces run through the dlib detector, see
+docs/au_estimator.md):
+
+1. Pose normalisation: the 68 points are mapped onto a mean shape by the 2-D similarity (translation, scale,
+   in-plane rotation) that best fits the points an expression barely moves (jaw top, nose bridge, eye corners), so
+   the features do not depend on where the face is, how large it is or how it is rolled.
+2. Features: the aligned points, less the mean shape (136 numbers), standardised.
+3. A small MLP (ReLU) maps the features to the AUs; the face and its mirror image are both read and averaged (the
+   AUs are bilateral), and the result is clipped to 0-5.
+4. Confidence: how typical the aligned shape is of the faces the estimator was fitted on (its Mahalanobis distance
+   in the fit's principal components): 1 inside the fit's 90th percentile, falling linearly to 0 at twice its 99th.
+
+The asset `ganbatch/assets/au_estimator.pt` is `{"format": "ganbatch-au-estimator", "version": 1, "config": <JSON>,
+"state_dict": {name: tensor}}`, read with `torch.load(weights_only=True)`; inference is plain NumPy.
+"""
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ganbatch.faces.detect import FaceDetector, largest_face
+from ganbatch.targets.aus import AU_NAMES, AU_SCALE, NUM_AUS
+from ganbatch.targets.landmarks import IBUG_FLIP, NUM_IBUG
+
+FORMAT = "ganbatch-au-estimator"
+VERSION = 1
+SHIPPED_ESTIMATOR = Path(__file__).resolve().parents[1] / "assets" / "au_estimator.pt"
+# Points the similarity alignment fits: jaw top (0, 1, 15, 16), nose bridge (27-30) and eye corners (36, 39, 42,
+# 45); the synthetic AUs move none of them more than a trace, and real expressions move them little.
+ANCHOR_POINTS = (0, 1, 15, 16, 27, 28, 29, 30, 36, 39, 42, 45)
+
+
+class AUEstimatorError(Exception):
+    """An AU estimator file that is missing or cannot be read."""
+
+
+@dataclass(frozen=True)
+class AUEstimate:
+    """One face's AUs: intensities float32 (17,) 0-5 (zeros when no face), confidence 0-1, and why it failed."""
+
+    aus: np.ndarray
+    confidence: float
+    success: bool
+    reason: str | None = None
+
+
+def align_landmarks(points: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Landmarks (N, 68, 2) mapped onto `reference` (68, 2) by the similarity transform that best fits the anchor
+    points (least squares; written with complex numbers, where a similarity is z -> a z + b)."""
+    z = points[..., 0] + 1j * points[..., 1]
+    target = reference[:, 0] + 1j * reference[:, 1]
+    anchors = list(ANCHOR_POINTS)
+    source = z[:, anchors] - z[:, anchors].mean(axis=1, keepdims=True)
+    goal = target[anchors] - target[anchors].mean()
+    scale_rotation = (np.conj(source) * goal).sum(axis=1) / np.maximum((np.abs(source) ** 2).sum(axis=1), 1e-12)
+    aligned = scale_rotation[:, None] * (z - z[:, anchors].mean(axis=1, keepdims=True)) + target[anchors].mean()
+    return np.stack([aligned.real, aligned.imag], axis=-1)
+
+
+def mirror_landmarks(points: np.ndarray) -> np.ndarray:
+    """Landmarks (N, 68, 2) of the horizontally mirrored faces (x negated, left/right points swapped)."""
+    mirrored = points[:, IBUG_FLIP].copy()
+    mirrored[..., 0] *= -1
+    return mirrored
+
+
+def shape_features(points: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Features (N, 136): the aligned landmarks less the reference shape."""
+    return (align_landmarks(points, reference) - reference).reshape(len(points), -1)
+
+
+def check_landmarks(points) -> np.ndarray:
+    """`points` as float64 (N, 68, 2) (one (68, 2) face is taken as N=1); ValueError when not finite 68-point sets."""
+    array = np.asarray(points, dtype=np.float64)
+    if array.ndim == 2:
+        array = array[None]
+    if array.ndim != 3 or array.shape[1:] != (NUM_IBUG, 2) or not np.isfinite(array).all():
+        raise ValueError(f"landmarks: expected finite (N, {NUM_IBUG}, 2) iBUG points, got {array.shape}")
+    return array
+
+
+class AUEstimator:
+    """Landmarks -> AUs with the fitted parameters `params` (NumPy arrays named as in the asset's state_dict).
+
+    params: reference (68, 2) mean shape; feature_mean, feature_std (136,); layer{i}.weight (out, in) and
+    layer{i}.bias for the MLP's layers (ReLU between them; the last gives AU / AU_SCALE); pca_components (K, 136) and
+    pca_scale (K,) for the confidence's distance, with distance_typical / distance_limit (its 90th percentile on the
+    fit's faces and the distance where confidence reaches 0).
+    """
+
+    def __init__(self, params: dict[str, np.ndarray], config: dict | None = None):
+        self.params = {name: np.asarray(value, dtype=np.float64) for name, value in params.items()}
+        self.config = dict(config or {})
+        self.layers = sorted({name.split(".")[0] for name in self.params if name.startswith("layer")},
+                             key=lambda name: int(name[len("layer"):]))
+
+    def _read(self, features: np.ndarray) -> np.ndarray:
+        x = (features - self.params["feature_mean"]) / self.params["feature_std"]
+        for position, layer in enumerate(self.layers):
+            x = x @ self.params[f"{layer}.weight"].T + self.params[f"{layer}.bias"]
+            if position < len(self.layers) - 1:
+                x = np.maximum(x, 0.0)
+        return x * AU_SCALE
+
+    def predict(self, landmarks, clip: bool = True) -> np.ndarray:
+        """AU intensities float32 (N, 17), 0-5, of landmark sets (N, 68, 2) (or one (68, 2) set -> (1, 17)).
+
+        clip=False keeps the network's raw read-out, which goes below 0 (and above 5): a face's expression changes
+        (differences between two of its frames) are then seen down to the bottom of the scale.
+        """
+        points = check_landmarks(landmarks)
+        reference = self.params["reference"]
+        both = self._read(shape_features(points, reference)) + self._read(shape_features(mirror_landmarks(points),
+                                                                                         reference))
+        return (np.clip(both / 2, 0.0, AU_SCALE) if clip else both / 2).astype(np.float32)
+
+    def confidence(self, landmarks) -> np.ndarray:
+        """Confidence float32 (N,) 0-1 that landmark sets look like the faces the estimator was fitted on."""
+        distance = self.shape_distance(landmarks)
+        typical, limit = float(self.params["distance_typical"]), float(self.params["distance_limit"])
+        return np.clip((limit - distance) / (limit - typical), 0.0, 1.0).astype(np.float32)
+
+    def shape_distance(self, landmarks) -> np.ndarray:
+        """Mahalanobis distance (N,), per component (RMS), of aligned shapes in the fit's principal components."""
+        features = shape_features(check_landmarks(landmarks), self.params["reference"]) - self.params["feature_mean"]
+        scores = features @ self.params["pca_components"].T / self.params["pca_scale"]
+        return np.sqrt((scores ** 2).mean(axis=1))
+
+    def estimate_image(self, image: np.ndarray, detector: FaceDetector) -> AUEstimate:
+        """The AUs of the largest face `detector` finds in an RGB uint8 image; success False with a reason when there
+        is no face or the backend gives no landmarks."""
+        face = largest_face(detector.detect(image))
+        if face is None:
+            return AUEstimate(np.zeros(NUM_AUS, np.float32), 0.0, False,
+                              f"no face found (face backend {detector.name})")
+        if face.landmarks is None:
+            return AUEstimate(np.zeros(NUM_AUS, np.float32), 0.0, False,
+                              f"face backend {detector.name} finds no landmarks; use dlib or face-alignment")
+        return AUEstimate(self.predict(face.landmarks)[0], float(self.confidence(face.landmarks)[0]), True)
+
+
+def save_au_estimator(estimator: AUEstimator, path) -> None:
+    """Write `estimator` to `path` in the format of the module docstring."""
+    from ganbatch.io.atomic import atomic_local_path
+
+    content = {
+        "format": FORMAT,
+        "version": VERSION,
+        "config": json.dumps({**estimator.config, "au_names": list(AU_NAMES), "anchor_points": list(ANCHOR_POINTS)}),
+        "state_dict": {name: torch.from_numpy(np.asarray(value, np.float32)) for name, value in
+                       estimator.params.items()},
+    }
+    with atomic_local_path(Path(path)) as tmp:
+        torch.save(content, tmp)
+
+
+def load_au_estimator(path=None) -> AUEstimator:
+    """The estimator saved at `path` (default: the shipped one, loaded once per process).
+
+    Raises AUEstimatorError naming the file when it is missing or not in this format.
+    """
+    if path is None:
+        return _shipped_estimator()
+    return _load(Path(path))
+
+
+@functools.lru_cache(maxsize=1)
+def _shipped_estimator() -> AUEstimator:
+    return _load(SHIPPED_ESTIMATOR)
+
+
+def _load(path: Path) -> AUEstimator:
+    if not path.is_file():
+        raise AUEstimatorError(f"{path}: no AU estimator file there")
+    try:
+        content = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch reports unreadable files with many exception types
+        raise AUEstimatorError(f"{path}: not a readable torch file ({error})") from error
+    if not isinstance(content, dict) or content.get("format") != FORMAT:
+        raise AUEstimatorError(f"{path}: not an AU estimator file (expected format {FORMAT!r})")
+    if content.get("version") != VERSION:
+        raise AUEstimatorError(f"{path}: AU estimator format version {content.get('version')!r}, expected {VERSION}")
+    config = json.loads(content["config"])
+    if config.get("au_names") != list(AU_NAMES) or config.get("anchor_points") != list(ANCHOR_POINTS):
+        raise AUEstimatorError(f"{path}: AU order or anchor points differ from this version of ganbatch")
+    return AUEstimator({name: tensor.numpy() for name, tensor in content["state_dict"].items()}, config)

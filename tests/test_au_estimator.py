@@ -1,0 +1,262 @@
+"""The landmark AU estimator, `ganbatch aus`, and the photos' estimated AUs in animate (`--source-aus estimate`)."""
+import csv
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from ganbatch.animate.item import prepare_item
+from ganbatch.render import render_clips
+from ganbatch.animate.plan import WorkItem
+from ganbatch.animate.targets import load_targets, read_source_aus, source_aus_for
+from ganbatch.cli import main
+from ganbatch.eval import predict_aus
+from ganbatch.eval.au_estimator import HELD_OUT_SEED, detected_faces, path_table, photo_table
+from ganbatch.faces import get_detector
+from ganbatch.faces.au_estimator import (
+    AUEstimator, AUEstimatorError, align_landmarks, load_au_estimator, save_au_estimator)
+from ganbatch.io.video import encode_video
+from ganbatch.jobs.animate import CropSpec, TargetSpec
+from ganbatch.runtimes import open_runtime
+from ganbatch.synth import render_face, sample_identities
+from ganbatch.targets import AU_NAMES, expression_aus, read_openface_csv
+
+@pytest.fixture(scope="module")
+def held_out():
+    """Held-out synthetic faces through dlib (4 identities x 8 faces)."""
+    return detected_faces(sample_identities(4, HELD_OUT_SEED), 8, get_detector("dlib"), seed=0)
+
+
+def broken(estimator: AUEstimator) -> AUEstimator:
+    """The estimator with its last layer's weights zeroed (it then says the same AUs for every face)."""
+    params = dict(estimator.params)
+    last = estimator.layers[-1]
+    params[f"{last}.weight"] = np.zeros_like(params[f"{last}.weight"])
+    return AUEstimator(params, estimator.config)
+
+
+def beats_the_baselines(estimator, photos) -> bool:
+    """MAE below 0.6x the mean predictor's and 0.9x the zero predictor's (the best constant: most AUs are 0)."""
+    found = photos.found
+    table = photo_table(estimator.predict(photos.landmarks[found]), photos.aus[found],
+                        np.array(estimator.config["mean_aus"], np.float32))
+    return table["mean_mae"] < min(0.6 * table["mean_predictor_mean_mae"], 0.9 * table["zero_predictor_mean_mae"])
+
+
+def test_estimator_beats_the_mean_and_zero_predictors_on_held_out_identities(held_out):
+    photos = held_out
+    estimator = load_au_estimator()
+    assert photos.found.mean() > 0.8
+    assert beats_the_baselines(estimator, photos)
+    assert not beats_the_baselines(broken(estimator), photos)  # the check above can fail
+
+
+def test_estimator_follows_a_driving_video_over_time():
+    """A held-out face opens its jaw, smiles and blinks out of phase over 16 frames, seen through dlib."""
+    detector = get_detector("dlib")
+    face = sample_identities(1, HELD_OUT_SEED + 3)[0]
+    moving = [AU_NAMES.index(name) for name in ("AU26", "AU12", "AU45")]
+    path = np.zeros((16, 17), np.float32)
+    for shift, index in enumerate(moving):
+        path[:, index] = 2.5 - 2.5 * np.cos(np.linspace(0, 2 * np.pi, 16) + shift)
+    points = np.stack([detector.detect(render_face(face, aus, 128)[0])[0].landmarks for aus in path])
+    for estimator, expected in ((load_au_estimator(), True), (broken(load_au_estimator()), False)):
+        table = path_table(estimator.predict(points, clip=False), path, np.zeros(16))
+        correlation = np.nan_to_num(np.array(table["correlation"])[moving])
+        assert (correlation.min() > 0.8) == expected, correlation
+
+
+def test_estimates_do_not_depend_on_position_scale_or_roll(held_out):
+    photos = held_out
+    points = photos.landmarks[photos.found][:5]
+    angle = np.deg2rad(20)
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    moved = 2.5 * points @ rotation.T + np.array([300.0, -40.0])
+    estimator = load_au_estimator()
+    np.testing.assert_allclose(estimator.predict(moved), estimator.predict(points), atol=1e-4)
+    np.testing.assert_allclose(align_landmarks(moved, estimator.params["reference"]),
+                               align_landmarks(points, estimator.params["reference"]), atol=1e-9)
+
+
+def test_confidence_is_high_for_faces_and_zero_for_scrambled_points(held_out):
+    photos = held_out
+    points = photos.landmarks[photos.found]
+    estimator = load_au_estimator()
+    assert np.median(estimator.confidence(points)) == 1.0
+    scrambled = np.random.default_rng(0).permutation(points[0])
+    assert estimator.confidence(scrambled)[0] == 0.0
+
+
+def test_estimator_file_round_trip_and_refusals(tmp_path):
+    estimator = load_au_estimator()
+    save_au_estimator(estimator, tmp_path / "copy.pt")
+    points = np.array(render_face(sample_identities(1, 3)[0], expression_aus("surprise"), 128)[1])
+    np.testing.assert_allclose(load_au_estimator(tmp_path / "copy.pt").predict(points), estimator.predict(points),
+                               atol=1e-5)
+    torch.save({"format": "something else"}, tmp_path / "other.pt")
+    with pytest.raises(AUEstimatorError, match="not an AU estimator file"):
+        load_au_estimator(tmp_path / "other.pt")
+    with pytest.raises(AUEstimatorError, match="no AU estimator file"):
+        load_au_estimator(tmp_path / "missing.pt")
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """A smiling photo, a surprised photo, a 6-frame video (frame 2 without a face), and bad inputs."""
+    folder = tmp_path_factory.mktemp("aus_inputs")
+    people = sample_identities(3, 42)
+    Image.fromarray(render_face(people[0], expression_aus("happy"), 128)[0]).save(folder / "smile.png")
+    Image.fromarray(render_face(people[1], expression_aus("surprise"), 128)[0]).save(folder / "surprise.jpg")
+    Image.fromarray(np.full((96, 96, 3), 128, np.uint8)).save(folder / "wall.png")
+    (folder / "broken.jpg").write_bytes(b"not an image")
+    frames = np.stack([render_face(people[2], expression_aus("surprise", t), 128)[0] for t in np.linspace(0, 1, 6)])
+    frames[2] = 90
+    encode_video(frames, folder / "clip.mp4", fps=6, format="mp4", crf=12)
+    encode_video(np.full((3, 64, 64, 3), 90, np.uint8), folder / "faceless.mp4", fps=6, format="mp4")
+    (folder / "corrupt.mp4").write_bytes(b"\x00" * 512)
+    return folder
+
+
+def test_aus_command_writes_a_csv_with_a_row_per_photo_and_frame_and_names_each_failure(inputs, tmp_path):
+    out = tmp_path / "aus.csv"
+    result = CliRunner().invoke(main, ["aus", str(inputs), "--out", str(out)])
+    assert result.exit_code == 1, result.output
+    for name, reason in (("wall.png", "no face found"), ("broken.jpg", "not an image"),
+                         ("faceless.mp4", "no face found in any of its 3 frames"),
+                         ("corrupt.mp4", "cannot read the video")):
+        assert any(name in line and reason in line for line in result.output.splitlines()), (name, result.output)
+    assert "Traceback" not in result.output
+
+    with open(out, newline="") as file:
+        rows = list(csv.DictReader(file))
+    clip = [row for row in rows if row["name"] == "clip.mp4"]
+    assert [int(row["frame"]) for row in clip] == [1, 2, 3, 4, 5, 6]
+    assert [int(row["success"]) for row in clip] == [1, 1, 0, 1, 1, 1]
+    assert clip[2]["AU26_r"] == clip[1]["AU26_r"] and clip[2]["error"] == "no face found"  # held
+    assert float(clip[-1]["AU26_r"]) > float(clip[0]["AU26_r"]) + 1.5  # the jaw drops along the video
+
+    table = read_openface_csv(out.read_bytes())
+    smile = table.aus[table.names.index("smile.png")]
+    assert smile[AU_NAMES.index("AU12")] > 2 and table.success[table.names.index("wall.png")] == False  # noqa: E712
+
+    allowed = CliRunner().invoke(main, ["aus", str(inputs / "smile.png"), "--out", str(tmp_path / "one.csv")])
+    assert allowed.exit_code == 0, allowed.output
+
+
+def test_aus_csv_is_read_by_source_aus_and_aus_csv_as_it_is(inputs, tmp_path):
+    out = tmp_path / "aus.csv"
+    CliRunner().invoke(main, ["aus", str(inputs), "--out", str(out)])
+    table = read_source_aus(str(out))
+    assert "wall.png" not in table and "broken.jpg" not in table  # rows without a face are left out
+    smile = source_aus_for(table, str(inputs / "smile.png"), str(out))
+    assert smile[AU_NAMES.index("AU12")] > 2
+
+    CliRunner().invoke(main, ["aus", str(inputs / "clip.mp4"), "--out", str(tmp_path / "clip.csv")])
+    (path,) = load_targets([TargetSpec(aus_csv=str(tmp_path / "clip.csv"))])
+    values = path.schedule(np.zeros(17, np.float32)).targets()
+    assert values.shape == (6, 17) and values[-1, AU_NAMES.index("AU26")] > 2
+
+
+def test_aus_dry_run_lists_photos_and_videos(inputs, tmp_path):
+    result = CliRunner().invoke(main, ["aus", str(inputs), "--out", str(tmp_path / "x.csv"), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "4 photos and 3 videos" in result.output and "kind: aus" in result.output
+    assert not (tmp_path / "x.csv").exists()
+
+
+def test_source_aus_estimate_starts_a_smiling_face_from_its_smile(inputs, tmp_path):
+    """Frame 0 of an expression path starts at the source AUs: estimated, the smiling input stays close to itself;
+    taken as neutral, the generator first removes the smile."""
+    runtime = open_runtime("demo", runtime="torch")
+    targets = load_targets([TargetSpec(expression="surprise", frames=3)])
+    item = WorkItem(input=str(inputs / "smile.png"), output=str(tmp_path / "x.mp4"), marker="x.mp4", target=0,
+                    label="surprise")
+    first_frames, records = [], []
+    for estimate in (True, False):
+        clip, placement = prepare_item(dataclasses.replace(item, estimate_aus=estimate), targets, CropSpec(), 64)
+        (made,) = render_clips(runtime, [clip], batch_size=4)
+        first_frames.append(made.frames[0].astype(float))
+        records.append(placement.record)
+    face = clip.face.astype(float)
+    estimated_error, neutral_error = (np.abs(frame - face).mean() for frame in first_frames)
+    assert estimated_error < neutral_error, (estimated_error, neutral_error)
+    smile = AU_NAMES.index("AU12")
+    readings = predict_aus(np.stack([*first_frames, face]).astype(np.uint8))
+    estimated_smile, neutral_smile, input_smile = readings[:, smile]
+    assert abs(estimated_smile - input_smile) < 0.5 * abs(neutral_smile - input_smile), (estimated_smile,
+                                                                                          neutral_smile, input_smile)
+    assert records[0]["source_aus"]["AU12"] > 2 and "source_aus" not in records[1]
+
+
+def test_source_aus_estimate_names_a_photo_without_a_face(inputs, tmp_path):
+    targets = load_targets([TargetSpec(expression="happy", frames=2)])
+    item = WorkItem(input=str(inputs / "wall.png"), output=str(tmp_path / "x.mp4"), marker="x.mp4", target=0,
+                    label="happy", estimate_aus=True)
+    with pytest.raises(Exception, match="wall.png: no face landmarks found .*source_aus: estimate"):
+        prepare_item(item, targets, CropSpec(), 64)
+
+
+@pytest.mark.slow
+def test_a_driving_video_drives_a_ganimation_face(ray_local, tmp_path):
+    """Identity A smiles wider and wider in a video (one frame without a face); the demo GANimation model makes
+    identity B follow: the frames' AU12, read by eval's regressor, rises with A's, and the faceless frame is held.
+    B's own AUs are estimated (`source_aus: estimate`) and recorded in the manifest row."""
+    from ganbatch.animate import run_animate
+    from ganbatch.jobs import AnimateJob
+
+    driver, source = sample_identities(2, HELD_OUT_SEED + 7)
+    path = np.zeros((10, 17), np.float32)
+    path[:, AU_NAMES.index("AU12")] = np.linspace(0, 4, 10)
+    frames = np.stack([render_face(driver, aus, 128)[0] for aus in path])
+    frames[4] = 90
+    encode_video(frames, tmp_path / "driver.mp4", fps=10, format="mp4", crf=12)
+    Image.fromarray(render_face(source, np.zeros(17), 128)[0]).save(tmp_path / "b.png")
+
+    job = AnimateJob(model="demo", inputs=[str(tmp_path / "b.png")], out=str(tmp_path / "out"),
+                     targets=[{"name": "drive", "driving_video": str(tmp_path / "driver.mp4"), "fps": 10}],
+                     output={"format": "png"}, source_aus="estimate")
+    result = run_animate(job)
+    assert result.ok, result.rows
+    (row,) = result.rows
+    assert row["frames"] == 10 and row["driving_held_frames"] == 1
+    assert set(row["source_aus"]) == set(AU_NAMES) and max(row["source_aus"].values()) < 1.5  # B is neutral
+    made = np.stack([np.asarray(Image.open(p)) for p in sorted((tmp_path / "out" / "b__drive").glob("*.png"))])
+    read = predict_aus(made)
+    kept = [index for index in range(10) if index != 4]
+    smile = AU_NAMES.index("AU12")
+    assert np.corrcoef(read[kept, smile], path[kept, smile])[0, 1] > 0.8, read[:, smile]
+    assert read[-1, smile] > read[0, smile] + 1.5
+
+
+def test_aus_job_runs_from_a_yaml_manifest(inputs, tmp_path):
+    manifest = tmp_path / "aus.yaml"
+    manifest.write_text(f"kind: aus\ninputs: [{inputs / 'smile.png'}, {inputs / 'clip.mp4'}]\nout: {tmp_path / 'a.csv'}\n")
+    assert CliRunner().invoke(main, ["validate", str(manifest)]).exit_code == 0
+    result = CliRunner().invoke(main, ["run", str(manifest)])
+    assert result.exit_code == 0, result.output
+    assert len(read_openface_csv((tmp_path / "a.csv").read_bytes())) == 1 + 6
+
+
+def openface_labelled_faces(shared_fixtures):
+    """(estimates, OpenFace's AUs) of the real faces of the shared sample data set, all found by dlib."""
+    from ganbatch.io.images import decode_image
+    from ganbatch.targets import read_aus_pkl
+
+    folder = shared_fixtures / "ganimation_sample_dataset"
+    labels = read_aus_pkl((folder / "aus_openface.pkl").read_bytes())
+    estimator, detector = load_au_estimator(), get_detector("dlib")
+    images = [decode_image((folder / "imgs" / f"{name}.jpg").read_bytes(), name) for name in sorted(labels)]
+    estimates = [estimator.estimate_image(image, detector) for image in images]
+    assert all(estimate.success for estimate in estimates)
+    return np.stack([estimate.aus for estimate in estimates]), np.stack([labels[name] for name in sorted(labels)])
+
+
+@pytest.mark.xfail(strict=True, reason="fitted on synthetic faces only; on real faces it is not yet better than the "
+                                       "mean predictor (docs/au_estimator.md, Real faces)")
+def test_on_real_faces_the_estimator_beats_the_mean_predictor(shared_fixtures):
+    estimated, openface = openface_labelled_faces(shared_fixtures)
+    mean_aus = np.array(load_au_estimator().config["mean_aus"])
+    assert np.abs(estimated - openface).mean() < np.abs(mean_aus - openface).mean()
