@@ -170,7 +170,7 @@ def test_ray_frames_equal_the_one_clip_renderer(ray_local, models, tmp_path):
         model=str(models["ganimation"]), inputs=[str(tmp_path / "face.png")], out=str(tmp_path / "out"),
         source_aus=str(tmp_path / "aus.pkl"),
         targets=[{"expression": "sad", "aus": {"AU45": 2.5}, "frames": 7, "fps": 25, "input_first": True}],
-        output={"format": "png"}, execution={"batch_size": 3},
+        output={"format": "png"}, execution={"batch_size": 3, "runtime": "torch"},  # the engine render_clip uses
     )
     result = run_animate(job)
     assert result.ok and result.succeeded == 1
@@ -203,7 +203,7 @@ def test_gannotation_driven_by_a_landmark_file_from_a_list_input(ray_local, mode
     job = AnimateJob(
         model=str(models["gannotation"]), inputs=[str(tmp_path / "inputs.txt")], out=str(tmp_path / "out"),
         targets=[{"name": "talk", "landmarks": str(tmp_path / "talk.txt"), "fps": 5}],
-        output={"format": "png"}, execution={"batch_size": 3},
+        output={"format": "png"}, execution={"batch_size": 3, "runtime": "torch"},  # the engine render_clip uses
     )
     result = run_animate(job)
     assert result.ok and result.rows[0]["frames"] == 4 and result.rows[0]["fps"] == 5
