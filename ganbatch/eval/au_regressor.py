@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ganbatch.io.assets import load_versioned
 from ganbatch.io.atomic import atomic_local_path
 from ganbatch.targets.aus import AU_NAMES, AU_SCALE, NUM_AUS
 
@@ -109,22 +110,13 @@ def _shipped_regressor() -> AURegressor:
 
 
 def _load(path: Path) -> AURegressor:
-    if not path.is_file():
-        raise AURegressorError(f"{path}: no AU regressor file there")
-    try:
-        content = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch reports unreadable files with many exception types
-        raise AURegressorError(f"{path}: not a readable torch file ({error})") from error
-    if not isinstance(content, dict) or content.get("format") != FORMAT:
-        raise AURegressorError(f"{path}: not an AU regressor file (expected format {FORMAT!r})")
-    if content.get("version") != VERSION:
-        raise AURegressorError(f"{path}: AU regressor format version {content.get('version')!r}, expected {VERSION}")
-    config = json.loads(content["config"])
+    state_dict, config = load_versioned(path, format=FORMAT, version=VERSION, what="AU regressor",
+                                        error=AURegressorError)
     if config.get("au_names") != list(AU_NAMES):
         raise AURegressorError(f"{path}: config au_names {config.get('au_names')} differ from {list(AU_NAMES)}")
     regressor = AURegressor(width=config["width"], input_size=config["input_size"])
     try:
-        regressor.load_state_dict(content["state_dict"])
+        regressor.load_state_dict(state_dict)
     except RuntimeError as error:
         raise AURegressorError(f"{path}: weights do not fit the configured network: {error}") from error
     regressor.info = config

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ganbatch.faces.detect import FaceDetector, largest_face
+from ganbatch.io.assets import load_versioned
 from ganbatch.targets.aus import AU_NAMES, AU_SCALE, NUM_AUS
 from ganbatch.targets.landmarks import IBUG_FLIP, NUM_IBUG
 
@@ -177,17 +178,8 @@ def _shipped_estimator() -> AUEstimator:
 
 
 def _load(path: Path) -> AUEstimator:
-    if not path.is_file():
-        raise AUEstimatorError(f"{path}: no AU estimator file there")
-    try:
-        content = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch reports unreadable files with many exception types
-        raise AUEstimatorError(f"{path}: not a readable torch file ({error})") from error
-    if not isinstance(content, dict) or content.get("format") != FORMAT:
-        raise AUEstimatorError(f"{path}: not an AU estimator file (expected format {FORMAT!r})")
-    if content.get("version") != VERSION:
-        raise AUEstimatorError(f"{path}: AU estimator format version {content.get('version')!r}, expected {VERSION}")
-    config = json.loads(content["config"])
+    state_dict, config = load_versioned(path, format=FORMAT, version=VERSION, what="AU estimator",
+                                        error=AUEstimatorError)
     if config.get("au_names") != list(AU_NAMES) or config.get("anchor_points") != list(ANCHOR_POINTS):
         raise AUEstimatorError(f"{path}: AU order or anchor points differ from this version of ganbatch")
-    return AUEstimator({name: tensor.numpy() for name, tensor in content["state_dict"].items()}, config)
+    return AUEstimator({name: tensor.numpy() for name, tensor in state_dict.items()}, config)
