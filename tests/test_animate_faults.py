@@ -190,6 +190,15 @@ def start_animate(inputs: str, out: str, model: Path, *extra, env: dict | None =
     return process
 
 
+def node_with_a_generator(workers):
+    """The worker node (of `workers`) whose raylet runs a generator actor, or None."""
+    for node in workers:
+        raylet = psutil.Process(node.all_processes["raylet"][0].process.pid)
+        if generator_processes(raylet):
+            return node
+    return None
+
+
 def wait_until(condition, process: subprocess.Popen, what: str):
     """condition()'s first true value, polled while the command runs."""
     deadline = time.monotonic() + RUN_TIMEOUT
@@ -280,15 +289,8 @@ def test_a_lost_worker_node_costs_no_item(model, faces, tmp_path, three_nodes):
     out = tmp_path / "out"
     process = start_animate(str(faces), str(out), model, "--workers", "2", env={"RAY_ADDRESS": cluster.address})
 
-    def node_with_a_generator():
-        for node in workers:
-            raylet = psutil.Process(node.all_processes["raylet"][0].process.pid)
-            if generator_processes(raylet):
-                return node
-        return None
-
     wait_until(lambda: local_rows(out), process, "the first video")
-    node = wait_until(node_with_a_generator, process, "a generator actor on a worker node")
+    node = wait_until(lambda: node_with_a_generator(workers), process, "a generator actor on a worker node")
     done_at_loss = len(local_rows(out))
     cluster.remove_node(node)
     code, stderr = finish(process)
@@ -433,15 +435,9 @@ def test_a_lost_node_with_explicit_reservations_never_hangs(model, faces, tmp_pa
     process = start_animate(str(faces), str(out), model, *flags, "--set", "execution.stall_seconds=20",
                             env={"RAY_ADDRESS": cluster.address})
 
-    def node_with_a_generator():
-        for node in workers:
-            raylet = psutil.Process(node.all_processes["raylet"][0].process.pid)
-            if generator_processes(raylet):
-                return node
-        return None
-
     wait_until(lambda: local_rows(out), process, "the first video")
-    cluster.remove_node(wait_until(node_with_a_generator, process, "a generator actor on a worker node"))
+    cluster.remove_node(wait_until(lambda: node_with_a_generator(workers), process,
+                                   "a generator actor on a worker node"))
     code, stderr = finish(process)
     assert "cannot survive the loss of the largest node" in stderr
     rows = local_rows(out)
