@@ -6,12 +6,13 @@ import torch
 
 from ganbatch.jobs.train import TrainJob
 from ganbatch.models import losses
-from ganbatch.families import Batch
-from ganbatch.families.ganimation import GANIMATION
+from ganbatch.families import Batch, get_family
 from ganbatch.train import precision
 from ganbatch.train.precision import cpu_has_native_bf16, resolve_precision
 from ganbatch.train.state import STATE_FILE, build_state, save_state
 from ganbatch.train.steps import linear_decay
+
+GANIMATION = get_family("ganimation")
 
 
 def test_gradient_penalty_of_a_linear_critic_is_norm_minus_one_squared():

@@ -178,4 +178,4 @@ class GANimation(ModelFamily):
         return aus_frames
 
 
-GANIMATION = GANimation()
+FAMILY = GANimation()  # what the registry finds (ganbatch.families)

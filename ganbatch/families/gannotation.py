@@ -161,4 +161,4 @@ class GANnotation(ModelFamily):
         return to_gannotation66(np.stack([landmarks_of(aus) for aus in aus_frames]))
 
 
-GANNOTATION = GANnotation()
+FAMILY = GANnotation()  # what the registry finds (ganbatch.families)

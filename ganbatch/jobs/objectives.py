@@ -2,7 +2,7 @@
 step ratio, and the published values that unset (null) fields take. The family modules (`ganbatch.families`) compute
 the losses these weights weigh; they read an objective by its field names and import no pydantic.
 
-Adding a family: its objective here (a subclass with a `family` Literal of its name) and one line in OBJECTIVES.
+Adding a family: its objective here (a subclass with a `family` Literal of its name); OBJECTIVES finds it.
 """
 from __future__ import annotations
 
@@ -126,7 +126,7 @@ class GANnotationObjective(ObjectiveSpec):
         return 4 if self.adversarial == "wgan-gp" else 1
 
 
-# family name -> its objective schema (the `family` tag each one carries)
+# family name -> its objective schema: every subclass above, by the `family` tag it carries
 OBJECTIVES: dict[str, type[ObjectiveSpec]] = {
-    objective.model_fields["family"].default: objective for objective in (GANimationObjective, GANnotationObjective)
+    objective.model_fields["family"].default: objective for objective in ObjectiveSpec.__subclasses__()
 }
