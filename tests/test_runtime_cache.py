@@ -141,6 +141,24 @@ def test_auto_tunes_once_then_opens_the_cached_choice(checkpoint, tmp_path, monk
     assert "(auto, tuned now)" in open_runtime(checkpoint, threads=1, cache=cache).describe()
 
 
+def test_a_damaged_export_behind_a_cached_decision_is_built_again(checkpoint, tmp_path):
+    pytest.importorskip("openvino", reason="needs the cpu-fast extra (pip install 'ganbatch[cpu-fast]')")
+    from ganbatch.runtimes.build import build_runtime
+    from ganbatch.runtimes.machine import detect_machine
+
+    cache = RuntimeCache(tmp_path)
+    with open_source(checkpoint, cache=cache) as source:
+        build_runtime(source, "openvino", device=torch.device("cpu"), precision="fp32", cache=cache)
+        key = auto.decision_key(source, detect_machine("cpu"), batch_size=16)
+    cache.store_decision(key, {"chosen": ["openvino", "fp32"], "candidates": []})
+    (xml,) = (tmp_path / "artifacts").rglob("model.xml")
+    xml.write_text("<net> torn")
+    runtime = open_runtime(checkpoint, threads=1, cache=cache)
+    assert "(auto, tuned now)" in runtime.describe()  # the decision was dropped and made again
+    exports = list((tmp_path / "artifacts").rglob("model.xml"))
+    assert exports and all("<net> torn" not in export.read_text() for export in exports)
+
+
 # ---- the gate refuses a candidate that jitters: a test-only engine, registered in one line ----
 
 class JitteryRuntime(Runtime):

@@ -24,10 +24,11 @@ from dataclasses import dataclass, field
 import torch
 
 from ganbatch.runtimes.base import Runtime, RuntimeUnavailableError
-from ganbatch.runtimes.build import build_runtime, package_versions
+from ganbatch.runtimes.build import artifact_key, build_runtime, package_versions
 from ganbatch.runtimes.cache import RuntimeCache, key_hash
 from ganbatch.runtimes.gate import GATE_FACES, GateFigures, gate_figures, gate_inputs
 from ganbatch.runtimes.machine import Machine, detect_machine
+from ganbatch.runtimes.registry import ENGINES
 from ganbatch.runtimes.registry import engine as get_engine
 from ganbatch.runtimes.source import ModelSource
 
@@ -215,9 +216,9 @@ def choose_runtime(source: ModelSource, *, device, threads: int | None = None, b
                    tune_now: bool = True) -> Runtime:
     """The runtime auto decides for source on this machine: the cached decision's, else tuned now (under the
     decision's lock, so that the actors of one node tune once) and stored; retune tunes again regardless. With
-    tune_now=False a missing decision is not made: the safe fallback candidate runs instead (a dry run's probe). Its
-    `auto` attribute holds the AutoDecision (its `describe()` has every candidate's figures) and `describe()` says `auto, tuned now` or
-    `auto, from the runtime cache`."""
+    tune_now=False a missing decision is not made: the safe fallback candidate runs instead (a dry run's probe).
+    Its `auto` attribute holds the AutoDecision (whose `describe()` has every candidate's figures), and its own
+    `describe()` ends with `auto, tuned now` or `auto, from the runtime cache`."""
     device = torch.device(device)
     cache = cache or RuntimeCache()
     machine = detect_machine(device, missing)
@@ -245,7 +246,8 @@ def choose_runtime(source: ModelSource, *, device, threads: int | None = None, b
 
 
 def _from_cache(source: ModelSource, machine: Machine, key: dict, device, threads, cache: RuntimeCache):
-    """The cached decision's runtime, or None (no decision, or one whose runtime no longer opens: discarded)."""
+    """The cached decision's runtime, or None: no decision, or one whose runtime no longer opens (an engine gone, a
+    damaged export), which is discarded with the export it opened, so that tuning builds that again."""
     stored = cache.decision(key)
     if stored is None:
         return None
@@ -257,6 +259,11 @@ def _from_cache(source: ModelSource, machine: Machine, key: dict, device, thread
     except (RuntimeUnavailableError, ValueError, RuntimeError, ImportError, OSError, KeyError, TypeError) as error:
         log.info("the cached runtime decision could not be used (%s): tuning again", error)
         cache.discard_decision(key)
+        chosen = stored.get("chosen") if isinstance(stored, dict) else None
+        if source.kind == "checkpoint" and isinstance(chosen, list) and len(chosen) == 2 and chosen[0] in ENGINES:
+            export = get_engine(chosen[0]).export
+            if export:
+                cache.discard_artifact(artifact_key(source, export, chosen[1]))
         return None
     runtime.auto = AutoDecision(machine, rows, (runtime_name, precision), cached=True)
     return runtime
