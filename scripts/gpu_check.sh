@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The checks that need a GPU, in one process and without Ray, on the GPU machine as it is (CUDA torch, numpy,
 # scipy, scikit-image, pillow, pyyaml; no Ray, pydantic, click, boto3, ffmpeg or package registry): it imports
-# only the pure layers. What it lacks (ffmpeg) is carried as wheels (scripts/gpu_wheels.txt; scripts/fetch_gpu_wheels.sh puts them in .whl/), installed into
-# /tmp/site here. One call, a few minutes: parity (fp16/bf16 vs fp32), generator frames/s at 128 px for batch
+# only the pure layers. What it lacks (ffmpeg) is carried as wheels (scripts/gpu_wheels.txt;
+# scripts/fetch_gpu_wheels.sh puts them in .whl/), installed into /tmp/site here. One call, a few minutes: parity (fp16/bf16 vs fp32), generator frames/s at 128 px for batch
 # 64/256/512 (eager, channels_last, torch.compile, CUDA graphs), end to end in process with encoding on the node's
 # CPUs, GPU utilisation (scripts/gpu_check.py says what each row is).
 #   scripts/gpu_check.sh [gpu_check.py options]
