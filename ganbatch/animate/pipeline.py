@@ -97,6 +97,7 @@ class AnimateResult:
     rows: list[dict] = field(default_factory=list)
     stats: str = ""
     problems: list[str] = field(default_factory=list)
+    stream_abandoned: bool = False  # the stream stopped before its end (its threads may still be waiting on it)
 
     @property
     def failure(self) -> str:
@@ -462,6 +463,7 @@ def _run_on_ray(job: AnimateJob, work: _Work, manifest: ManifestWriter, result: 
             result.stats = dataset.stats()
         except Exception as error:  # noqa: BLE001 - whatever stopped the stream, the manifest is finalised
             log.error("the animate stream stopped: %s", describe_error(error))
+            result.stream_abandoned = True
             reason = f"the pipeline stopped before this item was made: {describe_error(error)}"[:500]
             for item in work.todo:
                 record(manifest_row(input=item.input, output=item.output, status="failed", model=job.model,

@@ -9,6 +9,8 @@ stay the one source of defaults. A map value may also be `(dotted path, convert)
 reshaping. Multiple-value flags replace the whole list. Precedence: the `--job` manifest, then flags, then `--set`.
 """
 import logging
+import os
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any, Optional, Union
 
@@ -129,9 +131,24 @@ def execute(loaded: LoadedJob, dry_run: bool) -> None:
         click.echo(redact(message))
     for key, value in result.outputs.items():
         click.echo(redact(f"{key}: {value}"))
-    if not result.ok:
-        failure = getattr(result, "failure", "")  # optional too: what failed, where it is recorded, what to do
-        raise JobFailed(f"the {loaded.job.kind} job failed" + (f": {redact(failure)}" if failure else ""))
+    failed = None if result.ok else f"the {loaded.job.kind} job failed" + (
+        f": {redact(result.failure)}" if getattr(result, "failure", "") else "")  # failure: optional, what to do
+    if getattr(result, "stream_abandoned", False):
+        _exit_now(failed)
+    if failed:
+        raise JobFailed(failed)
+
+
+def _exit_now(failed: Optional[str]) -> None:
+    """End the process at once, its work done and written: after a stream was given up (a stall), Ray Data's threads
+    still wait on it, and the interpreter's teardown with them alive can crash the process (SIGSEGV) after the last
+    line, turning exit status 1 into -11. Everything is flushed first; the status is the failure's."""
+    if failed:
+        click.echo(f"Error: {failed}", err=True)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(1 if failed else 0)
 
 
 def run_command(ctx: click.Context, kind: str, flags: FlagMap) -> None:
