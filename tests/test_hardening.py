@@ -88,6 +88,23 @@ def cli(*args):
     return CliRunner().invoke(main, [str(arg) for arg in args])
 
 
+def _run_with_a_truncated_newest_checkpoint(tmp_path, keep_checkpoints: int) -> dict:
+    """A tiny training run of 3 steps (OUT tmp_path/runs, NAME r) whose newest checkpoint's state.pt is then cut in
+    half; the job's fields, for running it on."""
+    from ganbatch.synth.dataset import write_dataset
+    from ganbatch.train import run_train
+
+    write_dataset(tmp_path / "faces", 2, 2, size=64, seed=1, contact_sheet=False)
+    fields = {"family": "ganimation", "data": str(tmp_path / "faces"), "out": str(tmp_path / "runs"), "name": "r",
+              "network": {"size": 64, "conv_dim": 4, "res_blocks": 1, "d_conv_dim": 4},
+              "objective": {"critic_steps": 1}, "batch_size": 2, "checkpoint_every": 1, "log_every": 1,
+              "sample_every": 100, "keep_checkpoints": keep_checkpoints}
+    assert run_train(TrainJob(**fields, steps=3)).ok
+    newest = tmp_path / "runs" / "r" / "checkpoint_00000003" / STATE_FILE
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
+    return fields
+
+
 def assert_one_clear_error(result, exit_code, *fragments):
     """Exit status as given, no traceback, and every fragment in the output."""
     output = result.output
@@ -886,17 +903,9 @@ def test_traversal_keys_end_to_end_leave_nothing_outside_the_destination(ray_loc
 @pytest.mark.slow
 def test_a_truncated_newest_training_checkpoint_falls_back_on_ray(ray_local, tmp_path, capfd):
     """The issue's case: Ray Train hands the workers the truncated newest checkpoint; they resume from step 2."""
-    from ganbatch.synth.dataset import write_dataset
     from ganbatch.train import run_train
 
-    write_dataset(tmp_path / "faces", 2, 2, size=64, seed=1, contact_sheet=False)
-    fields = {"family": "ganimation", "data": str(tmp_path / "faces"), "out": str(tmp_path / "runs"), "name": "r",
-              "network": {"size": 64, "conv_dim": 4, "res_blocks": 1, "d_conv_dim": 4},
-              "objective": {"critic_steps": 1}, "batch_size": 2, "checkpoint_every": 1, "log_every": 1,
-              "sample_every": 100, "keep_checkpoints": 5}
-    assert run_train(TrainJob(**fields, steps=3)).ok
-    newest = tmp_path / "runs" / "r" / "checkpoint_00000003" / STATE_FILE
-    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
+    fields = _run_with_a_truncated_newest_checkpoint(tmp_path, keep_checkpoints=5)
     capfd.readouterr()
     result = run_train(TrainJob(**fields, steps=4))
     output = "".join(capfd.readouterr())
@@ -1162,17 +1171,9 @@ def test_after_a_fallback_rotation_never_deletes_twice_and_the_resume_line_names
     """Resumed from step 2 past a truncated checkpoint 3, the run wrote checkpoint_00000003 again: Ray Train's
     snapshot listed it twice and rotation removed it twice (FileNotFoundError after the last step). The driver's
     resume line said 'resuming from step 3' (and the fallback only with -v)."""
-    from ganbatch.synth.dataset import write_dataset
     from ganbatch.train import run_train
 
-    write_dataset(tmp_path / "faces", 2, 2, size=64, seed=1, contact_sheet=False)
-    fields = {"family": "ganimation", "data": str(tmp_path / "faces"), "out": str(tmp_path / "runs"), "name": "r",
-              "network": {"size": 64, "conv_dim": 4, "res_blocks": 1, "d_conv_dim": 4},
-              "objective": {"critic_steps": 1}, "batch_size": 2, "checkpoint_every": 1, "log_every": 1,
-              "sample_every": 100, "keep_checkpoints": 2}
-    assert run_train(TrainJob(**fields, steps=3)).ok
-    newest = tmp_path / "runs" / "r" / "checkpoint_00000003" / STATE_FILE
-    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
+    fields = _run_with_a_truncated_newest_checkpoint(tmp_path, keep_checkpoints=2)
     caplog.clear()
     with caplog.at_level("INFO", logger="ganbatch"):
         result = run_train(TrainJob(**fields, steps=6))
