@@ -91,6 +91,28 @@ def test_reduced_precision_exports_run_as_written(model, tmp_path, format, preci
         open_runtime(str(out), runtime=runtime, precision="bf16" if precision == "int8" else "int8")
 
 
+def test_int8_onnx_runs_in_onnx_runtime_only(model, tmp_path):
+    out = tmp_path / "q.onnx"
+    export_generator(model["generator"], model["info"], out, format="onnx", precision="int8",
+                     calibration_batches=model["batches"])
+    assert open_runtime(str(out)).name == "onnxruntime"  # auto, on a CPU where OpenVINO is faster
+    with pytest.raises(RuntimeError, match="exported int8 onnx model: run it with --runtime onnxruntime"):
+        open_runtime(str(out), runtime="openvino")
+
+
+def test_openvino_int8_quantises_only_the_convolutions(model, tmp_path):
+    from ganbatch.models.export import FLOAT_OPS, IR_MODEL
+
+    out = tmp_path / "ir"
+    export_generator(model["generator"], model["info"], out, format="openvino", precision="int8",
+                     calibration_batches=model["batches"])
+    graph = ov.Core().read_model(str(out / IR_MODEL))
+    fed_by_quantisers = {target.get_node().get_type_name() for op in graph.get_ordered_ops()
+                         if op.get_type_name() == "FakeQuantize" for target in op.output(0).get_target_inputs()}
+    assert fed_by_quantisers & {"Convolution", "ConvolutionBackpropData"}
+    assert not fed_by_quantisers & set(FLOAT_OPS), fed_by_quantisers
+
+
 def test_exported_models_refuse_what_cannot_run_them(model, tmp_path):
     out = tmp_path / "ir"
     export_generator(model["generator"], model["info"], out, format="openvino")

@@ -64,7 +64,7 @@ def _exported_candidates(source: ModelSource, machine: Machine) -> list[tuple[st
     also at bf16 where the CPU computes it natively, or fp16 with TensorRT on CUDA)."""
     written = source.exported_precision
     engines = ("tensorrt", "onnxruntime") if machine.device.type == "cuda" else ("openvino", "onnxruntime")
-    readers = [name for name in engines if source.kind in get_engine(name).reads]
+    readers = [name for name in engines if get_engine(name).opens(source.kind, written)]
     if written != "fp32":
         return [(name, written) for name in readers]
     faster = [("tensorrt", "fp16")] if machine.device.type == "cuda" else \

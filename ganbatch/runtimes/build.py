@@ -51,12 +51,13 @@ def artifact_key(source: ModelSource, format: str, precision: str) -> dict:
 def engine_file(source: ModelSource, runtime: str, precision: str, cache: RuntimeCache) -> Path:
     """The file the engine reads: the exported model's own, or the checkpoint exported for it into the cache."""
     engine = get_engine(runtime)
-    if source.kind in engine.reads:
+    if engine.opens(source.kind, source.exported_precision):
         return source.path
     if source.kind != "checkpoint":
         readers = " or ".join(f"--runtime {name}" for name in ("onnxruntime", "openvino", "tensorrt")
-                              if source.kind in get_engine(name).reads)
-        raise RuntimeUnavailableError(f"{source.info.source} is an exported {source.kind} model: run it with "
+                              if get_engine(name).opens(source.kind, source.exported_precision))
+        what = f"an exported {source.exported_precision} {source.kind} model"
+        raise RuntimeUnavailableError(f"{source.info.source} is {what}: run it with "
                                       f"{readers} (or leave --runtime at auto)")
     if precision in ("bf16", "fp16") and runtime == "onnxruntime":
         raise ValueError(f"onnxruntime runs a checkpoint at fp32 or int8; for {precision}, export the model with "

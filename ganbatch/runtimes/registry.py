@@ -27,7 +27,8 @@ class Engine:
     """One engine: `reads` the model kinds it opens ("checkpoint", "onnx", "openvino"); `export` the format a
     checkpoint is exported to for it (None: it runs the checkpoint itself); `precisions` per device type; `package`
     the import that must be installed (None: always there); `runtime_class` the Runtime subclass's name;
-    `keeps_compiled`: its Runtime takes `compiled_cache`, a folder where it keeps what it compiles."""
+    `keeps_compiled`: its Runtime takes `compiled_cache`, a folder where it keeps what it compiles; `misreads`: the
+    "kind:precision" files of a kind it reads that it runs wrongly (left to the engines that read them right)."""
 
     name: str
     runtime_class: str
@@ -36,6 +37,7 @@ class Engine:
     precisions: dict[str, tuple[str, ...]]
     package: str | None = None
     keeps_compiled: bool = False
+    misreads: tuple[str, ...] = ()
 
     def installed(self, missing=None) -> bool:
         """Whether its package is importable here and not ruled out by `missing` (default: the packages that
@@ -47,6 +49,10 @@ class Engine:
         if self.package is None:
             return True
         return self.package not in missing and importlib.util.find_spec(self.package) is not None
+
+    def opens(self, kind: str, precision: str | None = None) -> bool:
+        """Whether it runs a model file of this kind ("checkpoint", "onnx", "openvino") written at precision."""
+        return kind in self.reads and f"{kind}:{precision}" not in self.misreads
 
     def offers(self, device_type: str, precision: str) -> bool:
         """Whether it runs precision on this device type."""
