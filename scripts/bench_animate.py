@@ -228,6 +228,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
                         help="ours, besides fp32: bf16 (CPU or CUDA) or fp16 (CUDA)")
     parser.add_argument("--gpu", action="store_true", help="run the generator on CUDA (see the module doc)")
+    parser.add_argument("--weights", choices=("random", "demo"), default="random",
+                        help="the full-size generator's weights: seeded random, or the bundled demo's widened to full "
+                        "size (a trained stand-in: auto's quality gate depends on the weights; default random)")
     parser.add_argument("--skip-reference", action="store_true", help="leave out the (slow) batch-1 reference")
     parser.add_argument("--runtime", default="", help="comma-separated runtimes to add rows for (torch, "
                                                       "onnxruntime, openvino, tensorrt, auto; default: none)")

@@ -1,5 +1,5 @@
-"""What the speed scripts share: the clips (synthetic faces along one expression), the seeded full-size GANimation
-generator, the reference loop (the original tools' approach), a row printer and the GPU's utilisation sampler.
+"""What the speed scripts share: the clips (synthetic faces along one expression), the full-size GANimation generator
+(seeded random weights, or the bundled demo's trained weights widened to full size), the reference loop (the original tools' approach), a row printer and the GPU's utilisation sampler.
 Imports no Ray and no job schema, so scripts/gpu_check.py (run where neither is installed) can use it too."""
 import subprocess
 import threading
@@ -86,12 +86,50 @@ def report(label: str, fps: float, reference: float | None = None, generator: fl
     print(f"{label:44s} {fps:8.2f} frames/s{ratios}", flush=True)
 
 
+FULL_SIZE = {"conv_dim": 64, "repeat_num": 6}
+WEIGHTS = ("random", "demo")
+
+
+def widened_demo() -> GANimationGenerator:
+    """The full-size GANimation generator computing the bundled demo's function: a trained stand-in for published
+    full-size weights, which cannot be downloaded here. Speed does not depend on the weights, but auto's choice
+    does (its quality gate), and random weights have nothing of a trained network's structure.
+
+    Function-preserving widening (Net2WiderNet, Chen et al. 2016): every layer's channels are duplicated and each
+    consuming weight halved across the two copies, so the sums, instance norms and heads are unchanged; the two
+    residual blocks the demo lacks get their second norm's scale and shift at 0, which makes them the identity.
+    """
+    from ganbatch.models.checkpoint import load_generator
+    from ganbatch.models.locate import DEMO_MODEL
+
+    demo, _ = load_generator(DEMO_MODEL)
+    wide = GANimationGenerator(**FULL_SIZE).eval()
+    small = demo.state_dict()
+    transposed = {name for name, module in wide.named_modules() if isinstance(module, torch.nn.ConvTranspose2d)}
+    widened = {}
+    for key, tensor in wide.state_dict().items():
+        if key not in small:  # an extra residual block: identity through a zero-scaled second norm
+            widened[key] = torch.zeros_like(tensor) if ".norm2." in key else tensor
+            continue
+        value = small[key]
+        input_axis = (0 if key.rsplit(".", 1)[0] in transposed else 1) if value.dim() == 4 else None
+        for axis in range(value.dim()):
+            if value.shape[axis] != tensor.shape[axis]:
+                copies = tensor.shape[axis] // value.shape[axis]
+                value = torch.cat([value] * copies, dim=axis) / (copies if axis == input_axis else 1)
+        widened[key] = value
+    wide.load_state_dict(widened)
+    return wide
+
+
 def bench_setup(args):
-    """The benchmarks' material: torch threads set, the seeded random full-size GANimation generator and its info,
+    """The benchmarks' material: torch threads set, the full-size GANimation generator (--weights: seeded random, or
+    the widened demo) and its info,
     --clips synthetic faces at --size, and the happy clip's --frames per-frame targets."""
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    generator = GANimationGenerator(conv_dim=64, repeat_num=6).eval()
+    generator = widened_demo() if getattr(args, "weights", "random") == "demo" else \
+        GANimationGenerator(**FULL_SIZE).eval()
     info = describe_generator(generator, image_size=args.size)
     faces = make_faces(args.clips, args.size)
     targets = clip_targets(args.frames)

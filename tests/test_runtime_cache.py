@@ -1,8 +1,9 @@
 """The runtime cache (hit, miss, a corrupt entry made again, two writers, the size bound, other keys missing), auto's
-decision kept and reused, the quality gate refusing a candidate that jitters (an engine registered in one line),
+decision kept and reused (a run tuning up to the first candidate that passes), the quality gate refusing a candidate that jitters (an engine registered in one line),
 `ganbatch tune` / `ganbatch cache`, and the driver reading a model's header only."""
 import json
 import multiprocessing
+import sys
 import time
 
 import numpy as np
@@ -189,6 +190,46 @@ def test_the_gate_refuses_a_candidate_that_jitters_though_its_psnr_passes(checkp
     assert jittery.error is None and jittery.figures.psnr_db >= 35, jittery.describe()
     assert any("monotone steps" in failure for failure in jittery.failures), jittery.describe()
     assert runtime.name == "torch"
+
+
+class ExactRuntime(Runtime):
+    """torch fp32 under another name and precision: a reduced-precision candidate that passes the gate."""
+
+    name = "exact"
+    built: list[str] = []
+
+    def __init__(self, generator, info, *, device="cpu", precision="int8", threads=None):
+        super().__init__(info, device, precision, threads)
+        self.built.append(precision)
+        self.torch = TorchRuntime(generator, info)
+
+    def _run(self, x, cond):
+        return self.torch._run(x, cond)
+
+
+EXACT = Engine("exact", "ExactRuntime", reads=("checkpoint",), export=None, precisions={"cpu": ("int8", "bf16")})
+
+
+def test_a_run_tunes_up_to_the_first_candidate_that_passes_and_beats_the_reference(checkpoint, tmp_path,
+                                                                                    monkeypatch):
+    monkeypatch.setitem(registry.ENGINES, "exact", __name__)
+    monkeypatch.setattr(sys.modules[__name__], "ENGINE", EXACT)
+    monkeypatch.setattr(auto, "candidates", lambda source, machine: [("exact", "int8"), ("exact", "bf16"),
+                                                                     ("torch", "fp32")])
+    speeds = {"exact": 100.0, "torch": 10.0}
+    monkeypatch.setattr(auto, "_measure", lambda runtime, x, cond, batch_size: (runtime(x, cond)[0],
+                                                                                speeds[runtime.name]))
+    ExactRuntime.built.clear()
+    run = open_runtime(checkpoint, threads=1, cache=RuntimeCache(tmp_path / "run"))
+    assert (run.name, run.precision) == ("exact", "int8") and ExactRuntime.built == ["int8"]  # bf16 never built
+    assert [(row.runtime, row.precision) for row in run.auto.candidates] == [("exact", "int8"), ("torch", "fp32")]
+    ExactRuntime.built.clear()
+    tuned = open_runtime(checkpoint, threads=1, cache=RuntimeCache(tmp_path / "tune"), retune=True)
+    assert ExactRuntime.built == ["int8", "bf16"] and len(tuned.auto.candidates) == 3  # `ganbatch tune`: all
+    speeds["exact"] = 1.0  # passing but slower than the reference: a run goes on to the next candidate
+    ExactRuntime.built.clear()
+    slower = open_runtime(checkpoint, threads=1, cache=RuntimeCache(tmp_path / "slower"))
+    assert ExactRuntime.built == ["int8", "bf16"] and slower.name == "torch"
 
 
 def test_gate_figures_pass_identical_images_and_catch_jitter():

@@ -5,11 +5,13 @@ Candidates come from the device and the CPU: int8 (OpenVINO, quantised with NNCF
 has int8 dot products (VNNI or AMX); bf16 only where it computes bf16 natively (AVX512_BF16 or AMX; elsewhere it is
 emulated and slower than fp32); fp32 engines everywhere; engines only when their package is installed. On CUDA:
 TensorRT fp16, torch fp16/bf16, fp32. An exported model runs on the engines that read it, at the precision it was
-written at. Tuning runs every candidate on the gate's path of synthetic faces (`ganbatch.runtimes.gate`): each
+written at. Tuning runs the candidates on the gate's path of synthetic faces (`ganbatch.runtimes.gate`): each
 reduced-precision one must pass the gate against fp32; each is timed at the job's batch size; the fastest that
-passes wins (the last candidate, torch fp32 for checkpoints, when none does). The decision, with every candidate's
-figures, is stored under (model identity, machine, engine versions, batch size): later runs open the
-chosen engine's cached artifact directly, with no export and no probe. (Threads are not part of the key: a decision
+passes wins (the last candidate, torch fp32 for checkpoints, when none does). `ganbatch tune` tries every candidate;
+a run that finds no decision stops at the first, in expected-speed order, that passes and beats the reference (a
+cold run pays for fewer exports). The decision, with the tried candidates' figures, is stored under (model
+identity, machine, engine versions, batch size): later runs open the chosen engine's cached artifact directly, with
+no export and no probe. (Threads are not part of the key: a decision
 made with all of a machine's cores stands for runs that give an actor fewer.)
 
 Testing seam: GANBATCH_RUNTIMES_MISSING (comma-separated package names) or the `missing` argument makes engines
@@ -166,8 +168,12 @@ def _measure(runtime: Runtime, x, cond, batch_size: int) -> tuple[torch.Tensor, 
 
 
 def tune(source: ModelSource, *, device, threads: int | None = None, batch_size: int = 16,
-         cache: RuntimeCache | None = None, missing=None) -> tuple[AutoDecision, Runtime]:
-    """Try every candidate on the gate path (see the module doc); the decision and the chosen runtime."""
+         cache: RuntimeCache | None = None, missing=None, every_candidate: bool = True) -> tuple[AutoDecision, Runtime]:
+    """Try the candidates on the gate path (see the module doc); the decision and the chosen runtime.
+
+    every_candidate=False stops at the first candidate, in expected-speed order, that passes the gate and runs
+    faster than the reference: the rest are expected to be slower, and each would cost a cold run its export,
+    compilation and gate pass (`ganbatch tune` measures them all)."""
     device = torch.device(device)
     cache = cache or RuntimeCache()
     machine = detect_machine(device, missing)
@@ -193,11 +199,13 @@ def tune(source: ModelSource, *, device, threads: int | None = None, batch_size:
         finally:
             row.seconds = time.perf_counter() - started
         if reference is None and precision == "fp32":
-            reference = images
+            reference, reference_fps = images, row.fps
         elif reference is not None:
             row.figures = gate_figures(images, reference, GATE_FACES)
             row.failures = row.figures.failures(precision)
         opened[(runtime_name, precision)] = runtime
+        if not every_candidate and row.figures is not None and row.passed and row.fps > reference_fps:
+            break
     if not opened:
         raise RuntimeUnavailableError(f"no runtime can run {source.info.source} here: "
                                       + "; ".join(row.describe() for row in rows))
@@ -215,7 +223,8 @@ def choose_runtime(source: ModelSource, *, device, threads: int | None = None, b
                    cache: RuntimeCache | None = None, missing=None, retune: bool = False,
                    tune_now: bool = True) -> Runtime:
     """The runtime auto decides for source on this machine: the cached decision's, else tuned now (under the
-    decision's lock, so that the actors of one node tune once) and stored; retune tunes again regardless. With
+    decision's lock, so that the actors of one node tune once; up to the first candidate that passes and beats the
+    reference) and stored; retune tunes again regardless, every candidate (`ganbatch tune`). With
     tune_now=False a missing decision is not made: the safe fallback candidate runs instead (a dry run's probe).
     Its `auto` attribute holds the AutoDecision (whose `describe()` has every candidate's figures), and its own
     `describe()` ends with `auto, tuned now` or `auto, from the runtime cache`."""
@@ -237,7 +246,7 @@ def choose_runtime(source: ModelSource, *, device, threads: int | None = None, b
             runtime = _from_cache(source, machine, key, device, threads, cache)  # another process tuned meanwhile
             if runtime is None:
                 decision, runtime = tune(source, device=device, threads=threads, batch_size=batch_size, cache=cache,
-                                         missing=missing)
+                                         missing=missing, every_candidate=retune)
                 cache.store_decision(key, decision.to_dict())
                 runtime.auto = decision
     runtime.details = f"auto, {runtime.auto.how}"
