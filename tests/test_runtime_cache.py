@@ -207,29 +207,29 @@ class ExactRuntime(Runtime):
         return self.torch._run(x, cond)
 
 
-EXACT = Engine("exact", "ExactRuntime", reads=("checkpoint",), export=None, precisions={"cpu": ("int8", "bf16")})
+EXACT = Engine("exact", "ExactRuntime", reads=("checkpoint",), export=None, precisions={"cpu": ("int8", "fp32")})
 
 
 def test_a_run_tunes_up_to_the_first_candidate_that_passes_and_beats_the_reference(checkpoint, tmp_path,
                                                                                     monkeypatch):
     monkeypatch.setitem(registry.ENGINES, "exact", __name__)
     monkeypatch.setattr(sys.modules[__name__], "ENGINE", EXACT)
-    monkeypatch.setattr(auto, "candidates", lambda source, machine: [("exact", "int8"), ("exact", "bf16"),
+    monkeypatch.setattr(auto, "candidates", lambda source, machine: [("exact", "int8"), ("exact", "fp32"),
                                                                      ("torch", "fp32")])
     speeds = {"exact": 100.0, "torch": 10.0}
     monkeypatch.setattr(auto, "_measure", lambda runtime, x, cond, batch_size: (runtime(x, cond)[0],
                                                                                 speeds[runtime.name]))
     ExactRuntime.built.clear()
     run = open_runtime(checkpoint, threads=1, cache=RuntimeCache(tmp_path / "run"))
-    assert (run.name, run.precision) == ("exact", "int8") and ExactRuntime.built == ["int8"]  # bf16 never built
+    assert (run.name, run.precision) == ("exact", "int8") and ExactRuntime.built == ["int8"]  # fp32 never built
     assert [(row.runtime, row.precision) for row in run.auto.candidates] == [("exact", "int8"), ("torch", "fp32")]
     ExactRuntime.built.clear()
     tuned = open_runtime(checkpoint, threads=1, cache=RuntimeCache(tmp_path / "tune"), retune=True)
-    assert ExactRuntime.built == ["int8", "bf16"] and len(tuned.auto.candidates) == 3  # `ganbatch tune`: all
+    assert ExactRuntime.built == ["int8", "fp32"] and len(tuned.auto.candidates) == 3  # `ganbatch tune`: all
     speeds["exact"] = 1.0  # passing but slower than the reference: a run goes on to the next candidate
     ExactRuntime.built.clear()
     slower = open_runtime(checkpoint, threads=1, cache=RuntimeCache(tmp_path / "slower"))
-    assert ExactRuntime.built == ["int8", "bf16"] and slower.name == "torch"
+    assert ExactRuntime.built == ["int8", "fp32"] and slower.name == "torch"
 
 
 def test_gate_figures_pass_identical_images_and_catch_jitter():

@@ -182,9 +182,11 @@ def tune(source: ModelSource, *, device, threads: int | None = None, batch_size:
     opened: dict[tuple[str, str], Runtime] = {}
     reference = None
     preference = candidates(source, machine)
-    # the fp32 reference first: torch for checkpoints, else the first fp32 engine (an int8/fp16 export has none)
-    reference_first = sorted(preference, key=lambda pair: (pair != ("torch", "fp32"), pair[1] != "fp32"))
-    for runtime_name, precision in reference_first:
+    # the fp32 reference first (torch for checkpoints, else the first fp32 engine; an int8/fp16 export has none),
+    # then the others in expected-speed order
+    fp32 = [pair for pair in preference if pair[1] == "fp32"]
+    first = [("torch", "fp32") if ("torch", "fp32") in fp32 else fp32[0]] if fp32 else []
+    for runtime_name, precision in first + [pair for pair in preference if pair not in first]:
         row = Candidate(runtime_name, precision)
         rows.append(row)
         started = time.perf_counter()
