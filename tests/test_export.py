@@ -113,6 +113,26 @@ def test_openvino_int8_quantises_only_the_convolutions(model, tmp_path):
     assert not fed_by_quantisers & set(FLOAT_OPS), fed_by_quantisers
 
 
+def test_the_gate_refuses_nncf_default_int8_of_the_demo_and_passes_ours(tmp_path, monkeypatch):
+    """NNCF's defaults also quantise the instance norms' inputs, the residual sums and the composition: the demo's
+    video then goes back and forth by more than half a grey level where fp32's does not (runtimes.gate)."""
+    from ganbatch.models import export as export_module
+    from ganbatch.models.locate import DEMO_MODEL
+    from ganbatch.runtimes.gate import gate_figures, gate_inputs
+
+    generator, info = load_generator(DEMO_MODEL)
+    x, cond = gate_inputs(info)
+    with torch.no_grad():
+        reference = generator(x, cond)[0]
+    failures = {}
+    for name, float_ops in (("ours", export_module.FLOAT_OPS), ("nncf default", ())):
+        monkeypatch.setattr(export_module, "FLOAT_OPS", float_ops)
+        export_generator(generator, info, tmp_path / name, format="openvino", precision="int8")
+        figures = gate_figures(open_runtime(str(tmp_path / name))(x, cond)[0], reference)
+        failures[name] = figures.failures("int8")
+    assert failures["ours"] == [] and any("monotone steps" in failure for failure in failures["nncf default"])
+
+
 def test_exported_models_refuse_what_cannot_run_them(model, tmp_path):
     out = tmp_path / "ir"
     export_generator(model["generator"], model["info"], out, format="openvino")
