@@ -4,7 +4,7 @@ the original tools' approach.
     .venv/bin/python scripts/bench_animate.py [--clips 4] [--frames 64] [--size 128] [--threads N]
         [--batch-size 16] [--precision fp32|bf16|fp16] [--gpu] [--skip-reference]
         [--runtime torch,onnxruntime,openvino,tensorrt,auto]
-    .venv/bin/python scripts/bench_animate.py --defaults [--size 128]
+    .venv/bin/python scripts/bench_animate.py --defaults [--size 128] [--weights random|demo]
 
 --defaults measures what a user gets: `ganbatch animate` with default flags (no --runtime, --batch-size or stage
 sizes) on 4 x 32, 8 x 32 and 16 x 64 frames, each cold (an empty runtime cache: the model never seen on this
@@ -13,8 +13,9 @@ the same run; wall time of the whole command (Python, Ray, the actor, the model)
 CPU capability and flags come first, the engine each run chose last.
 
 Every measurement animates the same clips: --clips synthetic faces, each along one target (the "happy" expression
-over --frames frames), with a randomly initialised full-size GANimation generator (conv_dim 64, 6 residual blocks;
-speed does not depend on the weights). Rows, all in frames/s over clips x frames frames:
+over --frames frames), with a full-size GANimation generator (conv_dim 64, 6 residual blocks): seeded random weights,
+or with --weights demo the bundled demo's trained weights widened to full size (bench_common.widened_demo). Speed
+does not depend on the weights; what `auto` chooses does (its quality gate). Rows, all in frames/s over clips x frames frames:
 
 - reference: the approach of the original tools, reproduced here as a plain loop (not their code): one frame per
   generator forward (batch 1), fp32, each generated frame saved as its own PNG file with PIL.
