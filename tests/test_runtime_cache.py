@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from ganbatch.cli import main
 from ganbatch.models import GANimationGenerator, describe_generator, save_generator
 from ganbatch.runtimes import RuntimeCache, open_runtime, open_source
-from ganbatch.runtimes import auto, registry
+from ganbatch.runtimes import auto, build, registry
 from ganbatch.runtimes.base import Runtime
 from ganbatch.runtimes.gate import GATE_FACES, gate_figures, gate_inputs
 from ganbatch.runtimes.machine import Machine
@@ -107,7 +107,7 @@ def checkpoint(tmp_path_factory):
     return str(path)
 
 
-def test_another_model_or_machine_misses(checkpoint, tmp_path):
+def test_another_model_machine_or_gate_misses(checkpoint, tmp_path, monkeypatch):
     torch.manual_seed(1)
     other = tmp_path / "other.pt"
     save_generator(GANimationGenerator(conv_dim=8, repeat_num=1), other, {"image_size": SIZE})
@@ -116,10 +116,16 @@ def test_another_model_or_machine_misses(checkpoint, tmp_path):
     with open_source(checkpoint) as source, open_source(str(other)) as second:
         keys = [auto.decision_key(source, cpu, batch_size=16), auto.decision_key(second, cpu, batch_size=16),
                 auto.decision_key(source, avx2, batch_size=16), auto.decision_key(source, cpu, batch_size=64)]
+        exported = build.artifact_key(source, "openvino", "int8")
+        monkeypatch.setattr(auto, "GATE_VERSION", auto.GATE_VERSION - 1)  # a decision of an earlier gate
+        monkeypatch.setattr(build, "EXPORT_RECIPE", build.EXPORT_RECIPE - 1)  # an export of an earlier recipe
+        keys.append(auto.decision_key(source, cpu, batch_size=16))
+        earlier_export = build.artifact_key(source, "openvino", "int8")
     cache = RuntimeCache(tmp_path / "cache")
     cache.store_decision(keys[0], {"chosen": ["torch", "fp32"], "candidates": []})
     assert cache.decision(keys[0]) is not None
-    assert [cache.decision(key) for key in keys[1:]] == [None, None, None]
+    assert [cache.decision(key) for key in keys[1:]] == [None, None, None, None]
+    assert cache.artifact(exported, write_bytes(3)) != cache.artifact(earlier_export, write_bytes(3))
 
 
 def test_auto_tunes_once_then_opens_the_cached_choice(checkpoint, tmp_path, monkeypatch):

@@ -28,7 +28,7 @@ import torch
 from ganbatch.runtimes.base import Runtime, RuntimeUnavailableError
 from ganbatch.runtimes.build import artifact_key, build_runtime, package_versions
 from ganbatch.runtimes.cache import RuntimeCache, key_hash
-from ganbatch.runtimes.gate import GATE_FACES, GateFigures, gate_figures, gate_inputs
+from ganbatch.runtimes.gate import GATE_FACES, GATE_VERSION, GateFigures, gate_figures, gate_inputs
 from ganbatch.runtimes.machine import Machine, detect_machine
 from ganbatch.runtimes.registry import ENGINES
 from ganbatch.runtimes.registry import engine as get_engine
@@ -146,7 +146,7 @@ class AutoDecision:
 def decision_key(source: ModelSource, machine: Machine, *, batch_size: int) -> dict:
     """The runtime cache's key of auto's decision for source on machine."""
     return {"model": source.identity, "machine": machine.key(), "versions": package_versions(_ENGINE_PACKAGES),
-            "batch_size": batch_size}
+            "batch_size": batch_size, "gate": GATE_VERSION}
 
 
 def _timing_batch(x: torch.Tensor, cond: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from ganbatch.models.export import ExtraMissingError, export_generator
+from ganbatch.models.export import EXPORT_RECIPE, ExtraMissingError, export_generator
 from ganbatch.runtimes.base import Runtime, RuntimeUnavailableError, check_precision
 from ganbatch.runtimes.cache import RuntimeCache
 from ganbatch.runtimes.registry import engine as get_engine
@@ -45,7 +45,8 @@ def artifact_key(source: ModelSource, format: str, precision: str) -> dict:
     """The runtime cache's key of a checkpoint exported as format at precision (fp32 also serves bf16/fp16
     compute hints)."""
     stored = "int8" if precision == "int8" else "fp32"
-    return {"model": source.identity, "format": format, "precision": stored, "versions": package_versions()}
+    return {"model": source.identity, "format": format, "precision": stored, "versions": package_versions(),
+            "recipe": EXPORT_RECIPE}
 
 
 def engine_file(source: ModelSource, runtime: str, precision: str, cache: RuntimeCache) -> Path:

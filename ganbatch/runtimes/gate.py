@@ -45,6 +45,9 @@ MAX_SMOOTHNESS_DROP = 0.02
 GRID = 8
 MIN_MOVEMENT = 0.02  # in the generator's [-1, 1] range: one percent of the pixel range
 HALF_GREY_LEVEL = 1 / 255  # in the generator's [-1, 1] range (a grey level of the 8-bit video is 2 / 255)
+# Raised when the gate's verdicts change (2: steps back counted beyond half a grey level), so that decisions made
+# by an earlier gate are made again.
+GATE_VERSION = 2
 
 
 def gate_inputs(info: GeneratorInfo, *, faces: int = GATE_FACES, frames: int = GATE_FRAMES,
