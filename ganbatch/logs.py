@@ -138,6 +138,14 @@ def quiet_ray_options(level: int | None = None) -> dict:
     return {"logging_level": ray_level, "log_to_driver": level >= 1}
 
 
+def silence_ray_consoles() -> None:
+    """Show nothing more of Ray's and Ray Data's own console logging in this process (their log files keep it): after
+    Ctrl-C, the worker processes die with the driver's signal and Ray Data logs each of their tasks as an error with
+    a traceback, noise after the command's own last line."""
+    logging.getLogger("ray").setLevel(logging.CRITICAL + 1)
+    _quiet_ray_data(logging.CRITICAL + 1)
+
+
 def _quiet_ray_data(level: int) -> None:
     """Set the level of Ray Data's console handlers (not its ray-data.log file), when Ray Data is loaded: its
     "execution finished" and "progress bars disabled" lines are INFO and WARNING records of the `ray.data` logger,

@@ -6,6 +6,9 @@ Importing this module (and `--help` of any command) loads click, pydantic, yaml 
 scipy, scikit-image, boto3 and pyarrow load when a command runs (tests/test_cli_fast.py holds this).
 """
 
+import signal
+import threading
+
 import click
 
 from ganbatch import __version__
@@ -21,7 +24,7 @@ from ganbatch.cli.train import train
 from ganbatch.cli.tune import tune
 from ganbatch.cli.validate import validate
 from ganbatch.jobs.problems import ManifestError
-from ganbatch.logs import LOG_FORMATS, redact, setup_logging
+from ganbatch.logs import LOG_FORMATS, redact, setup_logging, silence_ray_consoles
 
 INTERRUPTED = "interrupted: re-run the same command to resume"
 INTERRUPTED_EXIT = 130  # 128 + SIGINT, what shells report for a command ended by Ctrl-C
@@ -42,6 +45,7 @@ class JobGroup(click.Group):
     (click's own handling says "Aborted!" and exits 1)."""
 
     def invoke(self, ctx: click.Context):
+        previous = _on_ctrl_c(_interrupted)
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:
@@ -53,6 +57,21 @@ class JobGroup(click.Group):
             failure = click.ClickException(redact(str(error)))
             failure.exit_code = error.exit_code
             raise failure from None
+        finally:
+            _on_ctrl_c(previous)
+
+
+def _interrupted(signum, frame):
+    """Ctrl-C: Ray's consoles go quiet at once (its dying tasks would print tracebacks), then KeyboardInterrupt."""
+    silence_ray_consoles()
+    raise KeyboardInterrupt
+
+
+def _on_ctrl_c(handler):
+    """Install handler for SIGINT (only the main thread may); the previous one, or None where none was set."""
+    if handler is None or threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGINT, handler)
 
 
 @click.group(cls=JobGroup, context_settings={"help_option_names": ["-h", "--help"]})

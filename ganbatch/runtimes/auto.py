@@ -10,9 +10,9 @@ reduced-precision one must pass the gate against fp32; each is timed at the job'
 passes wins (the last candidate, torch fp32 for checkpoints, when none does). `ganbatch tune` tries every candidate;
 a run that finds no decision stops at the first, in expected-speed order, that passes and beats the reference (a
 cold run pays for fewer exports). The decision, with the tried candidates' figures, is stored under (model
-identity, machine, engine versions, batch size): later runs open the chosen engine's cached artifact directly, with
-no export and no probe. (Threads are not part of the key: a decision
-made with all of a machine's cores stands for runs that give an actor fewer.)
+identity, machine, engine versions, batch size, the gate's version): later runs open the chosen engine's cached
+artifact directly, with no export and no probe. (Threads are not part of the key: a decision made with all of a
+machine's cores stands for runs that give an actor fewer.)
 
 Testing seam: GANBATCH_RUNTIMES_MISSING (comma-separated package names) or the `missing` argument makes engines
 count as not installed.
