@@ -316,22 +316,25 @@ def s3_rows(bucket: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines()]
 
 
-def run_through_an_outage(model, faces, bucket, proxy, seconds: float, *extra) -> tuple[int, str]:
+def run_through_an_outage(model, faces, bucket, proxy, seconds: float, *extra) -> tuple[int, str, set[str]]:
     """Run animate on 10 S3 faces into S3 through the proxy, cutting S3 off for `seconds` once the first video is
-    there (watched directly on the server, not through the proxy)."""
+    there (watched directly on the server, not through the proxy); the exit status, stderr and the videos the
+    server had from before the cut."""
     upload_faces(faces, bucket, 10)
     process = start_animate(f"s3://{bucket}/in", f"s3://{bucket}/out", model, *extra,
                             env={"AWS_ENDPOINT_URL": proxy.endpoint})
     wait_until(lambda: any(key.endswith(".mp4") for key in s3_keys(bucket, "out/")), process, "the first video")
     proxy.cut()
-    time.sleep(seconds)
+    time.sleep(1)  # an upload whose bytes were all sent before the cut is stored by now
+    before_cut = {key for key in s3_keys(bucket, "out/") if key.endswith(".mp4")}
+    time.sleep(seconds - 1)
     proxy.restore()
-    return finish(process)
+    return (*finish(process), before_cut)
 
 
 @pytest.mark.slow
 def test_s3_unreachable_for_10_seconds_mid_run_costs_no_item(model, faces, s3_bucket, s3_proxy):
-    code, stderr = run_through_an_outage(model, faces, s3_bucket, s3_proxy, 10)
+    code, stderr, _ = run_through_an_outage(model, faces, s3_bucket, s3_proxy, 10)
     assert code == 0, stderr[-3000:]
     assert "retrying for up to" in stderr  # the outage was met, and ridden out
     rows = s3_rows(s3_bucket)
@@ -342,8 +345,8 @@ def test_s3_unreachable_for_10_seconds_mid_run_costs_no_item(model, faces, s3_bu
 
 @pytest.mark.slow
 def test_an_outage_longer_than_the_retry_budget_fails_only_the_items_it_hit(model, faces, s3_bucket, s3_proxy):
-    code, stderr = run_through_an_outage(model, faces, s3_bucket, s3_proxy, 15,
-                                         "--set", "execution.storage_retry_seconds=2")
+    code, stderr, before_cut = run_through_an_outage(model, faces, s3_bucket, s3_proxy, 15,
+                                                     "--set", "execution.storage_retry_seconds=2")
     assert code == 1, stderr[-3000:]
     rows = s3_rows(s3_bucket)  # finalised after the outage, with a row for every item
     assert len(rows) == 10 and len({row["output"] for row in rows}) == 10
@@ -351,7 +354,10 @@ def test_an_outage_longer_than_the_retry_budget_fails_only_the_items_it_hit(mode
     assert failed and len(failed) < 10
     assert all("S3 unreachable: gave up after retrying for 2 s" in row["error"] for row in failed), failed
     made = {key for key in s3_keys(s3_bucket, "out/") if key.endswith(".mp4")}
-    assert made == {row["output"].removeprefix(f"s3://{s3_bucket}/") for row in rows if row["status"] == "ok"}
+    ok = {row["output"].removeprefix(f"s3://{s3_bucket}/") for row in rows if row["status"] == "ok"}
+    # Every ok row's video is there, and nothing else, but for a video the server had when the cut came: the
+    # server may have stored it whole while the cut took its answer, so the upload could only give up.
+    assert ok <= made and made - ok <= before_cut, (made, ok, before_cut)
 
 
 def test_what_interrupted_writes_left_is_cleaned_up(tmp_path, s3_bucket):
