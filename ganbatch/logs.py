@@ -134,8 +134,15 @@ def quiet_ray_options(level: int | None = None) -> dict:
     for name, value in QUIET_RAY_ENV.items():
         os.environ.setdefault(name, value)
     ray_level = logging.ERROR if level <= 0 else logging.WARNING if level == 1 else logging.DEBUG
-    _quiet_ray_data(logging.ERROR if level <= 0 else logging.INFO)
+    quiet_ray_data(level)
     return {"logging_level": ray_level, "log_to_driver": level >= 1}
+
+
+def quiet_ray_data(level: int | None = None) -> None:
+    """Ray Data's console lines at the verbosity (default: the one `setup_logging` was given): errors only, INFO
+    with -v. Call it again once Ray Data is imported, since its import sets up its own handlers."""
+    level = _verbosity if level is None else level
+    _quiet_ray_data(logging.ERROR if level <= 0 else logging.INFO)
 
 
 def silence_ray_consoles() -> None:

@@ -123,9 +123,10 @@ def describe_setup(*, cluster: str, workers: int, device: str, precision: str, r
     return "using: " + ", ".join(parts)
 
 
-def describe_cluster(resources: dict, address: Optional[str]) -> str:
-    """`local Ray (2 CPUs)` or `Ray cluster at ray://head:10001 (64 CPUs, 8 GPUs)` from ray.cluster_resources()."""
+def describe_cluster(resources: dict, address: Optional[str], in_process: bool = False) -> str:
+    """`local Ray (2 CPUs)`, `Ray cluster at ray://head:10001 (64 CPUs, 8 GPUs)` (from ray.cluster_resources()) or
+    `this process, no Ray (2 CPUs)`."""
     cpus, gpus = resources.get("CPU", 0), resources.get("GPU", 0)
     counts = f"{cpus:g} CPU{'s' if cpus != 1 else ''}" + (f", {gpus:g} GPU{'s' if gpus != 1 else ''}" if gpus else "")
-    where = f"Ray cluster at {address}" if address else "local Ray"
+    where = "this process, no Ray" if in_process else f"Ray cluster at {address}" if address else "local Ray"
     return f"{where} ({counts})"

@@ -259,7 +259,7 @@ def assert_each_output_once(rows: list[dict], out: Path, count: int) -> None:
 @pytest.mark.slow
 def test_a_killed_generator_actor_is_restarted_and_every_item_made_once(model, faces, tmp_path):
     out = tmp_path / "out"
-    process = start_animate(str(faces), str(out), model)
+    process = start_animate(str(faces), str(out), model, "--executor", "ray")  # small: in process by default
     wait_until(lambda: local_rows(out), process, "the first video")
     (actor,) = wait_until(lambda: generator_processes(psutil.Process(process.pid)), process, "the generator actor")
     done_at_kill = len(local_rows(out))
@@ -459,7 +459,7 @@ def test_a_lost_node_with_explicit_reservations_never_hangs(model, faces, tmp_pa
 def test_no_ray_process_outlives_a_killed_driver_by_more_than_a_few_seconds(model, faces, tmp_path):
     """Ray's dashboard and runtime-env agents were still alive 5 s (and minutes) after a SIGKILL of the driver."""
     out = tmp_path / "out"
-    process = start_animate(str(faces), str(out), model)
+    process = start_animate(str(faces), str(out), model, "--executor", "ray")  # small: in process by default
     wait_until(lambda: generator_processes(psutil.Process(process.pid)), process, "the generator actor")
     ray_processes = psutil.Process(process.pid).children(recursive=True)
     assert len(ray_processes) >= 4  # the GCS, the raylet, its agents, the workers (and ganbatch's reaper)

@@ -259,11 +259,12 @@ def test_the_demo_model_says_it_knows_synthetic_faces_only(tmp_path):
 
 
 @pytest.mark.slow
-def test_ctrl_c_during_animate_ends_with_the_hint(tmp_path):
+@pytest.mark.parametrize("executor", ["ray", "in-process"])
+def test_ctrl_c_during_animate_ends_with_the_hint(tmp_path, executor):
     samples = Path(__file__).resolve().parents[1] / "ganbatch" / "assets" / "samples"
     out = tmp_path / "out"
     command = GANBATCH + ["animate", str(samples), "--model", "demo", "--expression", "happy", "--expression", "sad",
-                          "--expression", "surprise", "--frames", "60", "--out", str(out)]
+                          "--expression", "surprise", "--frames", "60", "--out", str(out), "--executor", executor]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                preexec_fn=_as_in_a_terminal)
     deadline = time.monotonic() + 300
@@ -279,10 +280,11 @@ OWN_LINES = ("note: ", "using: ", "generator: ", "animate: ", "  failed: ", "  n
 
 
 @pytest.mark.slow
-def test_a_default_animate_prints_only_ganbatchs_own_lines(tmp_path):
-    """A real run at default verbosity: no Ray line (the core worker's 'constructor arguments in the object store'
-    error was printed on every run), the final progress line once, and a failed batch's last line says where the
-    rows are and how to accept partial results."""
+@pytest.mark.parametrize("executor", [[], ["--executor", "ray"]], ids=["default", "ray"])
+def test_a_default_animate_prints_only_ganbatchs_own_lines(tmp_path, executor):
+    """A real run at default verbosity (this small job runs in process by default; on Ray too): no Ray line (the
+    core worker's 'constructor arguments in the object store' error was printed on every run), the final progress
+    line once, and a failed batch's last line says where the rows are and how to accept partial results."""
     samples = Path(__file__).resolve().parents[1] / "ganbatch" / "assets" / "samples"
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -290,7 +292,8 @@ def test_a_default_animate_prints_only_ganbatchs_own_lines(tmp_path):
     (photos / "broken.png").write_text("not an image")
     out = tmp_path / "out"
     done = subprocess.run(GANBATCH + ["animate", str(photos), "--model", "demo", "--expression", "happy", "--frames",
-                                      "2", "--out", str(out)], capture_output=True, text=True, timeout=400)
+                                      "2", "--out", str(out), *executor], capture_output=True, text=True,
+                          timeout=400)
     lines = (done.stdout + done.stderr).splitlines()
     assert done.returncode == 1, done.stderr
     assert [line for line in lines if not line.startswith(OWN_LINES)] == [], done.stderr

@@ -17,11 +17,13 @@ the items it had not finished get failed rows naming the reason and the manifest
 Ray: an existing cluster (`execution.address`, else `RAY_ADDRESS`), or a local Ray started and stopped with the run
 (see ganbatch.cluster.ray_session).
 """
+import contextlib
 import dataclasses
 import functools
 import json
 import logging
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Optional
@@ -44,7 +46,8 @@ from ganbatch.animate.plan import (
 )
 from ganbatch.animate.preview import write_preview
 from ganbatch.animate.resources import ResourceError, StagePlan, plan_stages
-from ganbatch.animate.stages import GeneratorSpec, RunSpec, build_dataset
+from ganbatch.animate import in_process
+from ganbatch.animate.stages import GeneratorSpec, RunSpec
 from ganbatch.animate.watch import watched_rows
 from ganbatch.animate.targets import (
     NEUTRAL_AUS,
@@ -58,10 +61,10 @@ from ganbatch.animate.targets import (
     read_source_aus,
     source_aus_for,
 )
-from ganbatch.cluster import cluster_resources, local_resources, ray_session
+from ganbatch.cluster import cluster_resources, local_cpus, local_resources, ray_session
 from ganbatch.errors import JobError
 from ganbatch.faces import BackendUnavailable, get_detector
-from ganbatch.jobs.animate import ESTIMATE, REPORT_MIN_ITEMS, AnimateJob
+from ganbatch.jobs.animate import ESTIMATE, IN_PROCESS_MAX_FRAMES, REPORT_MIN_ITEMS, AnimateJob
 from ganbatch.models.checkpoint import CheckpointError
 from ganbatch.families import get_family
 from ganbatch.models.locate import resolve_model_uri
@@ -82,8 +85,9 @@ class AnimateError(JobError):
 @dataclass
 class AnimateResult:
     """What run_animate did: `outputs` has `out` and `manifest`; counts of the videos by status; every row;
-    `startup` the seconds until Ray was up and `first_video` until the first row arrived; `stats` Ray Data's
-    per-operator statistics of the stream (empty when nothing was made)."""
+    `executor` where the stages ran (`ray`, `in-process`; empty when nothing was made) and why; `startup` the
+    seconds until Ray was up (0 in process) and `first_video` until the first row arrived; `stats` Ray Data's
+    per-operator statistics of the stream (empty when nothing was made or it ran in process)."""
 
     ok: bool
     outputs: dict[str, str]
@@ -92,6 +96,8 @@ class AnimateResult:
     skipped: int = 0
     frames: int = 0
     seconds: float = 0.0
+    executor: str = ""
+    executor_reason: str = ""
     startup: Optional[float] = None
     first_video: Optional[float] = None
     rows: list[dict] = field(default_factory=list)
@@ -234,15 +240,21 @@ def plan_animate(job: AnimateJob) -> str:
     redo = "" if job.overwrite else "; --overwrite redoes them"
     frames = _planned_frames(work)
     address = execution.address or os.environ.get("RAY_ADDRESS")
-    if address:
+    executor, why = _executor(job, frames)
+    if executor == "in-process":
+        resources = local_resources()
+        ray_line = (f"executor: in this process, no Ray ({why}; {resources['CPU']:g} CPUs, {resources['GPU']:g} "
+                    "GPUs here)")
+        stages = in_process.describe(_stage_plan(job, work.targets, len(work.todo), resources), local_cpus())
+    elif address:
         with ray_session(address):  # connected only to read its resources (ClusterUnreachable: one line)
             resources = cluster_resources()
-        ray_line = (f"ray: cluster at {address} ({resources['CPU']:g} CPUs on {resources['cpu_nodes']} node(s), "
-                    f"{resources['GPU']:g} GPUs now)")
+        ray_line = (f"executor: Ray, the cluster at {address} ({resources['CPU']:g} CPUs on {resources['cpu_nodes']} "
+                    f"node(s), {resources['GPU']:g} GPUs now)")
         stages = _stage_plan(job, work.targets, len(work.todo), resources).describe()
     else:
         resources = local_resources()
-        ray_line = (f"ray: a local Ray, started and stopped with the command ({resources['CPU']:g} CPUs, "
+        ray_line = (f"executor: a local Ray, started and stopped with the command ({why}; {resources['CPU']:g} CPUs, "
                     f"{resources['GPU']:g} GPUs here)")
         stages = _stage_plan(job, work.targets, len(work.todo), resources).describe()
     skipped = [work.listing.skipped_summary(), *(f"  {line}" for line in work.listing.skipped_lines())] \
@@ -263,6 +275,25 @@ def plan_animate(job: AnimateJob) -> str:
         "stages:", *[f"  {line}" for line in stages],
         ray_line,
     ])
+
+
+def _executor(job: AnimateJob, frames: int) -> tuple[str, str]:
+    """Where the stages run, `ray` or `in-process`, and why (see AnimateExecution.executor): auto takes this process
+    for a small job that names no cluster and no Ray settings, when this process has no Ray running already (a
+    caller's Ray, e.g. the Python API's user's, is used)."""
+    execution = job.execution
+    if execution.executor != "auto":
+        return execution.executor, f"executor {execution.executor}"
+    if execution.ray_settings():
+        return "ray", f"{', '.join(execution.ray_settings())} given"
+    if os.environ.get("RAY_ADDRESS"):
+        return "ray", "RAY_ADDRESS is set"
+    ray = sys.modules.get("ray")  # imported only to look: a Ray this process runs would be imported already
+    if ray is not None and ray.is_initialized():
+        return "ray", "Ray is running in this process"
+    if frames > IN_PROCESS_MAX_FRAMES:
+        return "ray", f"{frames} frames, over the {IN_PROCESS_MAX_FRAMES} that run in process"
+    return "in-process", f"{frames} frames, a small local job"
 
 
 def _count(number: int, noun: str) -> str:
@@ -319,7 +350,7 @@ def _summary(result: AnimateResult, manifest: str) -> str:
     rate = f" ({result.frames / result.seconds:.1f} frames/s)" if result.seconds else ""
     startup = ""
     if result.startup is not None:
-        startup = f"; start-up {result.startup:.1f} s (Ray)"
+        startup = f"; start-up {result.startup:.1f} s ({'in process' if result.executor == 'in-process' else 'Ray'})"
         if result.first_video is not None:
             startup += f", first video after {result.first_video:.1f} s"
     lines = [f"animate: {_count(total, 'video')}: {result.succeeded} ok, {result.failed} failed, {result.skipped} skipped; "
@@ -380,7 +411,7 @@ def run_animate(job: AnimateJob) -> AnimateResult:
                 manifest.append(row)
                 result.rows.append(row)
             if work.todo:
-                _run_on_ray(job, work, manifest, result)
+                _run_stream(job, work, manifest, result)
         if manifest.problem:
             result.problems.append(manifest.problem)
     result.skipped = len(work.done)
@@ -421,22 +452,37 @@ def _run_spec(job: AnimateJob, work: _Work) -> RunSpec:
                    storage_retry_seconds=execution.storage_retry_seconds, generator=generator)
 
 
-def _run_on_ray(job: AnimateJob, work: _Work, manifest: ManifestWriter, result: AnimateResult) -> None:
-    """Stream the items to be made through the stages, recording each row (once per output) in the manifest and
-    result; items the stream did not finish get failed rows."""
+def _run_stream(job: AnimateJob, work: _Work, manifest: ManifestWriter, result: AnimateResult) -> None:
+    """Stream the items to be made through the stages, on Ray or in this process (`_executor`), recording each row
+    (once per output) in the manifest and result; items the stream did not finish get failed rows."""
     started = time.monotonic()
-    with ray_session(job.execution.address):
+    result.executor, result.executor_reason = _executor(job, _planned_frames(work))
+    in_this_process = result.executor == "in-process"
+    with contextlib.nullcontext() if in_this_process else ray_session(job.execution.address):
         result.startup = time.monotonic() - started
-        resources = cluster_resources()
+        resources = local_resources() if in_this_process else cluster_resources()
         plan = _stage_plan(job, work.targets, len(work.todo), resources)
-        log.info(_setup_line(job, plan, resources))
+        log.info(_setup_line(job, plan, resources, in_this_process))
         if plan.warning:
             log.warning("animate: %s", plan.warning)
-        for line in plan.describe():
+        log.debug("executor: %s (%s)", result.executor, result.executor_reason)
+        spec = _run_spec(job, work)
+        if in_this_process:
+            encoders = local_cpus()
+            stages, streamed_rows, dataset = in_process.describe(plan, encoders), \
+                in_process.stream_rows(work.todo, spec, plan, encoders=encoders), None
+        else:
+            from ganbatch.animate.ray_stream import build_dataset  # Ray Data only when the run is on Ray
+
+            dataset = build_dataset(work.todo, spec, plan)
+            stages = plan.describe()
+            streamed_rows = watched_rows(dataset.iter_rows(), task_cpus=plan.task_cpus,
+                                         stall_seconds=job.execution.stall_seconds)
+        for line in stages:
             log.debug("stage %s", line)
-        dataset = build_dataset(work.todo, _run_spec(job, work), plan)
         progress = Progress(len(work.todo), unit="videos", label="animate")
         recorded: set[tuple] = set()
+        where = "in process" if in_this_process else f"Ray {result.startup:.1f} s"
 
         def record(row: dict, model_seconds: float = 0.0, decision: str = "") -> None:
             key = (row["input"], row["target"])  # not the output: every item refused at planning has none
@@ -444,8 +490,8 @@ def _run_on_ray(job: AnimateJob, work: _Work, manifest: ManifestWriter, result: 
                 return
             if result.first_video is None:
                 result.first_video = time.monotonic() - started
-                log.debug("start-up: Ray %.1f s; the first video %.1f s later (its actor opened the model in %.1f s, "
-                          "then prepared, generated and encoded the first batch)", result.startup,
+                log.debug("start-up: %s; the first video %.1f s later (its generator opened the model in %.1f s, "
+                          "then prepared, generated and encoded the first batch)", where,
                           result.first_video - result.startup, model_seconds)
                 if decision:
                     log.debug("runtime: %s", decision)
@@ -457,13 +503,12 @@ def _run_on_ray(job: AnimateJob, work: _Work, manifest: ManifestWriter, result: 
             progress.update(frames=row["frames"] or 0, failed=row["status"] == "failed")
 
         try:
-            for streamed in watched_rows(dataset.iter_rows(), task_cpus=plan.task_cpus,
-                                         stall_seconds=job.execution.stall_seconds):
+            for streamed in streamed_rows:
                 record(json.loads(streamed["row"]), streamed["model_seconds"], streamed["decision"])
-            result.stats = dataset.stats()
+            result.stats = dataset.stats() if dataset is not None else ""
         except Exception as error:  # noqa: BLE001 - whatever stopped the stream, the manifest is finalised
             log.error("the animate stream stopped: %s", describe_error(error))
-            result.stream_abandoned = True
+            result.stream_abandoned = not in_this_process  # Ray Data's threads may still wait on it
             reason = f"the pipeline stopped before this item was made: {describe_error(error)}"[:500]
             for item in work.todo:
                 record(manifest_row(input=item.input, output=item.output, status="failed", model=job.model,
@@ -474,7 +519,7 @@ def _run_on_ray(job: AnimateJob, work: _Work, manifest: ManifestWriter, result: 
     result.frames = progress.frames
 
 
-def _setup_line(job: AnimateJob, plan: StagePlan, resources: dict) -> str:
+def _setup_line(job: AnimateJob, plan: StagePlan, resources: dict, in_this_process: bool) -> str:
     """The start-up line naming the cluster, workers, device, precision, runtime and face detector."""
     execution = job.execution
     device = execution.device if execution.device != "auto" else ("cuda" if plan.generator_gpus else "cpu")
@@ -484,7 +529,9 @@ def _setup_line(job: AnimateJob, plan: StagePlan, resources: dict) -> str:
             detector = get_detector(job.crop.backend, "cpu").name
         except BackendUnavailable:
             detector = job.crop.backend
-    return describe_setup(cluster=describe_cluster(resources, execution.address or os.environ.get("RAY_ADDRESS")),
+    cluster = describe_cluster(resources, None if in_this_process else
+                               execution.address or os.environ.get("RAY_ADDRESS"), in_process=in_this_process)
+    return describe_setup(cluster=cluster,
                           workers=plan.workers, device=device, precision=execution.precision,
                           runtime=execution.runtime, detector=detector, gpus=resources.get("GPU", 0),
                           threads=plan.threads)

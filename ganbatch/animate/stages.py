@@ -1,24 +1,18 @@
-"""The animate run as a Ray Data stream: work items -> prepare (CPU tasks) -> generate (actor pool) -> encode (CPU
-tasks) -> manifest rows, consumed by the driver as they come (with the seconds the generator actor took to open its
-model and what `auto` chose it from, for the driver's -v lines).
+"""The three stages of the animate run as row functions, shared by the two streams that run them: Ray Data's
+(ganbatch.animate.ray_stream: CPU tasks, an actor pool, CPU tasks) and this process's (ganbatch.animate.in_process).
+Work items -> prepare -> generate -> encode -> manifest rows, consumed by the driver as they come (with the seconds
+the generator took to open its model and what `auto` chose it from, for the driver's -v lines).
 
 Rows. A row carries the item's output URI, `status` ("ok" until a stage fails it, then "failed" with `error`), the
 `seconds` spent on it so far, and its stage data as pickled bytes: `item` (the WorkItem), `clip` (the PreparedClip,
 then the generated Clip) and `placement` (what encode needs besides the frames). Pickled columns because the arrays
 are ragged (clips differ in length, photos in size) and absent on failed rows, which Arrow tensor columns do not
 hold; the bytes are ours, made and read by the stages of one run. The generator unpickles only `clip`. A failed row
-flows on untouched through later stages, so nothing one item raises stops the dataset; the encode stage turns every
+flows on untouched through later stages, so nothing one item raises stops the stream; the encode stage turns every
 row into its manifest row (JSON, column `row`).
 
-Faults. Ray retries the stages' tasks (Ray Data's defaults: `max_retries=-1` for tasks; `max_restarts=-1` and
-`max_task_retries=-1` for the actor pool), so a killed worker process or a lost node costs a retry, not an item.
 Every stage is idempotent: an output is written whole under a temporary name and renamed (or uploaded whole), so a
 retried item overwrites its own output, and the driver keeps one row per output.
-
-Fusion. Ray Data fuses a map into the actor pool that follows it when their remote arguments match; the generator
-asks for its `memory` (and its own CPU share and GPUs), which the CPU stages do not, so decoding never runs in the
-generator's process. The execution plan (logged by Ray Data, and in `Dataset.stats()`) shows `Map(prepare)`,
-`MapBatches(Generate)` and `Map(encode)` as separate operators.
 """
 import json
 import logging
@@ -28,22 +22,17 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-import ray
 import torch
-from ray.data import ActorPoolStrategy, DataContext, Dataset
 
 from ganbatch.io import storage
 from ganbatch.animate.item import ItemSettings, describe_error, encode_item, prepare_item
 from ganbatch.animate.manifest import manifest_row
 from ganbatch.animate.plan import WorkItem
-from ganbatch.animate.resources import StagePlan
 from ganbatch.animate.targets import Target
 from ganbatch.render import render_clips
 from ganbatch.runtimes import open_runtime
 
 log = logging.getLogger(__name__)
-
-GENERATOR_MEMORY = 512 * 1024**2  # bytes Ray reserves per generator actor: a full-size model and a batch in flight
 
 
 @dataclass(frozen=True)
@@ -95,7 +84,7 @@ def item_row(item: WorkItem) -> dict:
 
 
 def prepare(row: dict, spec: RunSpec) -> dict:
-    """Stage 1 (CPU task): read, decode, crop, per-frame targets."""
+    """Stage 1 (a CPU task, or a thread): read, decode, crop, per-frame targets."""
     started = time.monotonic()
     try:
         with storage.retry_budget(spec.storage_retry_seconds):
@@ -107,7 +96,7 @@ def prepare(row: dict, spec: RunSpec) -> dict:
 
 
 class Generate:
-    """Stage 2 (actor): one Runtime per actor, opened once; each call generates the frames of a batch of rows'
+    """Stage 2 (an actor of the pool, or this process): one Runtime, opened once; each call generates the frames of a batch of rows'
     clips together (`render.render_clips`) and passes failed rows through."""
 
     def __init__(self, spec: GeneratorSpec, threads: int | None, actors_per_node: int):
@@ -123,7 +112,7 @@ class Generate:
         # reported with its rows, for the driver's -v lines: the start-up breakdown and auto's candidates
         self.model_seconds = time.monotonic() - started
         self.decision = self.runtime.auto.describe() if self.runtime.auto is not None else ""
-        log.info("generator actor (pid %d): %s", os.getpid(), self.description)
+        log.debug("generator (pid %d): %s", os.getpid(), self.description)
 
     def __call__(self, batch: dict) -> dict:
         """The batch (numpy columns) with each ok row's `clip` replaced by its generated frames."""
@@ -153,7 +142,7 @@ class Generate:
 
 
 def encode(row: dict, spec: RunSpec) -> dict:
-    """Stage 3 (CPU task): layout, ffmpeg, atomic write or upload; the row becomes its manifest row."""
+    """Stage 3 (a CPU task, or a thread): layout, ffmpeg, atomic write or upload; the row becomes its manifest row."""
     started = time.monotonic()
     item: WorkItem = _unpack(row["item"])
     fields = {"input": item.input, "output": item.output, "model": spec.settings.model, "target": item.label,
@@ -172,25 +161,3 @@ def encode(row: dict, spec: RunSpec) -> dict:
         result = manifest_row(**fields, status="failed", error=row["error"], seconds=row["seconds"])
     return {"output": item.output, "row": json.dumps(result), "model_seconds": row["model_seconds"],
             "decision": row["decision"]}
-
-
-def configure_data_context() -> None:
-    """Ray Data settings for animate runs: the driver draws its own progress bar, so Ray Data's are off."""
-    context = DataContext.get_current()
-    context.enable_progress_bars = False
-    context.print_on_execution_start = False
-
-
-def build_dataset(items: list[WorkItem], spec: RunSpec, plan: StagePlan) -> Dataset:
-    """The run's stream (see the module doc): one block per item, so items spread over the CPU stages."""
-    configure_data_context()
-    return (
-        ray.data.from_items([item_row(item) for item in items], override_num_blocks=len(items))
-        .map(prepare, fn_kwargs={"spec": spec}, num_cpus=plan.task_cpus)
-        .map_batches(Generate, fn_constructor_kwargs={"spec": spec.generator, "threads": plan.threads,
-                                                      "actors_per_node": plan.actors_per_node},
-                     batch_size=plan.clips_per_call, batch_format="numpy", zero_copy_batch=False,
-                     compute=ActorPoolStrategy(size=plan.workers), num_cpus=plan.generator_cpus,
-                     num_gpus=plan.generator_gpus or None, memory=GENERATOR_MEMORY)
-        .map(encode, fn_kwargs={"spec": spec}, num_cpus=plan.task_cpus)
-    )

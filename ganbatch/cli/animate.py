@@ -35,7 +35,8 @@ ANIMATE = SchemaOptions(AnimateJob, {
     "output": [Flag("out", metavar="DIR|s3://..."), "output.format", "output.crf", "output.layout", "output.size",
                "output.preview", "output.report", "overwrite", "allow_failures"],
     "execution": ["execution.address", "execution.workers", "execution.gpus_per_worker", "execution.cpus_per_worker",
-                  "execution.batch_size", "execution.device", "execution.precision", "execution.runtime"],
+                  "execution.batch_size", "execution.device", "execution.precision", "execution.runtime",
+                  "execution.executor"],
 })
 TARGET_LABEL = "target flags"
 

@@ -23,6 +23,7 @@ Naming (`is_s3`, `join`, `absolute`, `StorageError`) and atomic local writes (`a
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import fnmatch
 import logging
 import mimetypes
@@ -67,7 +68,8 @@ _CONNECT_TIMEOUT = 10.0
 _READ_TIMEOUT = 60.0
 _TRANSIENT_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "RequestTimeTooSkewed",
                     "InternalError", "ServiceUnavailable", "503", "500", "502", "504"}
-_retry_seconds = RETRY_SECONDS
+# per thread of control (a ContextVar, not a global): the in-process animate stream runs stages in threads
+_retry_seconds: contextvars.ContextVar[float] = contextvars.ContextVar("retry_seconds", default=RETRY_SECONDS)
 
 # Content types for the files ganbatch writes; anything else falls back to the mimetypes module.
 _CONTENT_TYPES = {
@@ -133,20 +135,19 @@ def pyarrow_filesystem(uri: str | os.PathLike):
 
 
 def retry_seconds() -> float:
-    """The total time whole-object S3 operations are retried through transient faults in this process."""
-    return _retry_seconds
+    """The total time whole-object S3 operations are retried through transient faults here (this thread's budget)."""
+    return _retry_seconds.get()
 
 
 @contextlib.contextmanager
 def retry_budget(seconds: float) -> Iterator[None]:
     """Retry whole-object S3 operations for up to ``seconds`` in total inside the block (0: no retry beyond
     botocore's own); the previous budget is restored on exit."""
-    global _retry_seconds
-    previous, _retry_seconds = _retry_seconds, float(seconds)
+    token = _retry_seconds.set(float(seconds))
     try:
         yield
     finally:
-        _retry_seconds = previous
+        _retry_seconds.reset(token)
 
 
 def is_transient(error: BaseException) -> bool:
@@ -164,7 +165,7 @@ def is_transient(error: BaseException) -> bool:
 
 def _with_retries(uri: str | os.PathLike, operation):
     """operation() retried with backoff through transient S3 faults for up to retry_seconds() in total."""
-    deadline = time.monotonic() + _retry_seconds
+    deadline = time.monotonic() + retry_seconds()
     delay = 0.5
     while True:
         try:
@@ -174,7 +175,7 @@ def _with_retries(uri: str | os.PathLike, operation):
                 raise
             left = deadline - time.monotonic()
             if left <= 0:
-                raise StorageError(str(uri), f"S3 unreachable: gave up after retrying for {_retry_seconds:g} s "
+                raise StorageError(str(uri), f"S3 unreachable: gave up after retrying for {retry_seconds():g} s "
                                              f"({_describe(error)})") from error
             log.warning("%s: %s; retrying for up to %.0f s more", uri, _describe(error), left)
             time.sleep(min(delay, left))

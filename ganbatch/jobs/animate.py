@@ -199,6 +199,9 @@ class CropSpec(StrictModel):
 
 # `source_aus: estimate`: each photo's own AUs estimated in the prepare stage instead of read from a file.
 ESTIMATE = "estimate"
+# executor auto's limit for running a job in this process: past it, Ray's start-up (about 10 s on two cores) is small
+# next to the job, and its process-parallel stages and worker retries pay
+IN_PROCESS_MAX_FRAMES = 512
 REPORT_MIN_ITEMS = 4  # output.report's default: a gallery for batches larger than this
 
 
@@ -255,6 +258,24 @@ class AnimateExecution(Execution):
         300.0, ge=5, le=86400, description="seconds the stream may go without a finished video while no CPU is free "
                                            "for its prepare and encode tasks (e.g. after a node was lost) before the "
                                            "items left are failed with the reason")
+    executor: Literal["auto", "ray", "in-process"] = Field(
+        "auto", description="where the stages run: ray (a local Ray started for the command, or the cluster at "
+                            "address), or in-process (threads of this command: no Ray to start, no worker retries); "
+                            f"auto: in-process for a small local job (at most {IN_PROCESS_MAX_FRAMES} frames, no "
+                            "address or worker settings), else ray")
+
+    @model_validator(mode="after")
+    def _in_process_takes_no_ray_settings(self):
+        ray_only = self.ray_settings()
+        if self.executor == "in-process" and ray_only:
+            raise ValueError(f"executor in-process runs without Ray, so {', '.join(ray_only)} cannot apply; leave "
+                             "them out or use executor ray")
+        return self
+
+    def ray_settings(self) -> list[str]:
+        """The settings given that only a Ray run uses (the cluster address, the generator actors' sizes)."""
+        return [name for name in ("address", "workers", "gpus_per_worker", "cpus_per_worker")
+                if getattr(self, name) is not None]
 
 
 class AnimateJob(StrictModel):
