@@ -81,8 +81,8 @@ def targets_from_flags(ctx: click.Context) -> list[dict]:
 @click.pass_context
 def animate(ctx, **_):
     """Animate face photos (INPUT: files, folders, globs, s3:// prefixes, .txt/.jsonl lists) along targets into
-    videos under --out, one per (photo, target), listed in a JSONL manifest; runs on Ray (local or --address).
-    Exits 0 only when every video was made (or --allow-failures)."""
+    videos under --out, one per (photo, target), listed in a JSONL manifest; runs on Ray (local or --address), or a
+    small local job in this process. Exits 0 only when every video was made (or --allow-failures)."""
     targets = targets_from_flags(ctx)
     job_flags = {name: dotted for name, dotted in ANIMATE.fields.items() if not dotted.startswith(TARGET)}
     values = flag_values(ctx, {"inputs": "inputs", **job_flags}) + ([("targets", targets, TARGET_LABEL)] if targets
