@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from PIL import Image
 from pydantic import ValidationError
 
-from ganbatch.animate import in_process, run_animate
+from ganbatch.animate import in_process, pipeline, run_animate
 from ganbatch.animate.pipeline import _executor
 from ganbatch.animate.plan import WorkItem
 from ganbatch.animate.resources import plan_stages
@@ -38,6 +38,13 @@ def model(tmp_path_factory):
 
 
 @pytest.fixture
+def no_ray(monkeypatch):
+    """This process as a command's: no RAY_ADDRESS, and no Ray running (the test session's own may be)."""
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(pipeline, "_ray_running", lambda: False)
+
+
+@pytest.fixture
 def photos(tmp_path):
     """Three synthetic face crops and two files that are not usable photos."""
     folder = tmp_path / "photos"
@@ -55,8 +62,7 @@ def job(model, inputs, out, frames=6, **execution) -> AnimateJob:
                       execution={"runtime": "torch", "batch_size": 4, **execution})
 
 
-def test_auto_runs_a_small_local_job_in_process_and_anything_else_on_ray(model, tmp_path, monkeypatch):
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+def test_auto_runs_a_small_local_job_in_process_and_anything_else_on_ray(model, tmp_path, monkeypatch, no_ray):
     small = job(model, tmp_path, tmp_path / "out")
     assert _executor(small, IN_PROCESS_MAX_FRAMES)[0] == "in-process"
     assert _executor(small, IN_PROCESS_MAX_FRAMES + 1) == (
@@ -67,6 +73,9 @@ def test_auto_runs_a_small_local_job_in_process_and_anything_else_on_ray(model, 
     assert _executor(job(model, tmp_path, tmp_path / "out", executor="in-process"), 10 ** 6)[0] == "in-process"
     monkeypatch.setenv("RAY_ADDRESS", "ray://head:10001")
     assert _executor(small, 10) == ("ray", "RAY_ADDRESS is set")
+    monkeypatch.delenv("RAY_ADDRESS")
+    monkeypatch.setattr(pipeline, "_ray_running", lambda: True)  # e.g. a Python API user's own Ray
+    assert _executor(small, 10) == ("ray", "Ray is running in this process")
 
 
 def test_in_process_with_a_ray_setting_is_a_validation_error_naming_it():
@@ -74,8 +83,7 @@ def test_in_process_with_a_ray_setting_is_a_validation_error_naming_it():
         AnimateExecution(executor="in-process", workers=2, cpus_per_worker=1.0)
 
 
-def test_dry_run_says_where_the_stages_run(model, photos, tmp_path, monkeypatch):
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+def test_dry_run_says_where_the_stages_run(model, photos, tmp_path, no_ray):
     args = ["animate", str(photos), "--model", str(model), "--expression", "happy", "--out", str(tmp_path / "o"),
             "--dry-run"]
     small = CliRunner().invoke(main, [*args, "--frames", "6"])
@@ -88,7 +96,7 @@ def test_dry_run_says_where_the_stages_run(model, photos, tmp_path, monkeypatch)
     assert "executor: a local Ray, started and stopped with the command (executor ray;" in asked.stdout
 
 
-def test_bad_files_fail_alone_and_the_exit_status_tells(model, photos, tmp_path):
+def test_bad_files_fail_alone_and_the_exit_status_tells(model, photos, tmp_path, no_ray):
     out = tmp_path / "videos"
     done = CliRunner().invoke(main, ["-v", "animate", str(photos), "--model", str(model), "--expression", "happy",
                                      "--frames", "6", "--fps", "10", "--runtime", "torch", "--out", str(out)])
@@ -110,7 +118,8 @@ def test_in_process_frames_equal_the_one_clip_renderer(model, tmp_path):
     Image.fromarray(face).save(tmp_path / "face.png")
     animate = AnimateJob(model=str(model), inputs=[str(tmp_path / "face.png")], out=str(tmp_path / "out"),
                          targets=[{"expression": "sad", "frames": 7, "fps": 25, "input_first": True}],
-                         output={"format": "png"}, execution={"batch_size": 3, "runtime": "torch"})
+                         output={"format": "png"}, execution={"batch_size": 3, "runtime": "torch",
+                                                              "executor": "in-process"})
     result = run_animate(animate)
     assert result.ok and result.succeeded == 1 and result.executor == "in-process" and result.stats == ""
     targets = expression_schedule(np.zeros(17, np.float32), expression_aus("sad"), fps=25, frames=7,

@@ -288,12 +288,17 @@ def _executor(job: AnimateJob, frames: int) -> tuple[str, str]:
         return "ray", f"{', '.join(execution.ray_settings())} given"
     if os.environ.get("RAY_ADDRESS"):
         return "ray", "RAY_ADDRESS is set"
-    ray = sys.modules.get("ray")  # imported only to look: a Ray this process runs would be imported already
-    if ray is not None and ray.is_initialized():
+    if _ray_running():
         return "ray", "Ray is running in this process"
     if frames > IN_PROCESS_MAX_FRAMES:
         return "ray", f"{frames} frames, over the {IN_PROCESS_MAX_FRAMES} that run in process"
     return "in-process", f"{frames} frames, a small local job"
+
+
+def _ray_running() -> bool:
+    """Whether this process has a Ray initialised (looked up without importing Ray: one running is imported)."""
+    ray = sys.modules.get("ray")
+    return ray is not None and ray.is_initialized()
 
 
 def _count(number: int, noun: str) -> str:
