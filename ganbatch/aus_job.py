@@ -85,16 +85,15 @@ def estimate_photo(uri: str, detector, estimator) -> list[dict]:
 
 
 def estimate_video(uri: str, detector, estimator) -> list[dict]:
-    """One row per frame of a video (local or s3://); raises when it cannot be read or has no face at all."""
-    from ganbatch.animate.targets import hold_missing, video_face_landmarks
+    """One row per frame of a video (local or s3://), its AUs read as `animate --driving-video` reads them (frames
+    without a face hold an earlier frame's; smoothed over time); raises when it cannot be read or has no face."""
+    from ganbatch.animate.targets import video_face_landmarks
 
     name = posixpath.basename(uri.rstrip("/"))
-    points = video_face_landmarks(uri, detector)
-    found = np.stack([p for p in points if p is not None])
-    estimated = iter(np.column_stack([estimator.predict(found), estimator.confidence(found)]))
-    values, _ = hold_missing([None if p is None else next(estimated) for p in points])
-    return [_row(name, index + 1, value[:-1], value[-1] if p is not None else 0.0, p is not None,
-                 "" if p is not None else "no face found") for index, (value, p) in enumerate(zip(values, points))]
+    points, fps = video_face_landmarks(uri, detector)
+    read = estimator.read_video(points, fps)
+    return [_row(name, index + 1, aus, confidence, bool(found), "" if found else "no face found")
+            for index, (aus, confidence, found) in enumerate(zip(read.aus, read.confidence, read.found))]
 
 
 def _inputs(job: AusJob):

@@ -4,8 +4,9 @@
 
 - photos: `--identities` held-out identities (HELD_OUT_SEED) x 10 faces (pose, size and quality varied): per-AU MAE
   next to the mean predictor's (the fit faces' mean AUs, stored in the estimator's config);
-- driving videos: `--videos` held-out identities (HELD_OUT_SEED + 1) along a smooth AU path of `--frames` frames:
-  per-AU correlation over time with the true path;
+- driving videos: `--videos` held-out identities (HELD_OUT_SEED + 1) along a smooth AU path of `--frames` frames,
+  read as a video is read (held frames, smoothed over time at 25 fps): per-AU correlation over time with the true
+  path;
 - real faces: the OpenFace-labelled faces of ../shared/fixtures/ganimation_sample_dataset when present;
 - expression transfer: `--transfers` driving videos of held-out identity A along a smooth AU path, each driving
   held-out identity B with the demo GANimation model as `animate --driving-video` does (A's estimated AUs relative to
@@ -26,7 +27,8 @@ import numpy as np
 import torch
 
 from ganbatch.eval.au_estimator import (
-    HELD_OUT_SEED, detect_landmarks, detected_faces, driving_paths, format_tables, path_table, photo_table)
+    HELD_OUT_SEED, VIDEO_FPS, detect_landmarks, detected_faces, driving_paths, format_tables, path_table, photo_table,
+    video_read_outs)
 from ganbatch.faces import get_detector
 from ganbatch.faces.au_estimator import load_au_estimator
 from ganbatch.io.images import decode_image
@@ -68,13 +70,9 @@ def transfer(estimator, detector, videos: int, frames: int) -> dict:
     paths, read, model_psnr, copy_psnr, true_path_psnr = [], [], [], [], []
     for driver, source in zip(people[::2], people[1::2]):
         path = au_path(rng, frames)
-        points = np.stack([detect_landmarks(render_face(driver, aus, 128)[0], detector) for aus in path])
-        found = np.isfinite(points).all(axis=(1, 2))
-        driving = np.zeros((frames, 17), np.float32)
-        driving[found] = estimator.predict(points[found], clip=False)
-        for index in range(frames):  # frames without a face hold the previous one, as animate does
-            if not found[index]:
-                driving[index] = driving[index - 1] if index else driving[found.argmax()]
+        points = [detect_landmarks(render_face(driver, aus, 128)[0], detector) for aus in path]
+        driving = estimator.read_video([face if np.isfinite(face).all() else None for face in points], VIDEO_FPS,
+                                       clip=False).aus  # as animate reads a driving video
         targets = np.clip(driving - driving[:1], 0, 5)  # B's own AUs are 0 (neutral)
         face, _ = render_face(source, np.zeros(17), size)
         clip, oracle = render_clips(runtime, [PreparedClip(face, targets), PreparedClip(face, path)], batch_size=16)
@@ -130,7 +128,7 @@ def main(argv=None) -> int:
     photo["detected"] = float(found.mean())
     videos = driving_paths(sample_identities(args.videos, HELD_OUT_SEED + 1), args.frames, detector, seed=1)
     seen = videos.found
-    path = path_table(estimator.predict(videos.landmarks[seen]), videos.aus[seen], videos.identity[seen])
+    path = path_table(video_read_outs(estimator, videos)[seen], videos.aus[seen], videos.identity[seen])
     path["detected"] = float(seen.mean())
     print(f"held-out photos: {photo['faces']} faces of {args.identities} identities ({photo['detected']:.1%} "
           f"detected); driving videos: {args.videos} x {args.frames} frames ({path['detected']:.1%} detected)")

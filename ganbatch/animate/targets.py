@@ -25,6 +25,7 @@ from ganbatch import safe_yaml
 from ganbatch.io import storage
 from ganbatch.io.video import missing_frames, open_video
 from ganbatch.faces import largest_face
+from ganbatch.faces.tracks import hold_missing
 from ganbatch.jobs.animate import TargetSpec
 from ganbatch.jobs.keyframes import schedule_from_dict
 from ganbatch.targets import (
@@ -45,6 +46,7 @@ from ganbatch.targets import (
 from ganbatch.targets.aus import aus_problem
 
 DEFAULT_DURATION = 2.0
+DEFAULT_VIDEO_FPS = 25.0  # a video whose header gives no frame rate
 TIMING_FIELDS = ("fps", "duration", "frames", "pingpong", "input_first")
 NEUTRAL_AUS = np.zeros(NUM_AUS, np.float32)
 
@@ -366,8 +368,9 @@ def check_condition(targets: list[Target], family_name: str, condition: str, mod
         raise TargetError("; ".join(problems))
 
 
-def video_face_landmarks(uri: str, detector) -> list[Optional[np.ndarray]]:
-    """The (68, 2) landmarks of the largest face in every frame of the video at `uri`, None where there is none.
+def video_face_landmarks(uri: str, detector) -> tuple[list[Optional[np.ndarray]], float]:
+    """The (68, 2) landmarks of the largest face in every frame of the video at `uri` (None where there is none),
+    and its frame rate (DEFAULT_VIDEO_FPS when its header has none).
 
     Raises TargetError naming the video when it cannot be read or decoded, has no face at all, or the detector gives
     no landmarks.
@@ -389,18 +392,7 @@ def video_face_landmarks(uri: str, detector) -> list[Optional[np.ndarray]]:
         raise TargetError(f"{uri}: {short}")
     if not any(value is not None for value in points):
         raise TargetError(f"{uri}: no face found in any of its {len(points)} frames")
-    return points
-
-
-def hold_missing(values: list[Optional[np.ndarray]]) -> tuple[np.ndarray, int]:
-    """`values` stacked, each None replaced by the nearest earlier value (the first one, at the start), and the
-    number replaced."""
-    first = next(value for value in values if value is not None)
-    filled, held = [], 0
-    for value in values:
-        held += value is None
-        filled.append(value if value is not None else (filled[-1] if filled else first))
-    return np.stack(filled), held
+    return points, float(meta.get("fps") or DEFAULT_VIDEO_FPS)
 
 
 def driving_landmarks(uri: str, detector) -> np.ndarray:
@@ -410,18 +402,18 @@ def driving_landmarks(uri: str, detector) -> np.ndarray:
 
 
 def _driving_landmarks(uri: str, detector) -> tuple[np.ndarray, int]:
-    points = video_face_landmarks(uri, detector)
+    points, _ = video_face_landmarks(uri, detector)
     values, held = hold_missing([None if p is None else to_gannotation66(p) for p in points])
     return values.astype(np.float32), held
 
 
 def driving_aus(uri: str, detector, estimator) -> tuple[np.ndarray, int]:
     """(T, 17) AUs that `estimator` reads off the largest face in every frame of the video at `uri` (its raw
-    read-out, not clipped to 0-5, so changes near 0 count), frames without a face holding the nearest earlier
-    frame's, and the number of such frames."""
-    points = video_face_landmarks(uri, detector)
-    estimated = iter(estimator.predict(np.stack([p for p in points if p is not None]), clip=False))
-    return hold_missing([None if p is None else next(estimated) for p in points])
+    read-out, not clipped to 0-5, so changes near 0 count; `AUEstimator.read_video`: frames without a face hold an
+    earlier frame's, the whole smoothed over time), and the number of held frames."""
+    points, fps = video_face_landmarks(uri, detector)
+    read = estimator.read_video(points, fps, clip=False)
+    return read.aus, read.held
 
 
 def read_driving_videos(targets: list[Target], detector_for) -> list[Target]:

@@ -6,6 +6,7 @@ detector's own errors, as they would in use. The same renders feed `scripts/fit_
 - `detected_faces`: identities x sampled expressions, under varied head pose (roll, scale, position), render size
   and image quality (brightness, contrast, blur, noise, JPEG) -> detected landmarks, true AUs.
 - `driving_paths`: synthetic driving videos, one identity along a smooth AU path through several expressions.
+- `video_read_outs`: the driving videos' AUs as the product reads a video (held frames, smoothed over time).
 - `photo_table` / `path_table`: per-AU MAE next to the mean predictor's, and per-AU correlation over time.
 
 Identity seeds: the estimator is fitted on `sample_identities(n, FIT_SEED)` and evaluated on
@@ -28,6 +29,7 @@ from ganbatch.targets.landmarks import NUM_IBUG
 FIT_SEED = 24_000
 HELD_OUT_SEED = 24_100
 RENDER_SIZES = (112, 128, 128, 144, 160)
+VIDEO_FPS = 25.0  # the synthetic driving videos' frame rate (what their smoothing over time assumes)
 # The AUs whose landmarks move clearly (the issue's goals apply to them).
 MOVING_AUS = (1, 2, 4, 5, 7, 10, 12, 15, 17, 20, 23, 25, 26, 45)
 
@@ -137,6 +139,20 @@ def driving_paths(identities, frames: int, detector: FaceDetector, seed: int, si
         aus.append(path)
         owners += [index] * frames
     return DetectedFaces(np.array(landmarks), np.concatenate(aus), np.array(owners), np.array(truth))
+
+
+def video_read_outs(estimator, videos: DetectedFaces, fps: float = VIDEO_FPS) -> np.ndarray:
+    """(N, 17) AUs of the driving videos' frames as a video is read (`AUEstimator.read_video`, as `animate
+    --driving-video` and `ganbatch aus` read one: held where no face was found, smoothed over time at `fps`); NaN
+    for a video in which no face was found at all."""
+    read = np.full((len(videos.aus), NUM_AUS), np.nan, np.float32)
+    found = videos.found
+    for video in np.unique(videos.identity):
+        frames = np.flatnonzero(videos.identity == video)
+        if found[frames].any():
+            points = [videos.landmarks[index] if found[index] else None for index in frames]
+            read[frames] = estimator.read_video(points, fps).aus
+    return read
 
 
 def photo_table(predicted: np.ndarray, truth: np.ndarray, mean_aus: np.ndarray) -> dict:

@@ -11,6 +11,9 @@ docs/au_estimator.md):
    AUs are bilateral), and the result is clipped to 0-5.
 4. Confidence: how typical the aligned shape is of the faces the estimator was fitted on (its Mahalanobis distance
    in the fit's principal components): 1 inside the fit's 90th percentile, falling linearly to 0 at twice its 99th.
+5. In a video (`AUEstimator.read_video`), frames without a face hold the previous frame's AUs and the per-frame
+   read-outs are smoothed over time (`ganbatch.faces.tracks`): the detector's landmarks jitter from frame to frame
+   much faster than a face moves.
 
 The asset `ganbatch/assets/au_estimator.pt` is `{"format": "ganbatch-au-estimator", "version": 1, "config": <JSON>,
 "state_dict": {name: tensor}}`, read with `torch.load(weights_only=True)`; inference is plain NumPy.
@@ -21,11 +24,13 @@ import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
 
 from ganbatch.faces.detect import FaceDetector, largest_face
+from ganbatch.faces.tracks import hold_missing, smooth_over_time
 from ganbatch.io.assets import load_versioned
 from ganbatch.targets.aus import AU_NAMES, AU_SCALE, NUM_AUS
 from ganbatch.targets.landmarks import IBUG_FLIP, NUM_IBUG
@@ -36,6 +41,17 @@ SHIPPED_ESTIMATOR = Path(__file__).resolve().parents[1] / "assets" / "au_estimat
 # Points the similarity alignment fits: jaw top (0, 1, 15, 16), nose bridge (27-30) and eye corners (36, 39, 42,
 # 45); the synthetic AUs move none of them more than a trace, and real expressions move them little.
 ANCHOR_POINTS = (0, 1, 15, 16, 27, 28, 29, 30, 36, 39, 42, 45)
+
+
+@dataclass(frozen=True)
+class VideoAUs:
+    """A video's per-frame AUs (T, 17), smoothed over time; each frame's confidence (T,) (0 where it had no face),
+    whether it had a face (T,), and how many frames held an earlier frame's AUs."""
+
+    aus: np.ndarray
+    confidence: np.ndarray
+    found: np.ndarray
+    held: int
 
 
 class AUEstimatorError(Exception):
@@ -121,6 +137,18 @@ class AUEstimator:
         both = self._read(shape_features(points, reference)) + self._read(shape_features(mirror_landmarks(points),
                                                                                          reference))
         return (np.clip(both / 2, 0.0, AU_SCALE) if clip else both / 2).astype(np.float32)
+
+    def read_video(self, points: list[Optional[np.ndarray]], fps: float, *, clip: bool = True) -> VideoAUs:
+        """A video's AUs from its frames' (68, 2) landmarks (None: no face in that frame; at least one face): each
+        face read as `predict` reads it, frames without a face holding the nearest earlier frame's AUs, the whole
+        smoothed over time (`smooth_over_time`)."""
+        found = np.array([face is not None for face in points])
+        faces = np.stack([face for face in points if face is not None])
+        read = iter(self.predict(faces, clip=clip))
+        aus, held = hold_missing([next(read) if face is not None else None for face in points])
+        confidence = np.zeros(len(points), np.float32)
+        confidence[found] = self.confidence(faces)
+        return VideoAUs(smooth_over_time(aus, fps), confidence, found, held)
 
     def confidence(self, landmarks) -> np.ndarray:
         """Confidence float32 (N,) 0-1 that landmark sets look like the faces the estimator was fitted on."""
