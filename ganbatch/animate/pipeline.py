@@ -472,10 +472,11 @@ def _run_stream(job: AnimateJob, work: _Work, manifest: ManifestWriter, result: 
             log.warning("animate: %s", plan.warning)
         log.debug("executor: %s (%s)", result.executor, result.executor_reason)
         spec = _run_spec(job, work)
+        dataset = None
         if in_this_process:
             encoders = local_cpus()
-            stages, streamed_rows, dataset = in_process.describe(plan, encoders), \
-                in_process.stream_rows(work.todo, spec, plan, encoders=encoders), None
+            stages = in_process.describe(plan, encoders)
+            streamed_rows = in_process.stream_rows(work.todo, spec, plan, encoders=encoders)
         else:
             from ganbatch.animate.ray_stream import build_dataset  # Ray Data only when the run is on Ray
 
@@ -510,7 +511,8 @@ def _run_stream(job: AnimateJob, work: _Work, manifest: ManifestWriter, result: 
         try:
             for streamed in streamed_rows:
                 record(json.loads(streamed["row"]), streamed["model_seconds"], streamed["decision"])
-            result.stats = dataset.stats() if dataset is not None else ""
+            if dataset is not None:
+                result.stats = dataset.stats()
         except Exception as error:  # noqa: BLE001 - whatever stopped the stream, the manifest is finalised
             log.error("the animate stream stopped: %s", describe_error(error))
             result.stream_abandoned = not in_this_process  # Ray Data's threads may still wait on it
