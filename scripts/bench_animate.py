@@ -4,7 +4,8 @@ the original tools' approach.
     .venv/bin/python scripts/bench_animate.py [--clips 4] [--frames 64] [--size 128] [--threads N]
         [--batch-size 16] [--precision fp32|bf16|fp16] [--gpu] [--skip-reference]
         [--runtime torch,onnxruntime,openvino,tensorrt,auto]
-    .venv/bin/python scripts/bench_animate.py --defaults [--size 128] [--weights random|demo]
+    .venv/bin/python scripts/bench_animate.py --defaults [--size 128] [--weights random|demo] [--sizes 4x32,8x32,16x64]
+        [--repeat 1]
 
 --defaults measures what a user gets: `ganbatch animate` with default flags (no --runtime, --batch-size or stage
 sizes) on 4 x 32, 8 x 32 and 16 x 64 frames, each cold (an empty runtime cache: the model never seen on this
@@ -197,7 +198,7 @@ def defaults_table(args) -> None:
           f"{' '.join(sorted(flag for flag in machine.flags if 'avx' in flag or 'amx' in flag or 'vnni' in flag))}")
     print(f"{'clips x frames':>15s} {'reference s':>12s} {'cold s':>8s} {'cold x':>7s} {'warm s':>8s} {'warm x':>7s}"
           "  engine (cold; warm)", flush=True)
-    for clips, frames in DEFAULT_SIZES:
+    for clips, frames in args.sizes * args.repeat:
         args.clips, args.frames = clips, frames
         generator, info, faces, targets = bench_setup(args)
         with tempfile.TemporaryDirectory(prefix="ganbatch-bench-") as folder:
@@ -215,6 +216,14 @@ def defaults_table(args) -> None:
             warm, warm_engine = animate_defaults(model, face_folder, folder / "warm", frames, folder / "cache")
         print(f"{f'{clips} x {frames}':>15s} {reference:12.1f} {cold:8.1f} {reference / cold:7.2f} {warm:8.1f} "
               f"{reference / warm:7.2f}  {cold_engine}; {warm_engine}", flush=True)
+
+
+def _sizes(text: str) -> tuple[tuple[int, int], ...]:
+    """`4x32,16x64` as ((4, 32), (16, 64))."""
+    try:
+        return tuple((int(clips), int(frames)) for clips, frames in (size.split("x") for size in text.split(",")))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}': expected CLIPSxFRAMES,... e.g. 4x32,16x64") from None
 
 
 def parse_args() -> argparse.Namespace:
@@ -236,6 +245,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--runtime", default="", help="comma-separated runtimes to add rows for (torch, "
                                                       "onnxruntime, openvino, tensorrt, auto; default: none)")
     parser.add_argument("--defaults", action="store_true", help="only the default-flags table (see the module doc)")
+    parser.add_argument("--sizes", type=_sizes, default=DEFAULT_SIZES,
+                        help="with --defaults: CLIPSxFRAMES,... (default 4x32,8x32,16x64)")
+    parser.add_argument("--repeat", type=int, default=1, help="with --defaults: measure each size this many times")
     args = parser.parse_args()
     args.device = "cuda" if args.gpu else "cpu"
     args.runtimes = [name.strip() for name in args.runtime.split(",") if name.strip()]
