@@ -241,22 +241,17 @@ def plan_animate(job: AnimateJob) -> str:
     frames = _planned_frames(work)
     address = execution.address or os.environ.get("RAY_ADDRESS")
     executor, why = _executor(job, frames)
-    if executor == "in-process":
-        resources = local_resources()
-        ray_line = (f"executor: in this process, no Ray ({why}; {resources['CPU']:g} CPUs, {resources['GPU']:g} "
-                    "GPUs here)")
-        stages = in_process.describe(_stage_plan(job, work.targets, len(work.todo), resources), local_cpus())
-    elif address:
+    in_this_process = executor == "in-process"
+    if address and not in_this_process:
         with ray_session(address):  # connected only to read its resources (ClusterUnreachable: one line)
             resources = cluster_resources()
         ray_line = (f"executor: Ray, the cluster at {address} ({resources['CPU']:g} CPUs on {resources['cpu_nodes']} "
                     f"node(s), {resources['GPU']:g} GPUs now)")
-        stages = _stage_plan(job, work.targets, len(work.todo), resources).describe()
     else:
         resources = local_resources()
-        ray_line = (f"executor: a local Ray, started and stopped with the command ({why}; {resources['CPU']:g} CPUs, "
-                    f"{resources['GPU']:g} GPUs here)")
-        stages = _stage_plan(job, work.targets, len(work.todo), resources).describe()
+        where = "in this process, no Ray" if in_this_process else "a local Ray, started and stopped with the command"
+        ray_line = f"executor: {where} ({why}; {resources['CPU']:g} CPUs, {resources['GPU']:g} GPUs here)"
+    stages = _stage_lines(_stage_plan(job, work.targets, len(work.todo), resources), in_this_process)
     skipped = [work.listing.skipped_summary(), *(f"  {line}" for line in work.listing.skipped_lines())] \
         if work.listing.skipped else []
     return "\n".join([
@@ -293,6 +288,11 @@ def _executor(job: AnimateJob, frames: int) -> tuple[str, str]:
     if frames > IN_PROCESS_MAX_FRAMES:
         return "ray", f"{frames} frames, over the {IN_PROCESS_MAX_FRAMES} that run in process"
     return "in-process", f"{frames} frames, a small local job"
+
+
+def _stage_lines(plan: StagePlan, in_this_process: bool) -> list[str]:
+    """The stages and their resources as they will run (for --dry-run and the log)."""
+    return in_process.describe(plan, local_cpus()) if in_this_process else plan.describe()
 
 
 def _ray_running() -> bool:
@@ -472,20 +472,17 @@ def _run_stream(job: AnimateJob, work: _Work, manifest: ManifestWriter, result: 
             log.warning("animate: %s", plan.warning)
         log.debug("executor: %s (%s)", result.executor, result.executor_reason)
         spec = _run_spec(job, work)
+        for line in _stage_lines(plan, in_this_process):
+            log.debug("stage %s", line)
         dataset = None
         if in_this_process:
-            encoders = local_cpus()
-            stages = in_process.describe(plan, encoders)
-            streamed_rows = in_process.stream_rows(work.todo, spec, plan, encoders=encoders)
+            streamed_rows = in_process.stream_rows(work.todo, spec, plan, encoders=local_cpus())
         else:
             from ganbatch.animate.ray_stream import build_dataset  # Ray Data only when the run is on Ray
 
             dataset = build_dataset(work.todo, spec, plan)
-            stages = plan.describe()
             streamed_rows = watched_rows(dataset.iter_rows(), task_cpus=plan.task_cpus,
                                          stall_seconds=job.execution.stall_seconds)
-        for line in stages:
-            log.debug("stage %s", line)
         progress = Progress(len(work.todo), unit="videos", label="animate")
         recorded: set[tuple] = set()
         where = "in process" if in_this_process else f"Ray {result.startup:.1f} s"
@@ -536,9 +533,8 @@ def _setup_line(job: AnimateJob, plan: StagePlan, resources: dict, in_this_proce
             detector = get_detector(job.crop.backend, "cpu").name
         except BackendUnavailable:
             detector = job.crop.backend
-    cluster = describe_cluster(resources, None if in_this_process else
-                               execution.address or os.environ.get("RAY_ADDRESS"), in_process=in_this_process)
-    return describe_setup(cluster=cluster,
-                          workers=plan.workers, device=device, precision=execution.precision,
+    cluster = describe_cluster(resources, execution.address or os.environ.get("RAY_ADDRESS"),
+                               in_process=in_this_process)
+    return describe_setup(cluster=cluster, workers=plan.workers, device=device, precision=execution.precision,
                           runtime=execution.runtime, detector=detector, gpus=resources.get("GPU", 0),
                           threads=plan.threads)

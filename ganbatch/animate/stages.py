@@ -96,8 +96,8 @@ def prepare(row: dict, spec: RunSpec) -> dict:
 
 
 class Generate:
-    """Stage 2 (an actor of the pool, or this process): one Runtime, opened once; each call generates the frames of a batch of rows'
-    clips together (`render.render_clips`) and passes failed rows through."""
+    """Stage 2 (an actor of the pool, or this process): one Runtime, opened once; each call generates the frames of
+    a batch of rows' clips together (`render.render_clips`) and passes failed rows through."""
 
     def __init__(self, spec: GeneratorSpec, threads: int | None, actors_per_node: int):
         started = time.monotonic()
