@@ -13,7 +13,13 @@ TINY = ["--size", "64", "--conv-dim", "8", "--res-blocks", "1", "--d-conv-dim", 
         "--batch-size", "4", "--precision", "fp32"]
 
 
-def test_the_header_is_read_without_loading_the_weights(monkeypatch):
+@pytest.fixture
+def demo_checked():
+    """The demo's tensors already verified on this machine (its first use here loads them once; runtimes.source)."""
+    model_info("demo")
+
+
+def test_the_header_is_read_without_loading_the_weights(monkeypatch, demo_checked):
     from ganbatch.models.networks import AttentionGenerator
 
     def refuse(*args, **kwargs):
@@ -64,7 +70,7 @@ def test_train_dry_run_fails_in_one_line_on_missing_data(tmp_path):
     assert "cannot list the data set" in missing.stderr
 
 
-def test_eval_dry_run_counts_pairs_and_frames():
+def test_eval_dry_run_counts_pairs_and_frames(demo_checked):
     result = CliRunner().invoke(main, ["eval", "--model", "demo", "--identities", "2", "--random-pairs", "1",
                                        "--path-frames", "4", "--chunk-size", "4", "--dry-run"])
     assert result.exit_code == 0, result.output
