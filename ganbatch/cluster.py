@@ -3,7 +3,9 @@ what resources the cluster (or this machine) offers."""
 import contextlib
 import logging
 import os
+import signal
 import socket
+import threading
 from typing import Optional
 
 from ganbatch.errors import JobError
@@ -15,6 +17,21 @@ def local_cpus() -> int:
 
 
 REACH_SECONDS = 10.0  # how long a cluster address may take to answer a TCP connection
+# Ray starts a local instance by itself when one of its APIs is called with no connection (read once, when ray is
+# imported). A command connects on purpose, in ray_session, never implicitly: after Ctrl-C had ended a command's
+# session, Ray Data's executor thread still called Ray and so began a second local Ray in the dying process, whose
+# start-up errors (and once a segfault) came after the command's last line.
+NO_IMPLICIT_INIT = {"RAY_ENABLE_AUTO_CONNECT": "0"}
+
+
+def import_ray():
+    """The ray module, imported with its implicit start-up turned off (NO_IMPLICIT_INIT; a user's own setting, or a
+    Ray imported earlier in this process, stands)."""
+    for name, value in NO_IMPLICIT_INIT.items():
+        os.environ.setdefault(name, value)
+    import ray
+
+    return ray
 
 
 class ClusterUnreachable(JobError):
@@ -37,6 +54,24 @@ def check_reachable(address: str, timeout: float = REACH_SECONDS) -> None:
 
 
 @contextlib.contextmanager
+def ctrl_c_deferred():
+    """Ctrl-C pressed inside the block takes effect as it ends (the SIGINT handler before it then runs). Around
+    `ray.init`: interrupted midway, it left Ray's core worker half made, and the process crashed (SIGSEGV) at exit
+    after the command's last line. In threads other than the main one (no signal handlers there) it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pressed = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: pressed.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if pressed:
+            signal.raise_signal(signal.SIGINT)
+
+
+@contextlib.contextmanager
 def ray_session(address: Optional[str] = None, *, num_cpus: Optional[int] = None):
     """Use the Ray already initialised in this process, else connect to `address` (or `RAY_ADDRESS`), else start a
     local Ray in-process (a new one, never another command's or a `ray start` instance found on the machine); a Ray
@@ -45,8 +80,7 @@ def ray_session(address: Optional[str] = None, *, num_cpus: Optional[int] = None
     A local Ray gets `num_cpus` CPUs (default: the cores this process may use, not the machine's count) and only
     what a command needs: no dashboard, warnings only in its logs. (Ray 2.60's raylet always starts its runtime-env
     agent; no option turns it off.)"""
-    import ray
-
+    ray = import_ray()
     if ray.is_initialized():
         yield
         return
@@ -61,9 +95,10 @@ def ray_session(address: Optional[str] = None, *, num_cpus: Optional[int] = None
     else:
         check_reachable(address)
     with native_ray_lines_hidden():  # the core worker's own error lines (see ganbatch.logs) only with -v
-        ray.init(address=address, **options)
         reaper = None
         try:
+            with ctrl_c_deferred():
+                ray.init(address=address, **options)
             reaper = start_reaper() if address == "local" else None  # a killed driver takes its local Ray along
             yield
         finally:

@@ -276,6 +276,42 @@ def test_ctrl_c_during_animate_ends_with_the_hint(tmp_path, executor):
     assert err.strip().splitlines()[-1] == INTERRUPTED and "Traceback" not in err
 
 
+def test_ctrl_c_while_ray_starts_takes_effect_once_it_has_started():
+    """Ray's start-up interrupted midway left its core worker half made; the process crashed (SIGSEGV) at exit."""
+    from ganbatch.cluster import ctrl_c_deferred
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (not `cmd &`)
+    try:
+        reached = []
+        with pytest.raises(KeyboardInterrupt):
+            with ctrl_c_deferred():
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.1)  # the signal is handled by now: deferred, so the block goes on
+                reached.append("end of the block")
+        assert reached == ["end of the block"]
+        with ctrl_c_deferred():  # nothing pressed: nothing raised
+            pass
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler before is back
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def test_ray_never_starts_implicitly_in_a_command():
+    """After a command's Ray session had ended (Ctrl-C), Ray Data's thread called Ray and so started a second Ray."""
+    code = ("from ganbatch.cluster import import_ray\n"
+            "ray = import_ray()\n"
+            "try:\n"
+            "    ray.put(1)\n"
+            "except Exception as error:\n"
+            "    print('refused:', type(error).__name__)\n"
+            "print('initialized:', ray.is_initialized())\n")
+    env = {key: value for key, value in os.environ.items() if key not in ("RAY_ENABLE_AUTO_CONNECT", "RAY_ADDRESS")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr
+    assert "refused:" in done.stdout and "initialized: False" in done.stdout, done.stdout + done.stderr
+
+
 OWN_LINES = ("note: ", "using: ", "generator: ", "animate: ", "  failed: ", "  note: ", "Error: ", "out: ", "manifest: ")
 
 

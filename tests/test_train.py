@@ -4,6 +4,7 @@ Networks are tiny (64 px, 8 channels, 1 residual block) and runs a few steps lon
 4 images.
 """
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ from ganbatch.targets.aus import expression_aus
 from ganbatch.train import run_train
 from ganbatch.train.checkpoints import list_checkpoints
 from ganbatch.train.preview import HEADER_HEIGHT
-from ganbatch.train.state import STATE_FILE, read_state
+from ganbatch.train.state import STATE_FILE, build_state, read_state
 
 TINY = {"size": 64, "conv_dim": 8, "res_blocks": 1, "d_conv_dim": 8}
 
@@ -188,8 +189,9 @@ def test_export_of_a_run_without_checkpoints_says_so(tmp_path):
 
 def test_train_command_dry_run_and_flags(tmp_path, data):
     result = CliRunner().invoke(main, ["train", "--family", "gannotation", "--data", data, "--out", str(tmp_path),
-                                       "--name", "r", "--size", "64", "--workers", "2", "--batch-size", "6",
-                                       "--adversarial", "wgan-gp", "--dry-run"])
+                                       "--name", "r", "--size", "64", "--conv-dim", "8", "--res-blocks", "1",
+                                       "--workers", "2", "--batch-size", "6", "--adversarial", "wgan-gp",
+                                       "--dry-run"])
     assert result.exit_code == 0, result.output
     assert "adversarial: wgan-gp" in result.output and "size: 64" in result.output
     assert "wgan-gp, 4 critic step(s) per generator step" in result.output
@@ -217,11 +219,13 @@ def test_a_run_with_init_starts_from_the_models_weights_and_its_resume_ignores_i
     base = str(_tiny_model(tmp_path / "base.pt"))
     tiny_steps = {"optimizer": {"lr_g": 1e-12, "lr_d": 1e-12}, "steps": 1, "checkpoint_every": 1,
                   "execution": {"workers": 1}}
-    tuned = run_train(_job("ganimation", data, tmp_path, "tuned", init=base, **tiny_steps))
-    fresh = run_train(_job("ganimation", data, tmp_path, "fresh", **tiny_steps))
-    assert tuned.ok and fresh.ok
-    weights = {name: _generator_weights(path) for name, path in
-               (("base", base), ("tuned", tuned.outputs["model"]), ("fresh", fresh.outputs["model"]))}
+    job = _job("ganimation", data, tmp_path, "tuned", init=base, **tiny_steps)
+    tuned = run_train(job)
+    assert tuned.ok
+    weights = {name: _generator_weights(path) for name, path in (("base", base), ("tuned", tuned.outputs["model"]))}
+    # what the job's seed draws when nothing is loaded (as a worker builds it; no second run on Ray needed)
+    weights["fresh"] = _flat({"generator": build_state(job, torch.device("cpu")).nets.generator.state_dict()},
+                             "generator")
     assert float((weights["tuned"] - weights["base"]).abs().max()) < 1e-6  # one step at lr 1e-12: the base itself
     assert float((weights["fresh"] - weights["base"]).abs().mean()) > 1e-2  # the seed's initial weights are not
     assert load_generator(tuned.outputs["model"])[1].config["training"]["init"] == base
@@ -257,3 +261,17 @@ def test_train_dry_run_checks_and_shows_init(tmp_path, data):
     wrong = CliRunner().invoke(main, [*flags[:-3], "--conv-dim", "16", "--res-blocks", "1", "--dry-run",
                                       "--init", str(model)])
     assert wrong.exit_code == 1 and "conv_dim 8 (the job: 16)" in wrong.output and "Traceback" not in wrong.output
+
+
+def test_ray_trains_controller_polls_often_unless_the_user_says_otherwise(monkeypatch):
+    """Ray Train's 2 s default poll cost a short run about 5 s; the driver's value reaches the controller."""
+    from ganbatch.train.run import CONTROLLER_POLL_ENV, CONTROLLER_POLL_SECONDS, _controller_poll_default
+
+    monkeypatch.delenv(CONTROLLER_POLL_ENV, raising=False)
+    with _controller_poll_default():
+        assert os.environ[CONTROLLER_POLL_ENV] == CONTROLLER_POLL_SECONDS
+    assert CONTROLLER_POLL_ENV not in os.environ  # only for the fit
+    monkeypatch.setenv(CONTROLLER_POLL_ENV, "3")
+    with _controller_poll_default():
+        assert os.environ[CONTROLLER_POLL_ENV] == "3"
+    assert os.environ[CONTROLLER_POLL_ENV] == "3"

@@ -15,6 +15,7 @@ nccl for GPU workers (`execution.gpus_per_worker`). For S3 storage Ray Train wri
 AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL is set (MinIO, moto, ...), an explicit
 `pyarrow.fs.S3FileSystem(endpoint_override=...)` is passed so that every pyarrow version uses it.
 """
+import contextlib
 import json
 import logging
 import os
@@ -22,7 +23,7 @@ import threading
 from dataclasses import dataclass, field
 
 from ganbatch.io import storage
-from ganbatch.cluster import cluster_gpus, ray_session
+from ganbatch.cluster import cluster_gpus, import_ray, ray_session
 from ganbatch.errors import ExportError, JobError, one_line
 from ganbatch.export import write_generator
 from ganbatch.jobs.train import TrainJob
@@ -35,6 +36,12 @@ from ganbatch.train.state import (JOB_FILE, InitError, ResumeError, check_resuma
                                   initial_generator_weights, parse_job, shape_settings)
 
 log = logging.getLogger(__name__)
+
+# Ray Train's controller polls its workers this often (its default is 2 s). Every state change of a run (scheduled,
+# started, finished) waits for a poll, so the 2 s default cost a short run about 5 s of its start and end; each poll
+# is one small call per worker. Ray Train passes the driver's value on to its controller; a user's own wins.
+CONTROLLER_POLL_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
+CONTROLLER_POLL_SECONDS = "0.5"
 
 
 class WorkerCountError(ValueError):
@@ -241,6 +248,7 @@ def run_train(job: TrainJob) -> TrainResult:
             return TrainResult(ok=True, outputs=outputs, start_step=start, step=start)
     except (DataError, ResumeError, InitError, ExportError, storage.StorageError) as error:
         raise TrainError(f"train {job.name}: {one_line(error)}") from None
+    import_ray()
     import ray.train
 
     try:
@@ -283,8 +291,21 @@ def _fit(job: TrainJob, data, run: str):
                 failure_config=ray.train.FailureConfig(max_failures=execution.max_failures),
             ),
         )
-        with _MetricsFollower(storage.join(run, METRICS_FILE), job):
+        with _MetricsFollower(storage.join(run, METRICS_FILE), job), _controller_poll_default():
             return _fit_interruptibly(trainer)
+
+
+@contextlib.contextmanager
+def _controller_poll_default():
+    """CONTROLLER_POLL_SECONDS as the controller's poll interval for one fit, unless the user set one."""
+    if CONTROLLER_POLL_ENV in os.environ:
+        yield
+        return
+    os.environ[CONTROLLER_POLL_ENV] = CONTROLLER_POLL_SECONDS
+    try:
+        yield
+    finally:
+        os.environ.pop(CONTROLLER_POLL_ENV, None)
 
 
 def _fit_interruptibly(trainer):
