@@ -124,10 +124,14 @@ def test_the_gate_refuses_nncf_default_int8_of_the_demo_and_passes_ours(tmp_path
     x, cond = gate_inputs(info)
     with torch.no_grad():
         reference = generator(x, cond)[0]
+    # How much NNCF's default export jitters depends on its calibration faces (monotone steps 0.927 on 32 of them,
+    # 0.921 on 24, 0.945 on 16, against fp32's 0.963; ours 0.965, 0.958, 0.963): the gate is shown the 32-face one
+    calibration = synthetic_batches(info, batches=8)
     failures = {}
     for name, float_ops in (("ours", export_module.FLOAT_OPS), ("nncf default", ())):
         monkeypatch.setattr(export_module, "FLOAT_OPS", float_ops)
-        export_generator(generator, info, tmp_path / name, format="openvino", precision="int8")
+        export_generator(generator, info, tmp_path / name, format="openvino", precision="int8",
+                         calibration_batches=calibration)
         figures = gate_figures(open_runtime(str(tmp_path / name))(x, cond)[0], reference)
         failures[name] = figures.failures("int8")
     assert failures["ours"] == [] and any("monotone steps" in failure for failure in failures["nncf default"])
