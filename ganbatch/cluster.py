@@ -57,8 +57,9 @@ def check_reachable(address: str, timeout: float = REACH_SECONDS) -> None:
 def ctrl_c_deferred():
     """Ctrl-C pressed inside the block takes effect as it ends (the SIGINT handler before it then runs). Around
     `ray.init`: interrupted midway, it left Ray's core worker half made, and the process crashed (SIGSEGV) at exit
-    after the command's last line. In threads other than the main one (no signal handlers there) it does nothing."""
-    if threading.current_thread() is not threading.main_thread():
+    after the command's last line. In threads other than the main one (no signal handlers there), or where the
+    handler was not set from Python (it could not be put back), it does nothing."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is None:
         yield
         return
     pressed = []
