@@ -4,8 +4,6 @@ strip of a clip; and the bicubic resize (torch) that scales panels to one height
 from __future__ import annotations
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from ganbatch.choices import OUTPUT_LAYOUTS
 from ganbatch.io.images import check_uint8
@@ -59,6 +57,9 @@ def _resize_frames(frames: np.ndarray, height: int) -> np.ndarray:
     """Bicubic resize of uint8 (T, H, W, 3) frames to the given height, keeping the aspect ratio."""
     if height < 1:
         raise ValueError(f"size: output height must be positive, got {height}")
+    import torch  # here, not at the top: the encode stage of a face-only layout never loads torch
+    import torch.nn.functional as F
+
     width = max(1, round(frames.shape[2] * height / frames.shape[1]))
     batch = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
     resized = F.interpolate(batch, size=(height, width), mode="bicubic", align_corners=False, antialias=True)

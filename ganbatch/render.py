@@ -5,11 +5,10 @@ clips of a Ray batch, eval, previews and the benchmarks): the frames to generate
 cut into forward passes of at most batch_size frames, so short clips share a pass; a frame whose target repeats an
 earlier frame's of the same clip (the way back of a ping-pong, held frames) is generated once and copied.
 """
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
+from ganbatch.clips import Clip, PreparedClip  # the renderer's input and output (numpy only, see ganbatch.clips)
 from ganbatch.models.checkpoint import GeneratorInfo
 from ganbatch.families import get_family
 from ganbatch.models.networks import SAMPLING_STEPS, AttentionGenerator
@@ -18,26 +17,6 @@ from ganbatch.runtimes.torch_engine import TorchRuntime
 
 # Precisions a torch generator renders at (autocast for fp16/bf16); other runtimes may also offer int8.
 PRECISIONS = ("fp32", "fp16", "bf16")
-
-
-@dataclass(frozen=True)
-class PreparedClip:
-    """The generator's input for one video: the model-sized uint8 face crop, one target per frame (the family's
-    convention), and whether frame 0 is the untouched face."""
-
-    face: np.ndarray
-    targets: np.ndarray
-    input_first: bool = False
-
-
-@dataclass
-class Clip:
-    """Rendered frames uint8 (T,H,W,3); with return_maps also attention float32 (T,H,W) in [0, 1] (1 keeps the
-    input pixel) and the colour maps uint8 (T,H,W,3)."""
-
-    frames: np.ndarray
-    attention: np.ndarray | None = None
-    color: np.ndarray | None = None
 
 
 def _check_face(face: np.ndarray, image_size: int | None) -> None:

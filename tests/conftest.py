@@ -1,5 +1,6 @@
 """Shared test fixtures: the read-only ../shared fixtures, small-thread torch, a runtime cache of the session's own."""
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -9,9 +10,16 @@ import torch
 torch.set_num_threads(1)
 # The runtime cache (`auto`'s decisions and exported models) of this test session, never the user's; set before any
 # test starts a subprocess or Ray, which inherit it. Tests of the cache itself use folders of their own.
-os.environ["GANBATCH_CACHE"] = tempfile.mkdtemp(prefix="ganbatch-test-cache-")
+SESSION_CACHE = os.environ["GANBATCH_CACHE"] = tempfile.mkdtemp(prefix="ganbatch-test-cache-")
 
 SHARED_FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def session_cache():
+    """The session's runtime cache folder, removed when the session ends (its exports are megabytes each)."""
+    yield SESSION_CACHE
+    shutil.rmtree(SESSION_CACHE, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -345,7 +345,7 @@ def test_s3_unreachable_for_10_seconds_mid_run_costs_no_item(model, faces, s3_bu
 
 @pytest.mark.slow
 def test_an_outage_longer_than_the_retry_budget_fails_only_the_items_it_hit(model, faces, s3_bucket, s3_proxy):
-    code, stderr, before_cut = run_through_an_outage(model, faces, s3_bucket, s3_proxy, 15,
+    code, stderr, before_cut = run_through_an_outage(model, faces, s3_bucket, s3_proxy, 8,
                                                      "--set", "execution.storage_retry_seconds=2")
     assert code == 1, stderr[-3000:]
     rows = s3_rows(s3_bucket)  # finalised after the outage, with a row for every item
@@ -418,12 +418,12 @@ def test_a_stream_that_cannot_schedule_its_tasks_fails_the_items_left_with_the_r
     """It waited without a word (400 s, then killed); now, after the stall time, every item has a failed row."""
     out = tmp_path / "out"
     process = start_animate(str(faces), str(out), model, "--workers", "1", "--cpus-per-worker", "1",
-                            "--set", "execution.stall_seconds=15", env={"RAY_ADDRESS": node_mostly_held.address})
+                            "--set", "execution.stall_seconds=8", env={"RAY_ADDRESS": node_mostly_held.address})
     code, stderr = finish(process)
     assert code == 1, stderr[-3000:]
     rows = local_rows(out)
     assert len(rows) == 12 and all(row["status"] == "failed" for row in rows), rows
-    assert all("no video finished for 15 s while no CPU was free" in row["error"] for row in rows)
+    assert all("no video finished for 8 s while no CPU was free" in row["error"] for row in rows)
     assert "12 videos: 0 ok, 12 failed" in stderr
 
 
@@ -438,7 +438,7 @@ def test_a_lost_node_with_explicit_reservations_never_hangs(model, faces, tmp_pa
                           str(out), "--expression", "happy", "--dry-run", "--address", cluster.address, *flags],
                          capture_output=True, text=True, timeout=RUN_TIMEOUT)
     assert dry.returncode == 0 and "cannot survive the loss of the largest node (2 CPUs)" in dry.stdout, dry.stderr
-    process = start_animate(str(faces), str(out), model, *flags, "--set", "execution.stall_seconds=20",
+    process = start_animate(str(faces), str(out), model, *flags, "--set", "execution.stall_seconds=10",
                             env={"RAY_ADDRESS": cluster.address})
 
     wait_until(lambda: local_rows(out), process, "the first video")
@@ -450,7 +450,7 @@ def test_a_lost_node_with_explicit_reservations_never_hangs(model, faces, tmp_pa
     assert len({(row["input"], row["target"]) for row in rows}) == 12 == len(rows), rows
     failed = [row for row in rows if row["status"] == "failed"]
     assert code == (1 if failed else 0), stderr[-3000:]
-    assert all("no video finished for 20 s" in row["error"] or "pipeline stopped" in row["error"] for row in failed)
+    assert all("no video finished for 10 s" in row["error"] or "pipeline stopped" in row["error"] for row in failed)
 
 
 # --------------------------------------------------------------------------------------------------- killed driver

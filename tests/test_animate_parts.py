@@ -2,6 +2,7 @@
 the manifest writer, model URIs and the command's flags."""
 import json
 import math
+import os
 import textwrap
 
 import numpy as np
@@ -407,3 +408,46 @@ def test_dry_run_checks_the_model_family_and_lists_unused_files(tmp_path):
 def test_timing_flags_need_target_flags(tmp_path):
     result = CliRunner().invoke(main, ["animate", str(tmp_path), "--model", "m.pt", "--out", "o", "--fps", "30"])
     assert result.exit_code == 2 and "--fps apply to targets given by flags" in result.output
+
+
+CPU_STAGES_ALONE = """
+import sys
+import numpy as np
+from PIL import Image
+from ganbatch.animate.item import ItemSettings
+from ganbatch.animate.plan import WorkItem
+from ganbatch.animate.stages import GeneratorSpec, RunSpec, encode, item_row, pack, prepare, unpack
+from ganbatch.animate.targets import load_targets
+from ganbatch.clips import Clip
+from ganbatch.jobs.animate import CropSpec, OutputSpec, TargetSpec
+
+folder = sys.argv[1]
+Image.fromarray(np.full((40, 40, 3), 128, np.uint8)).save(f"{folder}/face.png")
+settings = ItemSettings(model="tiny.pt", crop=CropSpec(), output=OutputSpec())
+spec = RunSpec(settings, load_targets([TargetSpec(expression="happy", frames=4)]), 16, 0.0,
+               GeneratorSpec("tiny.pt", "torch", "cpu", "fp32", False, 4, False, 0.0))
+row = prepare(item_row(WorkItem(f"{folder}/face.png", f"{folder}/face__happy.mp4", "face__happy.mp4", 0, "happy")),
+              spec)
+prepared = unpack(row["clip"])
+generated = Clip(np.repeat(prepared.face[None], len(prepared.targets), axis=0))  # what generate would hand on
+made = encode({**row, "clip": pack(generated), "runtime": "none", "model_seconds": 0.0, "decision": ""}, spec)
+print(made["row"])
+print("torch" in sys.modules)
+"""
+
+
+def test_the_cpu_stages_run_without_loading_torch(tmp_path):
+    """A Ray worker that runs prepare or encode imports ganbatch.animate.stages and runs it: no torch (its import was
+    about 1.6 s of each such worker's start-up, on the cores the generator needs). The default output: a photo
+    that is not model-sized, the face alone at the model's size; only paste-back, a resized layout and the AU
+    estimator need torch in these stages."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    done = subprocess.run([sys.executable, "-c", CPU_STAGES_ALONE, str(tmp_path)], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert done.returncode == 0, done.stderr[-3000:]
+    row, loaded_torch = done.stdout.strip().splitlines()[-2:]
+    assert json.loads(row)["status"] == "ok" and (tmp_path / "face__happy.mp4").is_file(), row
+    assert loaded_torch == "False"

@@ -10,12 +10,19 @@ CPU tasks, a generator actor pool, CPU tasks), `in_process` (the same stages in 
 (DEST/index.html) and `pipeline` (the driver: plan, choose the executor, stream, manifest, progress, summary;
 `run_animate` and `plan_animate`, the runner protocol of ganbatch.runner).
 """
+import importlib
 import sys
 import types
 
-from ganbatch.animate.pipeline import AnimateError, AnimateResult, plan_animate, run_animate
-
 __all__ = ["AnimateError", "AnimateResult", "plan_animate", "run_animate"]
+
+
+def __getattr__(name: str):
+    """The driver's names, imported when first asked for: a Ray worker that runs one stage imports that stage's
+    module only, not the driver (nor, for the CPU stages, torch)."""
+    if name in __all__:
+        return getattr(importlib.import_module("ganbatch.animate.pipeline"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class _AnimatePackage(types.ModuleType):

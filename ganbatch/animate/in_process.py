@@ -21,7 +21,8 @@ import numpy as np
 
 from ganbatch.animate.plan import WorkItem
 from ganbatch.animate.resources import StagePlan
-from ganbatch.animate.stages import Generate, RunSpec, encode, item_row, prepare
+from ganbatch.animate.generate import Generate
+from ganbatch.animate.stages import RunSpec, encode, item_row, prepare
 
 PREPARED_AHEAD = 2  # generator batches' worth of clips prepared before the generator needs them
 NUMBER_COLUMNS = ("seconds", "model_seconds")

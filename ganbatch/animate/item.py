@@ -28,7 +28,7 @@ from ganbatch.jobs.animate import CropSpec, OutputSpec
 from ganbatch.io.images import decode_image
 from ganbatch.io.video import VideoWriter
 from ganbatch.layout import compose_frames
-from ganbatch.render import Clip, PreparedClip
+from ganbatch.clips import Clip, PreparedClip
 from ganbatch.targets import AU_NAMES, to_gannotation66
 
 

@@ -15,7 +15,8 @@ from ray.data import ActorPoolStrategy, DataContext, Dataset
 
 from ganbatch.animate.plan import WorkItem
 from ganbatch.animate.resources import StagePlan
-from ganbatch.animate.stages import Generate, RunSpec, encode, item_row, prepare
+from ganbatch.animate.generate import Generate
+from ganbatch.animate.stages import RunSpec, encode, item_row, prepare
 from ganbatch.logs import quiet_ray_data
 
 GENERATOR_MEMORY = 512 * 1024**2  # bytes Ray reserves per generator actor: a full-size model and a batch in flight

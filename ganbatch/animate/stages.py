@@ -1,5 +1,7 @@
 """The three stages of the animate run as row functions, shared by the two streams that run them: Ray Data's
 (ganbatch.animate.ray_stream: CPU tasks, an actor pool, CPU tasks) and this process's (ganbatch.animate.in_process).
+The CPU stages, prepare and encode, are here and load no torch; generate, the one that needs it and a model, is in
+ganbatch.animate.generate.
 Work items -> prepare -> generate -> encode -> manifest rows, consumed by the driver as they come (with the seconds
 the generator took to open its model and what `auto` chose it from, for the driver's -v lines).
 
@@ -15,24 +17,15 @@ Every stage is idempotent: an output is written whole under a temporary name and
 retried item overwrites its own output, and the driver keeps one row per output.
 """
 import json
-import logging
-import os
 import pickle
 import time
 from dataclasses import dataclass
-
-import numpy as np
-import torch
 
 from ganbatch.io import storage
 from ganbatch.animate.item import ItemSettings, describe_error, encode_item, prepare_item
 from ganbatch.animate.manifest import manifest_row
 from ganbatch.animate.plan import WorkItem
 from ganbatch.animate.targets import Target
-from ganbatch.render import render_clips
-from ganbatch.runtimes import open_runtime
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -64,11 +57,13 @@ class RunSpec:
     generator: GeneratorSpec
 
 
-def _pack(value) -> bytes:
+def pack(value) -> bytes:
+    """A row's stage data (a WorkItem, a clip, a placement) as the bytes of its column."""
     return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def _unpack(data: bytes):
+def unpack(data: bytes):
+    """The stage data of a column's bytes (see pack)."""
     return pickle.loads(data)  # noqa: S301 - bytes made by this run's own stages (see the module doc)
 
 
@@ -79,7 +74,7 @@ def _failed(row: dict, error: Exception, started: float) -> dict:
 
 def item_row(item: WorkItem) -> dict:
     """The dataset's input row for a work item."""
-    return {"output": item.output, "item": _pack(item), "status": "ok", "error": "", "seconds": 0.0,
+    return {"output": item.output, "item": pack(item), "status": "ok", "error": "", "seconds": 0.0,
             "clip": b"", "placement": b"", "runtime": "", "model_seconds": 0.0, "decision": ""}
 
 
@@ -88,70 +83,24 @@ def prepare(row: dict, spec: RunSpec) -> dict:
     started = time.monotonic()
     try:
         with storage.retry_budget(spec.storage_retry_seconds):
-            clip, placement = prepare_item(_unpack(row["item"]), spec.targets, spec.settings.crop, spec.image_size)
+            clip, placement = prepare_item(unpack(row["item"]), spec.targets, spec.settings.crop, spec.image_size)
     except Exception as error:  # noqa: BLE001 - an item's failure becomes its row, the stream goes on
         return _failed(row, error, started)
-    return {**row, "clip": _pack(clip), "placement": _pack(placement),
+    return {**row, "clip": pack(clip), "placement": pack(placement),
             "seconds": row["seconds"] + time.monotonic() - started}
-
-
-class Generate:
-    """Stage 2 (an actor of the pool, or this process): one Runtime, opened once; each call generates the frames of
-    a batch of rows' clips together (`render.render_clips`) and passes failed rows through."""
-
-    def __init__(self, spec: GeneratorSpec, threads: int | None, actors_per_node: int):
-        started = time.monotonic()
-        device = spec.device if spec.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-        if device == "cpu" and threads is None:
-            threads = max(1, len(os.sched_getaffinity(0)) // actors_per_node)
-        with storage.retry_budget(spec.storage_retry_seconds):
-            self.runtime = open_runtime(spec.model, runtime=spec.runtime, device=device, precision=spec.precision,
-                                        threads=threads, trust_pickle=spec.trust_pickle, batch_size=spec.batch_size)
-        self.spec = spec
-        self.description = self.runtime.describe()
-        # reported with its rows, for the driver's -v lines: the start-up breakdown and auto's candidates
-        self.model_seconds = time.monotonic() - started
-        self.decision = self.runtime.auto.describe() if self.runtime.auto is not None else ""
-        log.debug("generator (pid %d): %s", os.getpid(), self.description)
-
-    def __call__(self, batch: dict) -> dict:
-        """The batch (numpy columns) with each ok row's `clip` replaced by its generated frames."""
-        started = time.monotonic()
-        for column in ("status", "error"):  # fixed-width string arrays would truncate what is written into them
-            batch[column] = batch[column].astype(object)
-        batch["runtime"] = np.full(len(batch["status"]), self.description, dtype=object)
-        batch["model_seconds"] = np.full(len(batch["status"]), self.model_seconds)
-        batch["decision"] = np.full(len(batch["status"]), self.decision, dtype=object)
-        todo = [index for index, status in enumerate(batch["status"]) if status == "ok"]
-        clips = [_unpack(batch["clip"][index]) for index in todo]
-        try:
-            made = render_clips(self.runtime, clips, batch_size=self.spec.batch_size,
-                                return_maps=self.spec.return_maps)
-        except Exception as error:  # noqa: BLE001 - the batch's items fail with the reason, the stream goes on
-            for index in todo:
-                batch["status"][index], batch["error"][index] = "failed", describe_error(error)
-                batch["clip"][index] = batch["placement"][index] = b""
-            return batch
-        elapsed = time.monotonic() - started
-        total = sum(len(clip.targets) for clip in clips) or 1
-        for index, clip, frames in zip(todo, clips, made):
-            batch["clip"][index] = _pack(frames)
-
-            batch["seconds"][index] += elapsed * len(clip.targets) / total  # the clip's share of the calls
-        return batch
 
 
 def encode(row: dict, spec: RunSpec) -> dict:
     """Stage 3 (a CPU task, or a thread): layout, ffmpeg, atomic write or upload; the row becomes its manifest row."""
     started = time.monotonic()
-    item: WorkItem = _unpack(row["item"])
+    item: WorkItem = unpack(row["item"])
     fields = {"input": item.input, "output": item.output, "model": spec.settings.model, "target": item.label,
               "model_digest": spec.settings.model_digest, "runtime": row["runtime"] or None}
     if row["status"] == "ok":
         try:
-            placement = _unpack(row["placement"])
+            placement = unpack(row["placement"])
             with storage.retry_budget(spec.storage_retry_seconds):
-                frames = encode_item(item, _unpack(row["clip"]), placement, spec.settings)
+                frames = encode_item(item, unpack(row["clip"]), placement, spec.settings)
             result = manifest_row(**fields, status="ok", frames=frames, fps=placement.fps,
                                   seconds=row["seconds"] + time.monotonic() - started, **placement.record)
         except Exception as error:  # noqa: BLE001 - an item's failure becomes its row, the stream goes on

@@ -9,8 +9,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image, ImageOps
 
 from ganbatch.faces.detect import Face, check_rgb_image
@@ -154,6 +152,9 @@ def paste_back(
         raise ValueError(f"attention: expected shape {frames.shape[:3]}, got {np.shape(attention)}")
     if not 0 <= feather <= 0.5:
         raise ValueError(f"feather: must be in [0, 0.5], got {feather}")
+
+    import torch  # here, not at the top: the CPU stages that only crop never load torch
+    import torch.nn.functional as F
 
     height, width = photo.shape[:2]
     video = np.repeat(photo[None], len(frames), axis=0)

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-import torch
 
 from ganbatch.faces.detect import FaceDetector, largest_face
 from ganbatch.faces.tracks import hold_missing, smooth_over_time
@@ -177,6 +176,8 @@ class AUEstimator:
 
 def save_au_estimator(estimator: AUEstimator, path) -> None:
     """Write `estimator` to `path` in the format of the module docstring."""
+    import torch  # writing only (the fit script); reading goes through io.assets
+
     from ganbatch.io.atomic import atomic_local_path
 
     content = {

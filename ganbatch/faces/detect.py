@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch.hub
 
 INSTALL_HINT = "pip install ganbatch[faces]"
 
@@ -106,6 +105,8 @@ class FaceAlignmentDetector(FaceDetector):
     @staticmethod
     def weights_dir() -> Path:
         """The torch hub checkpoint directory face_alignment loads from (follows ``$TORCH_HOME``)."""
+        import torch.hub  # here, not at the top: the other backends run without torch
+
         return Path(torch.hub.get_dir()) / "checkpoints"
 
     @classmethod

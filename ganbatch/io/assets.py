@@ -3,13 +3,13 @@
 import json
 from pathlib import Path
 
-import torch
-
 
 def load_versioned(path: Path, *, format: str, version: int, what: str,
                    error: type[Exception]) -> tuple[dict, dict]:
     """(state_dict, config) of the file at path; `error` naming the file (and `what` it should be) when it is
     missing, unreadable, of another format or of another version."""
+    import torch  # here, not at the top: only the stages that read such a file load torch
+
     path = Path(path)
     if not path.is_file():
         raise error(f"{path}: no {what} file there")
