@@ -421,33 +421,36 @@ from ganbatch.animate.targets import load_targets
 from ganbatch.clips import Clip
 from ganbatch.jobs.animate import CropSpec, OutputSpec, TargetSpec
 
-folder = sys.argv[1]
+folder, size = sys.argv[1], (int(sys.argv[2]) if sys.argv[2] != "none" else None)
 Image.fromarray(np.full((40, 40, 3), 128, np.uint8)).save(f"{folder}/face.png")
-settings = ItemSettings(model="tiny.pt", crop=CropSpec(), output=OutputSpec())
+settings = ItemSettings(model="tiny.pt", crop=CropSpec(), output=OutputSpec(size=size))
 spec = RunSpec(settings, load_targets([TargetSpec(expression="happy", frames=4)]), 16, 0.0,
                GeneratorSpec("tiny.pt", "torch", "cpu", "fp32", False, 4, False, 0.0))
 row = prepare(item_row(WorkItem(f"{folder}/face.png", f"{folder}/face__happy.mp4", "face__happy.mp4", 0, "happy")),
               spec)
+after_prepare = "torch" in sys.modules
 prepared = unpack(row["clip"])
 generated = Clip(np.repeat(prepared.face[None], len(prepared.targets), axis=0))  # what generate would hand on
 made = encode({**row, "clip": pack(generated), "runtime": "none", "model_seconds": 0.0, "decision": ""}, spec)
 print(made["row"])
-print("torch" in sys.modules)
+print(after_prepare, "torch" in sys.modules)
 """
 
 
-def test_the_cpu_stages_run_without_loading_torch(tmp_path):
-    """A Ray worker that runs prepare or encode imports ganbatch.animate.stages and runs it: no torch (its import was
-    about 1.6 s of each such worker's start-up, on the cores the generator needs). The default output: a photo
-    that is not model-sized, the face alone at the model's size; only paste-back, a resized layout and the AU
-    estimator need torch in these stages."""
+@pytest.mark.parametrize("size, torch_loaded", [("none", "False False"), ("32", "True True")])
+def test_the_cpu_stages_load_torch_only_for_a_job_that_resamples(tmp_path, size, torch_loaded):
+    """A Ray worker that runs prepare or encode imports ganbatch.animate.stages and runs it. The default output (a
+    photo that is not model-sized, the face alone at the model's size) loads no torch: its import was about 1.6 s of
+    each such worker's start-up, on the cores the generator needs. A job whose encode resamples with torch (panels
+    rescaled to `output.size`, paste-back) loads it in prepare, while the generator starts, not later in encode."""
     import subprocess
     import sys
     from pathlib import Path
 
-    done = subprocess.run([sys.executable, "-c", CPU_STAGES_ALONE, str(tmp_path)], capture_output=True, text=True,
-                          timeout=120, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    done = subprocess.run([sys.executable, "-c", CPU_STAGES_ALONE, str(tmp_path), size], capture_output=True,
+                          text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
     assert done.returncode == 0, done.stderr[-3000:]
-    row, loaded_torch = done.stdout.strip().splitlines()[-2:]
+    row, loaded = done.stdout.strip().splitlines()[-2:]
     assert json.loads(row)["status"] == "ok" and (tmp_path / "face__happy.mp4").is_file(), row
-    assert loaded_torch == "False"
+    assert loaded == torch_loaded

@@ -55,6 +55,11 @@ class ItemSettings:
         """Whether encoding uses the attention maps (paste-back, or the with-mask layout)."""
         return self.crop.pasteback or self.output.layout == "with-mask"
 
+    @property
+    def encode_needs_torch(self) -> bool:
+        """Whether encoding resamples frames with torch: paste-back, or panels rescaled to `output.size`."""
+        return self.crop.pasteback or self.output.size is not None
+
 
 @dataclass(frozen=True)
 class Placement:

@@ -16,6 +16,7 @@ row into its manifest row (JSON, column `row`).
 Every stage is idempotent: an output is written whole under a temporary name and renamed (or uploaded whole), so a
 retried item overwrites its own output, and the driver keeps one row per output.
 """
+import importlib
 import json
 import pickle
 import time
@@ -80,6 +81,10 @@ def item_row(item: WorkItem) -> dict:
 
 def prepare(row: dict, spec: RunSpec) -> dict:
     """Stage 1 (a CPU task, or a thread): read, decode, crop, per-frame targets."""
+    if spec.settings.encode_needs_torch:
+        # Loaded now, while the generator starts, by the task workers that will also encode: imported lazily in the
+        # encode step, it would come after the generator's first batch, on the way to every worker's first video.
+        importlib.import_module("torch")
     started = time.monotonic()
     try:
         with storage.retry_budget(spec.storage_retry_seconds):
