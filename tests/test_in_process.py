@@ -111,6 +111,26 @@ def test_bad_files_fail_alone_and_the_exit_status_tells(model, photos, tmp_path,
     assert not [path for path in out.iterdir() if ".tmp" in path.name]
 
 
+def test_what_a_writer_stopped_during_the_run_left_is_removed_when_the_run_ends(model, photos, tmp_path, no_ray,
+                                                                              monkeypatch, caplog):
+    """An encode task killed mid-write (its node lost, its process killed) leaves its hidden temporary file; Ray makes
+    the item again elsewhere. The run removes such files once its stream has ended, not only at the next run's start
+    (tests/test_animate_faults.py met one after a lost node)."""
+    out = tmp_path / "videos"
+    stream = pipeline._run_stream
+
+    def stream_with_a_writer_stopped_mid_write(*args):
+        stream(*args)
+        (out / ".f1__happy.mp4.tmp-0123abcd").write_bytes(b"half a video")
+
+    monkeypatch.setattr(pipeline, "_run_stream", stream_with_a_writer_stopped_mid_write)
+    with caplog.at_level("INFO", logger="ganbatch"):
+        result = run_animate(job(model, photos, out))
+    assert result.succeeded == 3
+    assert not [path.name for path in out.iterdir() if ".tmp" in path.name]
+    assert "removed 1 temporary file(s) left by workers of this run that were stopped mid-write" in caplog.text
+
+
 def test_in_process_frames_equal_the_one_clip_renderer(model, tmp_path):
     """Lossless PNG output through the in-process stream against render_clip directly (the Ray stream's own test is
     test_animate.py's test_ray_frames_equal_the_one_clip_renderer)."""

@@ -368,15 +368,17 @@ def _summary(result: AnimateResult, manifest: str) -> str:
     return "\n".join(lines)
 
 
-def _clean_destination(out: str) -> None:
-    """Remove what interrupted writes of earlier runs left below the destination (never fatal)."""
+def _clean_destination(out: str, whose: str) -> None:
+    """Remove what interrupted writes left below the destination, `whose` naming the writers (never fatal). Run while
+    this run holds the destination: before its stream (earlier runs' leftovers) and after it (a worker of this run
+    killed mid-write, with its node or its process; Ray made that item again elsewhere)."""
     try:
         removed = storage.remove_stale_temporaries(out, keep=(f".{LOCK_NAME}",))  # the lock's own are live
     except storage.StorageError as error:
         log.warning("could not clean up stale temporary files below %s: %s", out, error)
         return
     if removed:
-        log.info("removed %d stale temporary file(s) of an interrupted run below %s", removed, out)
+        log.info("removed %d temporary file(s) left by %s below %s", removed, whose, out)
 
 
 def _process_age() -> float:
@@ -399,7 +401,7 @@ def run_animate(job: AnimateJob) -> AnimateResult:
     manifest_uri = storage.join(out, job.manifest)
     result = AnimateResult(ok=True, outputs={"out": job.out, "manifest": storage.join(job.out, job.manifest)})
     with storage.retry_budget(job.execution.storage_retry_seconds), claim_destination(out):
-        _clean_destination(out)
+        _clean_destination(out, "an interrupted earlier run")
         try:
             set_aside = set_aside_unreadable(manifest_uri)
         except storage.StorageError as error:
@@ -417,6 +419,7 @@ def run_animate(job: AnimateJob) -> AnimateResult:
                 result.rows.append(row)
             if work.todo:
                 _run_stream(job, work, manifest, result)
+                _clean_destination(out, "workers of this run that were stopped mid-write")
         if manifest.problem:
             result.problems.append(manifest.problem)
     result.skipped = len(work.done)
