@@ -3,12 +3,13 @@ small local job, in the command's own process.
 
 Modules, one job each: `plan` (inputs x targets -> work items, output names, skipping finished ones), `targets`
 (target specs + a face's source AUs/landmarks -> per-frame targets), `item` (the three steps of one video: prepare,
-generate, encode), `stages` (those steps as row functions, no Ray), `ray_stream` (the stages as a Ray Data stream:
-CPU tasks, a generator actor pool, CPU tasks), `in_process` (the same stages in this process, no Ray), `resources`
-(each stage's size from the cluster or this machine), `watch` (noticing a Ray stream that cannot progress),
-`manifest` (the JSONL manifest), `lock` (one run at a time per destination), `preview` (preview.gif), `gallery`
-(DEST/index.html) and `pipeline` (the driver: plan, choose the executor, stream, manifest, progress, summary;
-`run_animate` and `plan_animate`, the runner protocol of ganbatch.runner).
+generate, encode), `stages` (prepare and encode as row functions: no Ray, no torch), `generate` (the generator
+stage, the one that loads torch and a model), `ray_stream` (the stages as a Ray Data stream: CPU tasks, a generator
+actor pool, CPU tasks), `in_process` (the same stages in this process, no Ray), `resources` (each stage's size from
+the cluster or this machine), `watch` (noticing a Ray stream that cannot progress), `manifest` (the JSONL manifest),
+`lock` (one run at a time per destination), `preview` (preview.gif), `gallery` (DEST/index.html) and `pipeline` (the
+driver: plan, choose the executor, stream, manifest, progress, summary; `run_animate` and `plan_animate`, the runner
+protocol of ganbatch.runner).
 """
 import importlib
 import sys

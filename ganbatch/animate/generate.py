@@ -57,6 +57,5 @@ class Generate:
         total = sum(len(clip.targets) for clip in clips) or 1
         for index, clip, frames in zip(todo, clips, made):
             batch["clip"][index] = pack(frames)
-
             batch["seconds"][index] += elapsed * len(clip.targets) / total  # the clip's share of the calls
         return batch
