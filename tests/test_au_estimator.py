@@ -70,6 +70,20 @@ def test_estimator_follows_a_driving_video_over_time():
         assert (correlation.min() > 0.8) == expected, correlation
 
 
+def test_the_path_table_tells_an_au_never_read_from_one_read_badly():
+    """Correlation 0 means 'not read' when the read-out never moves; the table counts the videos each path moves in."""
+    time = np.linspace(0, 1, 10)
+    truth = np.zeros((20, 17), np.float32)
+    truth[:10, 0] = 4 * time  # AU1 moves in video 0 only
+    truth[:, 1] = np.tile(3 * time, 2)  # AU2 in both
+    read = truth + np.random.default_rng(0).normal(0, 0.3, truth.shape)
+    read[:, 1] = 0.0  # AU2 never read
+    table = path_table(read, truth, np.repeat([0, 1], 10))
+    assert table["moving_videos"][:3] == [1, 2, 0]
+    assert table["read_moves"][:2] == [True, False] and table["correlation"][1] == 0.0
+    assert table["correlation"][0] > 0.9
+
+
 def test_a_video_is_read_with_frames_without_a_face_held_and_jitter_smoothed():
     """AUEstimator.read_video: a held frame has confidence 0 and counts; the detector's frame-to-frame jitter (here
     0.7 px of noise on a still face) is averaged out over time; under half a frame of smoothing nothing changes."""

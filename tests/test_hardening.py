@@ -88,9 +88,9 @@ def cli(*args):
     return CliRunner().invoke(main, [str(arg) for arg in args])
 
 
-def _run_with_a_truncated_newest_checkpoint(tmp_path, keep_checkpoints: int) -> dict:
-    """A tiny training run of 3 steps (OUT tmp_path/runs, NAME r) whose newest checkpoint's state.pt is then cut in
-    half; the job's fields, for running it on."""
+def _run_with_a_truncated_newest_checkpoint(tmp_path) -> dict:
+    """A tiny training run of 3 steps keeping 2 checkpoints (OUT tmp_path/runs, NAME r) whose newest checkpoint's
+    state.pt is then cut in half; the job's fields, for running it on."""
     from ganbatch.synth.dataset import write_dataset
     from ganbatch.train import run_train
 
@@ -98,7 +98,7 @@ def _run_with_a_truncated_newest_checkpoint(tmp_path, keep_checkpoints: int) -> 
     fields = {"family": "ganimation", "data": str(tmp_path / "faces"), "out": str(tmp_path / "runs"), "name": "r",
               "network": {"size": 64, "conv_dim": 4, "res_blocks": 1, "d_conv_dim": 4},
               "objective": {"critic_steps": 1}, "batch_size": 2, "checkpoint_every": 1, "log_every": 1,
-              "sample_every": 100, "keep_checkpoints": keep_checkpoints}
+              "sample_every": 100, "keep_checkpoints": 2}
     assert run_train(TrainJob(**fields, steps=3)).ok
     newest = tmp_path / "runs" / "r" / "checkpoint_00000003" / STATE_FILE
     newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
@@ -900,22 +900,6 @@ def test_traversal_keys_end_to_end_leave_nothing_outside_the_destination(ray_loc
     assert sorted(keys) == ["trav/../../../../x/escaped.png", "trav/ok.png", "trav/sub/../../x2.png"]
 
 
-@pytest.mark.slow
-def test_a_truncated_newest_training_checkpoint_falls_back_on_ray(ray_local, tmp_path, capfd):
-    """The issue's case: Ray Train hands the workers the truncated newest checkpoint; they resume from step 2."""
-    from ganbatch.train import run_train
-
-    fields = _run_with_a_truncated_newest_checkpoint(tmp_path, keep_checkpoints=5)
-    capfd.readouterr()
-    result = run_train(TrainJob(**fields, steps=4))
-    output = "".join(capfd.readouterr())
-    assert result.ok and result.step == 4, output  # (the shared test Ray forwards its own internals' logs)
-    assert "resume: skipping the latest checkpoint" in output and "checkpoint_00000002 (step 2)" in output
-    starts = [json.loads(line) for line in (tmp_path / "runs" / "r" / "metrics.jsonl").read_text().splitlines()
-              if '"start"' in line]
-    assert [start["step"] for start in starts] == [0, 2]  # resumed from the previous complete checkpoint
-
-
 # ------------------------------------------------------------------------------------------- issue 27: listing
 
 def _photos_with_loops(tmp_path) -> Path:
@@ -1166,19 +1150,26 @@ def test_nan_and_inf_numbers_must_be_finite(tmp_path, face_image, flags, where):
 # ------------------------------------------------------------------------------------------- issue 27: train
 
 @pytest.mark.slow
-def test_after_a_fallback_rotation_never_deletes_twice_and_the_resume_line_names_the_checkpoint(ray_local, tmp_path,
-                                                                                                caplog):
-    """Resumed from step 2 past a truncated checkpoint 3, the run wrote checkpoint_00000003 again: Ray Train's
-    snapshot listed it twice and rotation removed it twice (FileNotFoundError after the last step). The driver's
-    resume line said 'resuming from step 3' (and the fallback only with -v)."""
+def test_a_truncated_newest_checkpoint_falls_back_on_ray_and_the_rotation_after_it_deletes_once(ray_local, tmp_path,
+                                                                                                caplog, capfd):
+    """Ray Train hands the workers the truncated newest checkpoint; they resume from step 2 (the issue's case).
+    Resumed past it, the run wrote checkpoint_00000003 again: Ray Train's snapshot listed it twice and rotation
+    removed it twice (FileNotFoundError after the last step). The driver's resume line said 'resuming from step 3'
+    (and the fallback only with -v). One run checks all three (each costs a Ray Train start-up)."""
     from ganbatch.train import run_train
 
-    fields = _run_with_a_truncated_newest_checkpoint(tmp_path, keep_checkpoints=2)
+    fields = _run_with_a_truncated_newest_checkpoint(tmp_path)
+    capfd.readouterr()
     caplog.clear()
     with caplog.at_level("INFO", logger="ganbatch"):
         result = run_train(TrainJob(**fields, steps=6))
+    output = "".join(capfd.readouterr())  # the workers' lines (the shared test Ray forwards its own logs too)
     lines = [record.getMessage() for record in caplog.records if record.name.startswith("ganbatch")]
     assert result.ok and result.step == 6, (result.error, lines)
+    assert "resume: skipping the latest checkpoint" in output and "checkpoint_00000002 (step 2)" in output
+    starts = [json.loads(line) for line in (tmp_path / "runs" / "r" / "metrics.jsonl").read_text().splitlines()
+              if '"start"' in line]
+    assert [start["step"] for start in starts] == [0, 2]  # resumed from the previous complete checkpoint
     resume = next(line for line in lines if "resuming from" in line)
     assert "checkpoint_00000002 (step 2)" in resume and "checkpoint_00000003" in resume and "skipped" in resume, resume
     assert not any("resuming from step 3" in line for line in lines)

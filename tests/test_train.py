@@ -108,20 +108,6 @@ def test_one_and_two_workers_reach_the_same_weights(ganimation_one_worker, ganim
 
 
 @pytest.mark.slow
-def test_rerunning_a_finished_run_with_more_steps_resumes(ganimation_one_worker, capfd):
-    first = ganimation_one_worker
-    job = TrainJob.model_validate_json(storage.read_bytes(f"{first.outputs['run']}/checkpoint_00000003/job.json"))
-    capfd.readouterr()
-    more = run_train(job.model_copy(update={"steps": 4}))
-    assert "resuming from step 3" in capfd.readouterr().err
-    assert more.ok and more.start_step == 3 and more.step == 4
-    records = _metrics(more.outputs["run"])
-    assert [(r["step"], r["resumed"]) for r in records if "event" in r] == [(0, False), (3, True)]
-    assert [r["step"] for r in records if "event" not in r] == [1, 2, 3, 4]
-    assert load_generator(more.outputs["model"])[1].config["training"]["step"] == 4
-
-
-@pytest.mark.slow
 def test_a_finished_run_without_its_model_writes_it_again_without_training(ganimation_one_worker, tmp_path):
     """A run at its last step whose model.pt is gone (deleted, or the export was cut short): the model is written
     from the latest checkpoint, nothing is trained."""
@@ -214,7 +200,10 @@ def _tiny_model(path, family="ganimation", conv_dim=8):
 
 
 @pytest.mark.slow
-def test_a_run_with_init_starts_from_the_models_weights_and_its_resume_ignores_init(ray_local, data, tmp_path):
+def test_a_run_with_init_starts_from_the_models_weights_and_its_rerun_with_more_steps_resumes_without_it(
+        ray_local, data, tmp_path, capfd):
+    """`init` seeds the generator of a new run; rerunning the finished run with more steps resumes it from its last
+    checkpoint (with its metrics and model going on), whatever `init` now says (here: a file that is gone)."""
     torch.manual_seed(123)  # other weights than the ones the job's seed draws
     base = str(_tiny_model(tmp_path / "base.pt"))
     tiny_steps = {"optimizer": {"lr_g": 1e-12, "lr_d": 1e-12}, "steps": 1, "checkpoint_every": 1,
@@ -230,8 +219,14 @@ def test_a_run_with_init_starts_from_the_models_weights_and_its_resume_ignores_i
     assert float((weights["fresh"] - weights["base"]).abs().mean()) > 1e-2  # the seed's initial weights are not
     assert load_generator(tuned.outputs["model"])[1].config["training"]["init"] == base
     saved = json.loads(storage.read_bytes(f"{tuned.outputs['run']}/checkpoint_00000001/job.json"))
+    capfd.readouterr()
     resumed = run_train(TrainJob.model_validate({**saved, "steps": 2, "init": str(tmp_path / "gone.pt")}))
+    assert "resuming from step 1" in capfd.readouterr().err
     assert resumed.ok and resumed.start_step == 1 and resumed.step == 2  # the run's checkpoint, not the model
+    records = _metrics(resumed.outputs["run"])
+    assert [(r["step"], r["resumed"]) for r in records if "event" in r] == [(0, False), (1, True)]
+    assert [r["step"] for r in records if "event" not in r] == [1, 2]
+    assert load_generator(resumed.outputs["model"])[1].config["training"]["step"] == 2
 
 
 def _generator_weights(path):

@@ -32,6 +32,8 @@ RENDER_SIZES = (112, 128, 128, 144, 160)
 VIDEO_FPS = 25.0  # the synthetic driving videos' frame rate (what their smoothing over time assumes)
 # The AUs whose landmarks move clearly (the issue's goals apply to them).
 MOVING_AUS = (1, 2, 4, 5, 7, 10, 12, 15, 17, 20, 23, 25, 26, 45)
+PATH_MOVES = 0.5  # an AU's path moves in a video when it spans this much of the 0-5 scale
+READ_MOVES = 0.05  # a read-out that spans less than this over all the videos does not read the AU at all
 
 
 @dataclass(frozen=True)
@@ -169,7 +171,11 @@ def photo_table(predicted: np.ndarray, truth: np.ndarray, mean_aus: np.ndarray) 
 
 def path_table(predicted: np.ndarray, truth: np.ndarray, videos: np.ndarray) -> dict:
     """Per-AU Pearson correlation over time between `predicted` and `truth` (N, 17), frames of all videos pooled
-    after removing each video's mean (so a per-video offset, e.g. the identity's resting shape, does not count)."""
+    after removing each video's mean (so a per-video offset, e.g. the identity's resting shape, does not count).
+
+    Also per AU: in how many videos the true path moves (by PATH_MOVES or more), and whether the read-out moves at all
+    (by READ_MOVES or more): one that stays at a value, e.g. always 0, does not read the AU, whatever its correlation.
+    """
     def centred(values):
         out = values.astype(np.float64).copy()
         for video in np.unique(videos):
@@ -178,16 +184,23 @@ def path_table(predicted: np.ndarray, truth: np.ndarray, videos: np.ndarray) -> 
 
     p, t = centred(predicted), centred(truth)
     correlation = (p * t).sum(axis=0) / np.maximum(np.sqrt((p ** 2).sum(axis=0) * (t ** 2).sum(axis=0)), 1e-12)
+    moving_videos = sum((np.ptp(truth[videos == video], axis=0) >= PATH_MOVES).astype(int) for video in
+                        np.unique(videos))
     return {"frames": len(truth), "videos": int(len(np.unique(videos))), "au_names": list(AU_NAMES),
-            "correlation": correlation.tolist()}
+            "correlation": correlation.tolist(), "moving_videos": np.asarray(moving_videos).tolist(),
+            "read_moves": (np.ptp(predicted, axis=0) >= READ_MOVES).tolist()}
 
 
 def format_tables(photos: dict, paths: dict | None = None) -> str:
     """The per-AU table printed by scripts/eval_au_estimator.py (and copied into docs/au_estimator.md)."""
-    lines = ["| AU | MAE | mean predictor | ratio | zero predictor | path correlation |", "|---|---|---|---|---|---|"]
+    lines = ["| AU | MAE | mean predictor | ratio | zero predictor | path correlation (videos it moves in) |",
+             "|---|---|---|---|---|---|"]
     for index, name in enumerate(AU_NAMES):
         moving = "" if AU_IDS[index] in MOVING_AUS else " (shading)"
-        correlation = f"{paths['correlation'][index]:.3f}" if paths else "-"
+        correlation = "-"
+        if paths:
+            never = "" if paths["read_moves"][index] else ", never read"
+            correlation = f"{paths['correlation'][index]:.3f} ({paths['moving_videos'][index]}{never})"
         lines.append(f"| {name}{moving} | {photos['mae'][index]:.3f} | {photos['mean_predictor_mae'][index]:.3f} | "
                      f"{photos['ratio'][index]:.2f} | {photos['zero_predictor_mae'][index]:.3f} | {correlation} |")
     correlation = f"{np.mean(paths['correlation']):.3f}" if paths else "-"
