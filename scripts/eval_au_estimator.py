@@ -116,9 +116,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--estimator", type=Path, default=None)
     parser.add_argument("--identities", type=int, default=60)
-    parser.add_argument("--videos", type=int, default=8)
+    parser.add_argument("--videos", type=int, default=24)
     parser.add_argument("--frames", type=int, default=48)
-    parser.add_argument("--transfers", type=int, default=6)
+    parser.add_argument("--transfers", type=int, default=12)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
 
