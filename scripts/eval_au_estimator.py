@@ -11,8 +11,9 @@
 - expression transfer: `--transfers` driving videos of held-out identity A along a smooth AU path, each driving
   held-out identity B with the demo GANimation model as `animate --driving-video` does (A's estimated AUs relative to
   its first frame, over B's own, neutral): per-AU correlation of the frames' AUs (eval's image regressor) with the
-  path, next to the same for the frames the model makes from the true path, and PSNR against B's true render along the path next to copying B's photo and to the model given the true
-  path (the ceiling the estimator's errors are measured against);
+  path, next to the same for the frames the model makes from the true path; PSNR against B's true render along the
+  path next to copying B's photo and to the model given the true path (the ceiling the estimator's errors are
+  measured against);
 - speed: landmarks -> AUs on one thread (one face per call, and batches of 1000), and dlib detection of a 128 px
   face, for comparison. The machine may be shared: the timings are rough.
 """
