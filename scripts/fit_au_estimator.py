@@ -5,7 +5,7 @@
 Faces: `--identities` identities of `sample_identities(n, FIT_SEED)` x `--per-identity` expressions, each under a new
 pose, size and image quality (ganbatch.eval.au_estimator.detected_faces, seed 0), through dlib's detector and 68-point
 predictor. With `--cache`, the detected landmarks are kept in (or read from) that .npz, so a re-fit skips rendering.
-Fit (seeds fixed, torch on one thread; about 10 minutes on one busy core for the defaults, mostly rendering):
+Fit (seeds fixed, torch on one thread; about 10 minutes for the defaults: 3-9 rendering and detecting, 5-6 fitting):
 
 1. reference shape: generalised Procrustes (5 rounds) over the anchor points, made left-right symmetric;
 2. training shapes: the detected landmarks and, for the same faces, the renderer's true landmarks with Gaussian noise
