@@ -162,6 +162,9 @@ def run_aus(job: AusJob) -> AusResult:
     frames = sum(1 for row in rows if row["success"])
     lines = [f"aus: {len(listing)} inputs, {len(listing) - len(failures)} ok, {len(failures)} failed; "
              f"{len(rows)} rows ({frames} with a face) in {job.out}"]
+    if estimator.unread_aus:
+        lines.append(f"  note: the estimator does not read {', '.join(estimator.unread_aus)}: their columns say 0 for "
+                     "every face (docs/au_estimator.md)")
     lines += [f"  failed: {uri}: {reason}" for uri, reason in failures[:LISTED_FAILURES]]
     if len(failures) > LISTED_FAILURES:
         lines.append(f"  ... and {len(failures) - LISTED_FAILURES} more (rows with success 0 in the CSV)")

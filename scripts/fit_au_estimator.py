@@ -15,6 +15,9 @@ Fit (seeds fixed, torch on one thread; about 10 minutes for the defaults: 3-9 re
 3. MLP 136 -> hidden -> hidden -> 17 (ReLU), AdamW on the L1 loss of AU / 5, full batches, cosine learning rate;
 4. the confidence's principal components (PCA of the features) and its distance percentiles.
 
+The asset's config also names the AUs the fit does not read (`unread_aus`: their estimates on the held-out faces span
+less than READ_MOVES), which `ganbatch aus` reports.
+
 The held-out accuracy (`--held-out` identities of HELD_OUT_SEED) is stored in the asset's config and printed.
 """
 import argparse
@@ -27,12 +30,12 @@ import numpy as np
 import torch
 
 from ganbatch.eval.au_estimator import (
-    FIT_SEED, HELD_OUT_SEED, DetectedFaces, detected_faces, format_tables, photo_table)
+    FIT_SEED, HELD_OUT_SEED, READ_MOVES, DetectedFaces, detected_faces, format_tables, photo_table)
 from ganbatch.faces import get_detector
 from ganbatch.faces.au_estimator import (
     ANCHOR_POINTS, SHIPPED_ESTIMATOR, AUEstimator, align_landmarks, mirror_landmarks, save_au_estimator, shape_features)
 from ganbatch.synth import sample_identities
-from ganbatch.targets.aus import AU_SCALE, NUM_AUS
+from ganbatch.targets.aus import AU_NAMES, AU_SCALE, NUM_AUS
 
 PCA_COMPONENTS = 24
 
@@ -147,8 +150,9 @@ def main(argv=None) -> int:
 
     estimator = fit(train, args.hidden, args.steps, args.seed, args.noise, args.loss == "l2")
     found = held_out.found
-    table = photo_table(estimator.predict(held_out.landmarks[found]), held_out.aus[found],
-                        train.aus[train.found].mean(axis=0))
+    predicted = estimator.predict(held_out.landmarks[found])
+    table = photo_table(predicted, held_out.aus[found], train.aus[train.found].mean(axis=0))
+    unread = [name for name, span in zip(AU_NAMES, np.ptp(predicted, axis=0)) if span < READ_MOVES]
     truth = photo_table(estimator.predict(held_out.true_landmarks), held_out.aus, train.aus[train.found].mean(axis=0))
     print(f"on the true landmarks: mean MAE {truth['mean_mae']:.3f}")
     print(format_tables(table))
@@ -163,6 +167,7 @@ def main(argv=None) -> int:
                      "mean_predictor_mean_mae": table["mean_predictor_mean_mae"],
                      "mae": dict(zip(table["au_names"], np.round(table["mae"], 4).tolist()))},
         "mean_aus": train.aus[train.found].mean(axis=0).round(4).tolist(),
+        "unread_aus": unread,
     }
     save_au_estimator(estimator, args.out)
     print(f"wrote {args.out} ({args.out.stat().st_size // 1024} KiB)")

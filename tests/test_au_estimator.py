@@ -15,7 +15,7 @@ from ganbatch.animate.targets import load_targets, read_source_aus, source_aus_f
 from ganbatch.cli import main
 from ganbatch.eval import predict_aus
 from ganbatch.eval.au_estimator import (
-    HELD_OUT_SEED, MOVING_AUS, detected_faces, driving_paths, path_table, photo_table, video_read_outs)
+    HELD_OUT_SEED, MOVING_AUS, READ_MOVES, detected_faces, driving_paths, path_table, photo_table, video_read_outs)
 from ganbatch.faces import get_detector
 from ganbatch.faces.au_estimator import (
     AUEstimator, AUEstimatorError, align_landmarks, load_au_estimator, save_au_estimator)
@@ -192,6 +192,17 @@ def test_aus_command_writes_a_csv_with_a_row_per_photo_and_frame_and_names_each_
 
     allowed = CliRunner().invoke(main, ["aus", str(inputs / "smile.png"), "--out", str(tmp_path / "one.csv")])
     assert allowed.exit_code == 0, allowed.output
+    unread = ", ".join(load_au_estimator().unread_aus)
+    assert unread and f"note: the estimator does not read {unread}: their columns say 0" in allowed.output
+
+
+def test_the_aus_the_shipped_estimator_says_it_does_not_read_are_the_ones_it_does_not(held_out):
+    """`unread_aus` (what `ganbatch aus` reports) against the estimator's read-outs on held-out faces."""
+    estimator = load_au_estimator()
+    spans = dict(zip(AU_NAMES, np.ptp(estimator.predict(held_out.landmarks[held_out.found]), axis=0)))
+    assert estimator.unread_aus and set(estimator.unread_aus) < set(AU_NAMES)
+    assert all(spans[name] < READ_MOVES for name in estimator.unread_aus), spans
+    assert all(span >= READ_MOVES for name, span in spans.items() if name not in estimator.unread_aus), spans
 
 
 def test_aus_csv_is_read_by_source_aus_and_aus_csv_as_it_is(inputs, tmp_path):

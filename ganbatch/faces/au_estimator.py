@@ -117,6 +117,12 @@ class AUEstimator:
         self.layers = sorted({name.split(".")[0] for name in self.params if name.startswith("layer")},
                              key=lambda name: int(name[len("layer"):]))
 
+    @property
+    def unread_aus(self) -> tuple[str, ...]:
+        """AU names (`AU_NAMES` spelling) this estimator does not read: the fit's estimates of them on its held-out
+        faces stayed at one value (0), whatever the face. Empty for a file that does not say."""
+        return tuple(self.config.get("unread_aus", ()))
+
     def _read(self, features: np.ndarray) -> np.ndarray:
         x = (features - self.params["feature_mean"]) / self.params["feature_std"]
         for position, layer in enumerate(self.layers):
