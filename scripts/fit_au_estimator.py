@@ -16,7 +16,7 @@ Fit (seeds fixed, torch on one thread; about 10 minutes for the defaults: 3-9 re
 4. the confidence's principal components (PCA of the features) and its distance percentiles.
 
 The asset's config also names the AUs the fit does not read (`unread_aus`: their estimates on the held-out faces span
-less than READ_MOVES), which `ganbatch aus` reports.
+less than READ_MOVES, `read_aus`), which `ganbatch aus` reports.
 
 The held-out accuracy (`--held-out` identities of HELD_OUT_SEED) is stored in the asset's config and printed.
 """
@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from ganbatch.eval.au_estimator import (
-    FIT_SEED, HELD_OUT_SEED, READ_MOVES, DetectedFaces, detected_faces, format_tables, photo_table)
+    FIT_SEED, HELD_OUT_SEED, DetectedFaces, detected_faces, format_tables, photo_table, read_aus)
 from ganbatch.faces import get_detector
 from ganbatch.faces.au_estimator import (
     ANCHOR_POINTS, SHIPPED_ESTIMATOR, AUEstimator, align_landmarks, mirror_landmarks, save_au_estimator, shape_features)
@@ -152,7 +152,7 @@ def main(argv=None) -> int:
     found = held_out.found
     predicted = estimator.predict(held_out.landmarks[found])
     table = photo_table(predicted, held_out.aus[found], train.aus[train.found].mean(axis=0))
-    unread = [name for name, span in zip(AU_NAMES, np.ptp(predicted, axis=0)) if span < READ_MOVES]
+    unread = [name for name, read in zip(AU_NAMES, read_aus(predicted)) if not read]
     truth = photo_table(estimator.predict(held_out.true_landmarks), held_out.aus, train.aus[train.found].mean(axis=0))
     print(f"on the true landmarks: mean MAE {truth['mean_mae']:.3f}")
     print(format_tables(table))

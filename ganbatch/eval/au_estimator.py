@@ -8,6 +8,7 @@ detector's own errors, as they would in use. The same renders feed `scripts/fit_
 - `driving_paths`: synthetic driving videos, one identity along a smooth AU path through several expressions.
 - `video_read_outs`: the driving videos' AUs as the product reads a video (held frames, smoothed over time).
 - `photo_table` / `path_table`: per-AU MAE next to the mean predictor's, and per-AU correlation over time.
+- `read_aus`: which AUs a set of estimates reads at all (the fit's `unread_aus` and the path table's `read_moves`).
 
 Identity seeds: the estimator is fitted on `sample_identities(n, FIT_SEED)` and evaluated on
 `sample_identities(n, HELD_OUT_SEED)`, neither of which any other part of ganbatch uses.
@@ -33,7 +34,7 @@ VIDEO_FPS = 25.0  # the synthetic driving videos' frame rate (what their smoothi
 # The AUs whose landmarks move clearly (the issue's goals apply to them).
 MOVING_AUS = (1, 2, 4, 5, 7, 10, 12, 15, 17, 20, 23, 25, 26, 45)
 PATH_MOVES = 0.5  # an AU's path moves in a video when it spans this much of the 0-5 scale
-READ_MOVES = 0.05  # a read-out that spans less than this over all the videos does not read the AU at all
+READ_MOVES = 0.05  # estimates spanning less than this over a set of faces or frames do not read the AU at all
 
 
 @dataclass(frozen=True)
@@ -169,6 +170,11 @@ def photo_table(predicted: np.ndarray, truth: np.ndarray, mean_aus: np.ndarray) 
             "zero_predictor_mean_mae": float(zero.mean()), "ratio": (estimator / np.maximum(baseline, 1e-9)).tolist()}
 
 
+def read_aus(predicted: np.ndarray) -> np.ndarray:
+    """(17,) bool: the AUs that estimates `predicted` (N, 17) read at all, i.e. that span READ_MOVES or more."""
+    return np.ptp(predicted, axis=0) >= READ_MOVES
+
+
 def path_table(predicted: np.ndarray, truth: np.ndarray, videos: np.ndarray) -> dict:
     """Per-AU Pearson correlation over time between `predicted` and `truth` (N, 17), frames of all videos pooled
     after removing each video's mean (so a per-video offset, e.g. the identity's resting shape, does not count).
@@ -188,7 +194,7 @@ def path_table(predicted: np.ndarray, truth: np.ndarray, videos: np.ndarray) -> 
                         np.unique(videos))
     return {"frames": len(truth), "videos": int(len(np.unique(videos))), "au_names": list(AU_NAMES),
             "correlation": correlation.tolist(), "moving_videos": np.asarray(moving_videos).tolist(),
-            "read_moves": (np.ptp(predicted, axis=0) >= READ_MOVES).tolist()}
+            "read_moves": read_aus(predicted).tolist()}
 
 
 def format_tables(photos: dict, paths: dict | None = None) -> str:
