@@ -6,7 +6,8 @@
   next to the mean predictor's (the fit faces' mean AUs, stored in the estimator's config);
 - driving videos: `--videos` held-out identities (HELD_OUT_SEED + 1) along a smooth AU path of `--frames` frames,
   read as a video is read (held frames, smoothed over time at 25 fps): per-AU correlation over time with the true
-  path;
+  path, and per face part how dlib's points follow the renderer's own through those videos (what the AUs are read
+  from);
 - real faces: the OpenFace-labelled faces of ../shared/fixtures/ganimation_sample_dataset when present;
 - expression transfer: `--transfers` driving videos of held-out identity A along a smooth AU path, each driving
   held-out identity B with the demo GANimation model as `animate --driving-video` does (A's estimated AUs relative to
@@ -28,8 +29,8 @@ import numpy as np
 import torch
 
 from ganbatch.eval.au_estimator import (
-    HELD_OUT_SEED, VIDEO_FPS, detect_landmarks, detected_faces, driving_paths, format_tables, path_table, photo_table,
-    video_read_outs)
+    HELD_OUT_SEED, VIDEO_FPS, detect_landmarks, detected_faces, driving_paths, format_tables, landmark_following,
+    path_table, photo_table, video_read_outs)
 from ganbatch.faces import get_detector
 from ganbatch.faces.au_estimator import load_au_estimator
 from ganbatch.io.images import decode_image
@@ -137,6 +138,9 @@ def main(argv=None) -> int:
     print(f"held-out photos: {photo['faces']} faces of {args.identities} identities ({photo['detected']:.1%} "
           f"detected); driving videos: {args.videos} x {args.frames} frames ({path['detected']:.1%} detected)")
     print(format_tables(photo, path))
+    following = landmark_following(videos)
+    print("dlib's points against the renderer's over the driving videos (correlation, slope): " + ", ".join(
+        f"{part} {value['correlation']:.2f}, {value['slope']:.2f}" for part, value in following.items()))
     real = real_faces(estimator, detector, mean_aus)
     if real is not None:
         print(f"\nreal faces ({len(real['names'])} OpenFace-labelled): MAE {real['mean_mae']:.3f}, mean predictor "
@@ -156,7 +160,8 @@ def main(argv=None) -> int:
           f"faces/s one at a time, {timing['faces_per_second_batched']:.0f} faces/s in batches of 1000; dlib "
           f"detection {1000 * timing['dlib_seconds_per_128px_image']:.1f} ms per 128 px image")
     if args.json:
-        args.json.write_text(json.dumps({"photos": photo, "driving_videos": path, "transfer": moved, "real_faces": real,
+        args.json.write_text(json.dumps({"photos": photo, "driving_videos": path, "landmark_following": following,
+                                         "transfer": moved, "real_faces": real,
                                          "speed": timing, "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS")},
                                         indent=1))
     return 0

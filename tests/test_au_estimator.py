@@ -15,7 +15,8 @@ from ganbatch.animate.targets import load_targets, read_source_aus, source_aus_f
 from ganbatch.cli import main
 from ganbatch.eval import predict_aus
 from ganbatch.eval.au_estimator import (
-    HELD_OUT_SEED, MOVING_AUS, READ_MOVES, detected_faces, driving_paths, path_table, photo_table, video_read_outs)
+    HELD_OUT_SEED, MOVING_AUS, READ_MOVES, DetectedFaces, detected_faces, driving_paths, landmark_following, path_table,
+    photo_table, video_read_outs)
 from ganbatch.faces import get_detector
 from ganbatch.faces.au_estimator import (
     AUEstimator, AUEstimatorError, align_landmarks, load_au_estimator, save_au_estimator)
@@ -82,6 +83,24 @@ def test_the_path_table_tells_an_au_never_read_from_one_read_badly():
     assert table["moving_videos"][:3] == [1, 2, 0]
     assert table["read_moves"][:2] == [True, False] and table["correlation"][1] == 0.0
     assert table["correlation"][0] > 0.9
+
+
+def test_landmark_following_tells_a_part_followed_from_one_moved_the_other_way():
+    """Two videos at different poses: the detector follows the mouth (with noise), moves its brows against the
+    renderer's, and misses one frame; each video's own offset (its pose) does not count."""
+    rng = np.random.default_rng(0)
+    frames = 12
+    true = np.concatenate([np.full((frames, 68, 2), 40.0), np.full((frames, 68, 2), 90.0)])
+    true[:, 48:68, 1] += np.tile(3 * np.sin(np.linspace(0, 3, frames)), 2)[:, None]  # the mouth opens and closes
+    true[:, 17:27, 1] -= np.tile(np.linspace(0, 4, frames), 2)[:, None]  # the brows rise
+    detected = true + rng.normal(0, 0.3, true.shape) + 7.0  # the detector's own offset
+    detected[:, 17:27, 1] = true[::-1, 17:27, 1] + 7.0  # its brows go down as the renderer's go up
+    detected[5] = np.nan
+    following = landmark_following(DetectedFaces(detected, np.zeros((2 * frames, 17)), np.repeat([0, 1], frames),
+                                                 true))
+    assert following["outer_lips"]["correlation"] > 0.85 and 0.9 < following["outer_lips"]["slope"] < 1.1
+    assert following["right_brow"]["correlation"] < -0.9 and following["left_brow"]["slope"] < -0.9
+    assert np.isnan(following["jaw"]["correlation"])  # the renderer's jaw never moves: nothing to follow
 
 
 def test_a_video_is_read_with_frames_without_a_face_held_and_jitter_smoothed():

@@ -9,6 +9,8 @@ detector's own errors, as they would in use. The same renders feed `scripts/fit_
 - `video_read_outs`: the driving videos' AUs as the product reads a video (held frames, smoothed over time).
 - `photo_table` / `path_table`: per-AU MAE next to the mean predictor's, and per-AU correlation over time.
 - `read_aus`: which AUs a set of estimates reads at all (the fit's `unread_aus` and the path table's `read_moves`).
+- `landmark_following`: per face part, how the detector's points follow the renderer's own through the driving
+  videos (what limits the path table: an estimator reads no more than its landmarks carry).
 
 Identity seeds: the estimator is fitted on `sample_identities(n, FIT_SEED)` and evaluated on
 `sample_identities(n, HELD_OUT_SEED)`, neither of which any other part of ganbatch uses.
@@ -25,7 +27,7 @@ from PIL import Image, ImageFilter
 from ganbatch.faces.detect import FaceDetector, largest_face
 from ganbatch.synth import ExpressionMix, render_face, sample_expression_aus
 from ganbatch.targets.aus import AU_IDS, AU_NAMES, AU_SCALE, NUM_AUS
-from ganbatch.targets.landmarks import NUM_IBUG
+from ganbatch.targets.landmarks import IBUG_PARTS, NUM_IBUG
 
 FIT_SEED = 24_000
 HELD_OUT_SEED = 24_100
@@ -195,6 +197,27 @@ def path_table(predicted: np.ndarray, truth: np.ndarray, videos: np.ndarray) -> 
     return {"frames": len(truth), "videos": int(len(np.unique(videos))), "au_names": list(AU_NAMES),
             "correlation": correlation.tolist(), "moving_videos": np.asarray(moving_videos).tolist(),
             "read_moves": read_aus(predicted).tolist()}
+
+
+def landmark_following(videos: DetectedFaces) -> dict:
+    """Per iBUG part (IBUG_PARTS): Pearson correlation and slope (least squares through 0) of the detector's point
+    positions against the renderer's, x and y pooled, over the found frames of all `videos`, each video's mean
+    removed (a video holds one pose, so what is left is what the expression moves). A slope of 1 and a correlation
+    of 1 mean the detector follows that part exactly; a negative one, that it moves the other way."""
+    found = videos.found
+    detected = videos.landmarks[found].astype(np.float64)
+    true = videos.true_landmarks[found].astype(np.float64)
+    owners = videos.identity[found]
+    for video in np.unique(owners):
+        detected[owners == video] -= detected[owners == video].mean(axis=0)
+        true[owners == video] -= true[owners == video].mean(axis=0)
+    following = {}
+    for part, (start, stop) in IBUG_PARTS.items():
+        a, b = detected[:, start:stop].ravel(), true[:, start:stop].ravel()
+        spread = np.sqrt((a ** 2).sum() * (b ** 2).sum())
+        following[part] = {"correlation": float((a * b).sum() / spread) if spread > 0 else float("nan"),
+                           "slope": float((a * b).sum() / max((b ** 2).sum(), 1e-12))}
+    return following
 
 
 def format_tables(photos: dict, paths: dict | None = None) -> str:
