@@ -141,9 +141,10 @@ def run_aus(job: AusJob) -> AusResult:
 
     listing = _inputs(job)
     detector, estimator = _tools(job)
-    rows, failures = [], []
+    rows, failures, photos = [], [], 0
     for number, image in enumerate(listing, start=1):
         is_video = image.uri.lower().endswith(VIDEO_SUFFIXES)
+        photos += not is_video
         try:
             rows += (estimate_video if is_video else estimate_photo)(image.uri, detector, estimator)
         except Exception as error:  # noqa: BLE001 - one input's failure, whatever it is, must not stop the others
@@ -162,9 +163,10 @@ def run_aus(job: AusJob) -> AusResult:
     frames = sum(1 for row in rows if row["success"])
     lines = [f"aus: {len(listing)} inputs, {len(listing) - len(failures)} ok, {len(failures)} failed; "
              f"{len(rows)} rows ({frames} with a face) in {job.out}"]
-    if estimator.unread_aus:
-        lines.append(f"  note: the estimator does not read {', '.join(estimator.unread_aus)}: their columns say 0 for "
-                     "every face (docs/au_estimator.md)")
+    if estimator.unread_aus and photos:
+        lines.append(f"  note: in photos the estimator does not read {', '.join(estimator.unread_aus)}: their columns "
+                     "say 0 for every photo (videos are read by its video read-out, which reads them; "
+                     "docs/au_estimator.md)")
     lines += [f"  failed: {uri}: {reason}" for uri, reason in failures[:LISTED_FAILURES]]
     if len(failures) > LISTED_FAILURES:
         lines.append(f"  ... and {len(failures) - LISTED_FAILURES} more (rows with success 0 in the CSV)")

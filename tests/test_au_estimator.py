@@ -33,10 +33,10 @@ def held_out():
 
 
 def broken(estimator: AUEstimator) -> AUEstimator:
-    """The estimator with its last layer's weights zeroed (it then says the same AUs for every face)."""
+    """The estimator with its read-outs' last layers' weights zeroed (it then says the same AUs for every face)."""
     params = dict(estimator.params)
-    last = estimator.layers[-1]
-    params[f"{last}.weight"] = np.zeros_like(params[f"{last}.weight"])
+    for layers in estimator.readouts.values():
+        params[f"{layers[-1]}.weight"] = np.zeros_like(params[f"{layers[-1]}.weight"])
     return AUEstimator(params, estimator.config)
 
 
@@ -66,7 +66,7 @@ def test_estimator_follows_a_driving_video_over_time():
         path[:, index] = 2.5 - 2.5 * np.cos(np.linspace(0, 2 * np.pi, 16) + shift)
     points = np.stack([detector.detect(render_face(face, aus, 128)[0])[0].landmarks for aus in path])
     for estimator, expected in ((load_au_estimator(), True), (broken(load_au_estimator()), False)):
-        table = path_table(estimator.predict(points, clip=False), path, np.zeros(16))
+        table = path_table(estimator.predict(points, clip=False, readout="video"), path, np.zeros(16))
         correlation = np.nan_to_num(np.array(table["correlation"])[moving])
         assert (correlation.min() > 0.8) == expected, correlation
 
@@ -114,7 +114,7 @@ def test_a_video_is_read_with_frames_without_a_face_held_and_jitter_smoothed():
     points[5] = None
     read = estimator.read_video(points, fps=25)
     assert read.held == 1 and not read.found[5] and read.confidence[5] == 0 and (read.confidence[read.found] > 0).all()
-    raw = estimator.predict(np.stack([p if p is not None else points[4] for p in points]))
+    raw = estimator.predict(np.stack([p if p is not None else points[4] for p in points]), readout="video")
     assert read.aus.std(axis=0).sum() < 0.6 * raw.std(axis=0).sum()
     np.testing.assert_allclose(read.aus.mean(axis=0), raw.mean(axis=0), atol=0.05)
     np.testing.assert_array_equal(estimator.read_video(points, fps=5).aus, raw)  # sigma 0.4 frames: as read
@@ -132,7 +132,7 @@ def test_reading_a_driving_video_over_time_follows_its_path_better_than_frame_by
         return np.nan_to_num(np.array(table["correlation"])[moving])
 
     smoothed, alone = correlation(video_read_outs(estimator, videos)), correlation(estimator.predict(
-        np.where(seen[:, None, None], videos.landmarks, 0.0)))
+        np.where(seen[:, None, None], videos.landmarks, 0.0), readout="video"))
     assert smoothed.mean() > alone.mean() + 0.03, (smoothed, alone)
 
 
@@ -161,8 +161,10 @@ def test_estimator_file_round_trip_and_refusals(tmp_path):
     estimator = load_au_estimator()
     save_au_estimator(estimator, tmp_path / "copy.pt")
     points = np.array(render_face(sample_identities(1, 3)[0], expression_aus("surprise"), 128)[1])
-    np.testing.assert_allclose(load_au_estimator(tmp_path / "copy.pt").predict(points), estimator.predict(points),
-                               atol=1e-5)
+    copy = load_au_estimator(tmp_path / "copy.pt")
+    for readout in ("photo", "video"):
+        np.testing.assert_allclose(copy.predict(points, readout=readout), estimator.predict(points, readout=readout),
+                                   atol=1e-5)
     torch.save({"format": "something else"}, tmp_path / "other.pt")
     with pytest.raises(AUEstimatorError, match="not an AU estimator file"):
         load_au_estimator(tmp_path / "other.pt")
@@ -212,7 +214,7 @@ def test_aus_command_writes_a_csv_with_a_row_per_photo_and_frame_and_names_each_
     allowed = CliRunner().invoke(main, ["aus", str(inputs / "smile.png"), "--out", str(tmp_path / "one.csv")])
     assert allowed.exit_code == 0, allowed.output
     unread = ", ".join(load_au_estimator().unread_aus)
-    assert unread and f"note: the estimator does not read {unread}: their columns say 0" in allowed.output
+    assert unread and f"note: in photos the estimator does not read {unread}: their columns say 0" in allowed.output
 
 
 def test_the_aus_the_shipped_estimator_says_it_does_not_read_are_the_ones_it_does_not(held_out):
@@ -222,6 +224,20 @@ def test_the_aus_the_shipped_estimator_says_it_does_not_read_are_the_ones_it_doe
     assert estimator.unread_aus and set(estimator.unread_aus) < set(AU_NAMES)
     assert all(spans[name] < READ_MOVES for name in estimator.unread_aus), spans
     assert all(span >= READ_MOVES for name, span in spans.items() if name not in estimator.unread_aus), spans
+
+
+def test_videos_are_read_by_the_video_read_out_which_reads_every_au(held_out):
+    """The photo read-out leaves some AUs at 0 (`unread_aus`); the video read-out, which `read_video` uses, moves with
+    every AU. A file without a video read-out (made before it) reads videos with its photo read-out."""
+    estimator = load_au_estimator()
+    points = held_out.landmarks[held_out.found]
+    video, photo = estimator.predict(points, readout="video"), estimator.predict(points)
+    assert estimator.unread_aus and (np.ptp(video, axis=0) >= READ_MOVES).all(), np.ptp(video, axis=0)
+    frames = list(points[:12])
+    np.testing.assert_allclose(estimator.read_video(frames, fps=5).aus, video[:12])  # under half a frame: as read
+    assert np.abs(video - photo).max() > 0.5
+    photo_only = AUEstimator({name: value for name, value in estimator.params.items() if not name.startswith("video")})
+    np.testing.assert_allclose(photo_only.read_video(frames, fps=5).aus, photo[:12])
 
 
 def test_aus_csv_is_read_by_source_aus_and_aus_csv_as_it_is(inputs, tmp_path):

@@ -8,11 +8,14 @@ docs/au_estimator.md):
    the features do not depend on where the face is, how large it is or how it is rolled.
 2. Features: the aligned points, less the mean shape (136 numbers), standardised.
 3. A small MLP (ReLU) maps the features to the AUs; the face and its mirror image are both read and averaged (the
-   AUs are bilateral), and the result is clipped to 0-5.
+   AUs are bilateral), and the result is clipped to 0-5. There are two such read-outs, as OpenFace has static and
+   dynamic models: the photo read-out, fitted for each face's level (L1: it says 0 for an AU it cannot tell, so a
+   photo's rarer AUs read 0), and the video read-out, fitted to follow an expression as it changes (L1 with the rarer
+   AUs' presence weighed up, so that every AU moves with the face), which reads videos.
 4. Confidence: how typical the aligned shape is of the faces the estimator was fitted on (its Mahalanobis distance
    in the fit's principal components): 1 inside the fit's 90th percentile, falling linearly to 0 at twice its 99th.
-5. In a video (`AUEstimator.read_video`), frames without a face hold the previous frame's AUs and the per-frame
-   read-outs are smoothed over time (`ganbatch.faces.tracks`): the detector's landmarks jitter from frame to frame
+5. In a video (`AUEstimator.read_video`, with the video read-out), frames without a face hold the previous frame's
+   AUs and the per-frame read-outs are smoothed over time (`ganbatch.faces.tracks`): the detector's landmarks jitter from frame to frame
    much faster than a face moves.
 
 The asset `ganbatch/assets/au_estimator.pt` is `{"format": "ganbatch-au-estimator", "version": 1, "config": <JSON>,
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -40,6 +44,9 @@ SHIPPED_ESTIMATOR = Path(__file__).resolve().parents[1] / "assets" / "au_estimat
 # Points the similarity alignment fits: jaw top (0, 1, 15, 16), nose bridge (27-30) and eye corners (36, 39, 42,
 # 45); the synthetic AUs move none of them more than a trace, and real expressions move them little.
 ANCHOR_POINTS = (0, 1, 15, 16, 27, 28, 29, 30, 36, 39, 42, 45)
+# The read-outs' MLP layers in the asset's state_dict: "<prefix><i>.weight" and ".bias". A file without the video
+# read-out (older ones) reads videos with the photo read-out.
+READOUT_PREFIXES = {"photo": "layer", "video": "video_layer"}
 
 
 @dataclass(frozen=True)
@@ -105,51 +112,58 @@ def check_landmarks(points) -> np.ndarray:
 class AUEstimator:
     """Landmarks -> AUs with the fitted parameters `params` (NumPy arrays named as in the asset's state_dict).
 
-    params: reference (68, 2) mean shape; feature_mean, feature_std (136,); layer{i}.weight (out, in) and
-    layer{i}.bias for the MLP's layers (ReLU between them; the last gives AU / AU_SCALE); pca_components (K, 136) and
-    pca_scale (K,) for the confidence's distance, with distance_typical / distance_limit (its 90th percentile on the
-    fit's faces and the distance where confidence reaches 0).
+    params: reference (68, 2) mean shape; feature_mean, feature_std (136,); for each read-out (READOUT_PREFIXES:
+    layer{i}, video_layer{i}) .weight (out, in) and .bias of its MLP's layers (ReLU between them; the last gives
+    AU / AU_SCALE); pca_components (K, 136) and pca_scale (K,) for the confidence's distance, with distance_typical /
+    distance_limit (its 90th percentile on the fit's faces and the distance where confidence reaches 0).
     """
 
     def __init__(self, params: dict[str, np.ndarray], config: dict | None = None):
         self.params = {name: np.asarray(value, dtype=np.float64) for name, value in params.items()}
         self.config = dict(config or {})
-        self.layers = sorted({name.split(".")[0] for name in self.params if name.startswith("layer")},
-                             key=lambda name: int(name[len("layer"):]))
+        modules = {name.split(".")[0] for name in self.params}
+        self.readouts = {  # read-out -> its layers' names, in order
+            readout: sorted((name for name in modules if re.fullmatch(rf"{prefix}\d+", name)),
+                            key=lambda name: int(name[len(prefix):]))
+            for readout, prefix in READOUT_PREFIXES.items()}
+        if not self.readouts["video"]:
+            self.readouts["video"] = self.readouts["photo"]
 
     @property
     def unread_aus(self) -> tuple[str, ...]:
-        """AU names (`AU_NAMES` spelling) this estimator does not read: the fit's estimates of them on its held-out
-        faces stayed at one value (0), whatever the face. Empty for a file that does not say."""
+        """AU names (`AU_NAMES` spelling) the photo read-out does not read: its estimates of them on the fit's
+        held-out faces stayed at one value (0), whatever the face. Empty for a file that does not say."""
         return tuple(self.config.get("unread_aus", ()))
 
-    def _read(self, features: np.ndarray) -> np.ndarray:
+    def _read(self, features: np.ndarray, readout: str) -> np.ndarray:
         x = (features - self.params["feature_mean"]) / self.params["feature_std"]
-        for position, layer in enumerate(self.layers):
+        layers = self.readouts[readout]
+        for position, layer in enumerate(layers):
             x = x @ self.params[f"{layer}.weight"].T + self.params[f"{layer}.bias"]
-            if position < len(self.layers) - 1:
+            if position < len(layers) - 1:
                 x = np.maximum(x, 0.0)
         return x * AU_SCALE
 
-    def predict(self, landmarks, clip: bool = True) -> np.ndarray:
-        """AU intensities float32 (N, 17), 0-5, of landmark sets (N, 68, 2) (or one (68, 2) set -> (1, 17)).
+    def predict(self, landmarks, clip: bool = True, readout: str = "photo") -> np.ndarray:
+        """AU intensities float32 (N, 17), 0-5, of landmark sets (N, 68, 2) (or one (68, 2) set -> (1, 17)), by the
+        photo read-out or (readout="video") the video read-out.
 
         clip=False keeps the network's raw read-out, which goes below 0 (and above 5): a face's expression changes
         (differences between two of its frames) are then seen down to the bottom of the scale.
         """
         points = check_landmarks(landmarks)
         reference = self.params["reference"]
-        both = self._read(shape_features(points, reference)) + self._read(shape_features(mirror_landmarks(points),
-                                                                                         reference))
+        both = (self._read(shape_features(points, reference), readout)
+                + self._read(shape_features(mirror_landmarks(points), reference), readout))
         return (np.clip(both / 2, 0.0, AU_SCALE) if clip else both / 2).astype(np.float32)
 
     def read_video(self, points: list[Optional[np.ndarray]], fps: float, *, clip: bool = True) -> VideoAUs:
         """A video's AUs from its frames' (68, 2) landmarks (None: no face in that frame; at least one face): each
-        face read as `predict` reads it, frames without a face holding the nearest earlier frame's AUs, the whole
-        smoothed over time (`smooth_over_time`)."""
+        face read as `predict` reads it with the video read-out, frames without a face holding the nearest earlier
+        frame's AUs, the whole smoothed over time (`smooth_over_time`)."""
         found = np.array([face is not None for face in points])
         faces = np.stack([face for face in points if face is not None])
-        read = iter(self.predict(faces, clip=clip))
+        read = iter(self.predict(faces, clip=clip, readout="video"))
         aus, held = hold_missing([next(read) if face is not None else None for face in points])
         confidence = np.zeros(len(points), np.float32)
         confidence[found] = self.confidence(faces)
