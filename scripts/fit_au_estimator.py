@@ -22,8 +22,8 @@ each read-out):
    fit identities (`driving_paths(sample_identities(80, FIT_SEED), 48, dlib, seed=7)`), never on the held-out ones;
 5. the confidence's principal components (PCA of the features) and its distance percentiles.
 
-The asset's config also names the AUs the fit does not read (`unread_aus`: their estimates on the held-out faces span
-less than READ_MOVES, `read_aus`), which `ganbatch aus` reports.
+The asset's config also names the AUs the photo read-out does not read (`unread_aus`: its estimates of them on the
+held-out faces span less than READ_MOVES, `read_aus`), which `ganbatch aus` reports.
 
 The held-out accuracy (`--held-out` identities of HELD_OUT_SEED) is stored in the asset's config and printed.
 """
