@@ -215,6 +215,8 @@ def test_aus_command_writes_a_csv_with_a_row_per_photo_and_frame_and_names_each_
     assert allowed.exit_code == 0, allowed.output
     unread = ", ".join(load_au_estimator().unread_aus)
     assert unread and f"note: in photos the estimator does not read {unread}: their columns say 0" in allowed.output
+    video_only = CliRunner().invoke(main, ["aus", str(inputs / "clip.mp4"), "--out", str(tmp_path / "clip.csv")])
+    assert video_only.exit_code == 0 and "note:" not in video_only.output, video_only.output  # videos read them all
 
 
 def test_the_aus_the_shipped_estimator_says_it_does_not_read_are_the_ones_it_does_not(held_out):
