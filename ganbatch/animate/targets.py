@@ -408,8 +408,8 @@ def _driving_landmarks(uri: str, detector) -> tuple[np.ndarray, int]:
 
 
 def driving_aus(uri: str, detector, estimator) -> tuple[np.ndarray, int]:
-    """(T, 17) AUs that `estimator` reads off the largest face in every frame of the video at `uri` (its raw
-    read-out, not clipped to 0-5, so changes near 0 count; `AUEstimator.read_video`: frames without a face hold an
+    """(T, 17) AUs that `estimator`'s video read-out reads off the largest face in every frame of the video at `uri`
+    (raw, not clipped to 0-5, so changes near 0 count; `AUEstimator.read_video`: frames without a face hold an
     earlier frame's, the whole smoothed over time), and the number of held frames."""
     points, fps = video_face_landmarks(uri, detector)
     read = estimator.read_video(points, fps, clip=False)
