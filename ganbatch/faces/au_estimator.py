@@ -15,8 +15,8 @@ docs/au_estimator.md):
 4. Confidence: how typical the aligned shape is of the faces the estimator was fitted on (its Mahalanobis distance
    in the fit's principal components): 1 inside the fit's 90th percentile, falling linearly to 0 at twice its 99th.
 5. In a video (`AUEstimator.read_video`, with the video read-out), frames without a face hold the previous frame's
-   AUs and the per-frame read-outs are smoothed over time (`ganbatch.faces.tracks`): the detector's landmarks jitter from frame to frame
-   much faster than a face moves.
+   AUs and the per-frame read-outs are smoothed over time (`ganbatch.faces.tracks`): the detector's landmarks jitter
+   from frame to frame much faster than a face moves.
 
 The asset `ganbatch/assets/au_estimator.pt` is `{"format": "ganbatch-au-estimator", "version": 1, "config": <JSON>,
 "state_dict": {name: tensor}}`, read with `torch.load(weights_only=True)`; inference is plain NumPy.
