@@ -40,7 +40,8 @@ from ganbatch.eval.au_estimator import (
     FIT_SEED, HELD_OUT_SEED, DetectedFaces, detected_faces, format_tables, photo_table, read_aus)
 from ganbatch.faces import get_detector
 from ganbatch.faces.au_estimator import (
-    ANCHOR_POINTS, READOUT_PREFIXES, SHIPPED_ESTIMATOR, AUEstimator, align_landmarks, mirror_landmarks, save_au_estimator, shape_features)
+    ANCHOR_POINTS, READOUT_PREFIXES, SHIPPED_ESTIMATOR, AUEstimator, align_landmarks, mirror_landmarks,
+    save_au_estimator, shape_features)
 from ganbatch.synth import sample_identities
 from ganbatch.targets.aus import AU_NAMES, AU_SCALE, NUM_AUS
 
