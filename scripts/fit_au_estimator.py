@@ -5,14 +5,14 @@
 Faces: `--identities` identities of `sample_identities(n, FIT_SEED)` x `--per-identity` expressions, each under a new
 pose, size and image quality (ganbatch.eval.au_estimator.detected_faces, seed 0), through dlib's detector and 68-point
 predictor. With `--cache`, the detected landmarks are kept in (or read from) that .npz, so a re-fit skips rendering.
-Fit (seeds fixed, torch on one thread; about 15 minutes for the defaults: 3-9 rendering and detecting, 5-6 fitting
-each read-out):
+Fit (seeds fixed, torch on one thread; about 10-20 minutes for the defaults: 3-9 rendering and detecting, 3-6
+fitting each read-out):
 
 1. reference shape: generalised Procrustes (5 rounds) over the anchor points, made left-right symmetric;
 2. training shapes: the detected landmarks and, for the same faces, the renderer's true landmarks with Gaussian noise
-   (`--noise` x the face's size): dlib follows the synthetic mouth, jaw and lids but hardly the synthetic brows
-   (a brow raise of 6 px moves dlib's brow points by about 1 px), while it follows real brows; the true landmarks
-   teach the estimator what brows mean. Features standardised; the set doubled with the mirrored faces;
+   (`--noise` x the face's size): dlib follows the synthetic mouth, jaw and lids but not the synthetic brows (its
+   brow points sit on the eyelid crease drawn below them and move against them, docs/au_estimator.md), while it
+   follows real brows; the true landmarks teach the estimator what brows mean. Features standardised; the set doubled with the mirrored faces;
 3. the photo read-out: MLP 136 -> hidden -> hidden -> 17 (ReLU), AdamW on the L1 loss of AU / 5, full batches,
    cosine learning rate;
 4. the video read-out: the same network and schedule, on the L1 loss with each AU's presence (a target above 0.1)
