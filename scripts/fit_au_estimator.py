@@ -12,7 +12,8 @@ fitting each read-out):
 2. training shapes: the detected landmarks and, for the same faces, the renderer's true landmarks with Gaussian noise
    (`--noise` x the face's size): dlib follows the synthetic mouth, jaw and lids but not the synthetic brows (its
    brow points sit on the eyelid crease drawn below them and move against them, docs/au_estimator.md), while it
-   follows real brows; the true landmarks teach the estimator what brows mean. Features standardised; the set doubled with the mirrored faces;
+   follows real brows; the true landmarks teach the estimator what brows mean. Features standardised; the set
+   doubled with the mirrored faces;
 3. the photo read-out: MLP 136 -> hidden -> hidden -> 17 (ReLU), AdamW on the L1 loss of AU / 5, full batches,
    cosine learning rate;
 4. the video read-out: the same network and schedule, on the L1 loss with each AU's presence (a target above 0.1)
