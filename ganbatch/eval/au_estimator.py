@@ -177,6 +177,14 @@ def read_aus(predicted: np.ndarray) -> np.ndarray:
     return np.ptp(predicted, axis=0) >= READ_MOVES
 
 
+def centred_per_video(values: np.ndarray, videos: np.ndarray) -> np.ndarray:
+    """`values` (N, ...) as float64 with each video's mean (over its frames, `videos` (N,)) removed."""
+    out = values.astype(np.float64)  # a copy
+    for video in np.unique(videos):
+        out[videos == video] -= out[videos == video].mean(axis=0)
+    return out
+
+
 def path_table(predicted: np.ndarray, truth: np.ndarray, videos: np.ndarray) -> dict:
     """Per-AU Pearson correlation over time between `predicted` and `truth` (N, 17), frames of all videos pooled
     after removing each video's mean (so a per-video offset, e.g. the identity's resting shape, does not count).
@@ -184,13 +192,7 @@ def path_table(predicted: np.ndarray, truth: np.ndarray, videos: np.ndarray) -> 
     Also per AU: in how many videos the true path moves (by PATH_MOVES or more), and whether the read-out moves at all
     (by READ_MOVES or more): one that stays at a value, e.g. always 0, does not read the AU, whatever its correlation.
     """
-    def centred(values):
-        out = values.astype(np.float64).copy()
-        for video in np.unique(videos):
-            out[videos == video] -= out[videos == video].mean(axis=0)
-        return out
-
-    p, t = centred(predicted), centred(truth)
+    p, t = centred_per_video(predicted, videos), centred_per_video(truth, videos)
     correlation = (p * t).sum(axis=0) / np.maximum(np.sqrt((p ** 2).sum(axis=0) * (t ** 2).sum(axis=0)), 1e-12)
     moving_videos = sum((np.ptp(truth[videos == video], axis=0) >= PATH_MOVES).astype(int) for video in
                         np.unique(videos))
@@ -205,12 +207,8 @@ def landmark_following(videos: DetectedFaces) -> dict:
     removed (a video holds one pose, so what is left is what the expression moves). A slope of 1 and a correlation
     of 1 mean the detector follows that part exactly; a negative one, that it moves the other way."""
     found = videos.found
-    detected = videos.landmarks[found].astype(np.float64)
-    true = videos.true_landmarks[found].astype(np.float64)
-    owners = videos.identity[found]
-    for video in np.unique(owners):
-        detected[owners == video] -= detected[owners == video].mean(axis=0)
-        true[owners == video] -= true[owners == video].mean(axis=0)
+    detected = centred_per_video(videos.landmarks[found], videos.identity[found])
+    true = centred_per_video(videos.true_landmarks[found], videos.identity[found])
     following = {}
     for part, (start, stop) in IBUG_PARTS.items():
         a, b = detected[:, start:stop].ravel(), true[:, start:stop].ravel()
